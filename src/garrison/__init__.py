@@ -1,0 +1,5 @@
+"""Garrison: a self-hosted API backend platform."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,32 @@
+"""The ``garrison`` command. Exit codes: 0 success, 1 runtime failure, 2 configuration or
+usage error, 3 the database schema is not at the version this release expects."""
+
+from __future__ import annotations
+
+import typer
+
+from garrison import __version__
+from garrison.cli import config as config_cmd
+from garrison.cli import migrate as migrate_cmd
+from garrison.cli import serve as serve_cmd
+
+app = typer.Typer(
+    name="garrison",
+    help="Garrison: self-hosted API backend platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(migrate_cmd.app, name="migrate")
+app.add_typer(config_cmd.app, name="config")
+app.command("serve")(serve_cmd.serve)
+
+
+@app.command("version")
+def version() -> None:
+    """Print Garrison's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

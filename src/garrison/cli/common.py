@@ -1,0 +1,52 @@
+"""What every command shares: loading settings (exit 2 on a bad one) and failing cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from garrison.log import configure_logging
+from garrison.settings import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_SCHEMA = 3
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    typer.echo(f"garrison: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_or_exit(*, configure_logs: bool = True) -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    if configure_logs:
+        configure_logging(settings)
+    return settings
+
+
+def run_db(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a database coroutine; an unreachable database is one clear line, exit 1."""
+    try:
+        return asyncio.run(coro)
+    except (OperationalError, InterfaceError, OSError) as exc:
+        fail(f"cannot reach the database (GARRISON_DATABASE_URL): {_reason(exc)}")
+    except DBAPIError as exc:
+        fail(f"database error: {_reason(exc)}")
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+    if len(args) >= 2 and isinstance(args[0], int):
+        return f"{args[1]} ({args[0]})"
+    return str(orig).splitlines()[0] if str(orig) else type(orig).__name__

@@ -1,0 +1,61 @@
+"""Security headers on every response, errors included (OWASP Secure Headers).
+
+API responses get ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``
+and ``Cache-Control: no-store`` unless the route chose its own caching; the interactive docs
+page gets a policy that lets its scripts load. Any ``Server`` header is removed.
+"""
+
+from __future__ import annotations
+
+from garrison.types import ASGIApp, Message, Receive, Scope, Send
+
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = (
+    b"default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
+    b"frame-ancestors 'none'"
+)
+_STATIC = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-xss-protection", b"0"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+_OWNED = {name for name, _ in _STATIC} | {b"content-security-policy", b"server"}
+
+
+class SecurityHeadersMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        hsts: bool = False,
+        hsts_max_age: int = 31_536_000,
+        docs_paths: tuple[str, ...] = ("/api/docs",),
+    ) -> None:
+        self.app = app
+        self.docs_paths = docs_paths
+        self.extra = list(_STATIC)
+        if hsts:
+            value = f"max-age={hsts_max_age}; includeSubDomains".encode()
+            self.extra.append((b"strict-transport-security", value))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"].startswith(self.docs_paths) else API_CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OWNED]
+                if not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                headers.extend(self.extra)
+                headers.append((b"content-security-policy", csp))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

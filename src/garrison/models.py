@@ -1,0 +1,5 @@
+"""Imports every domain's tables so the metadata is complete (for migrations and tests)."""
+
+from garrison.ops import models as ops_models
+
+__all__ = ["ops_models"]

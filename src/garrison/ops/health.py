@@ -1,0 +1,183 @@
+"""Health checks in application/health+json (draft-inadarei-api-health-check).
+
+Each check runs with its own timeout and all run concurrently, so a hung dependency costs at
+most ``health.check_timeout`` seconds. The report is cached for ``health.cache_seconds`` and
+computed by one caller at a time, so a flood of probes never becomes a flood of queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import text
+
+from garrison import __version__
+from garrison.db.engine import Database
+from garrison.db.migrate import current_revisions
+from garrison.settings import HealthSettings
+from garrison.store.base import KeyValueStore
+
+Status = Literal["pass", "warn", "fail"]
+_RANK: dict[Status, int] = {"pass": 0, "warn": 1, "fail": 2}
+MEDIA_TYPE = "application/health+json"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    component_type: str
+    status: Status
+    observed_value: float | int | None = None
+    observed_unit: str | None = None
+    output: str | None = None
+
+    def as_json(self, time_iso: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "componentType": self.component_type,
+            "status": self.status,
+            "time": time_iso,
+        }
+        if self.observed_value is not None:
+            body["observedValue"] = self.observed_value
+            body["observedUnit"] = self.observed_unit
+        if self.output:
+            body["output"] = self.output
+        return body
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    status: Status
+    checks: tuple[CheckResult, ...] = ()
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def http_status(self) -> int:
+        return 503 if self.status == "fail" else 200
+
+    def public(self) -> dict[str, Any]:
+        return {"status": self.status}
+
+    def detailed(self, service_id: str) -> dict[str, Any]:
+        stamp = self.time.isoformat()
+        checks: dict[str, list[dict[str, Any]]] = {}
+        for check in self.checks:
+            checks.setdefault(check.name, []).append(check.as_json(stamp))
+        return {
+            "status": self.status,
+            "version": __version__.split(".")[0],
+            "releaseId": __version__,
+            "serviceId": service_id,
+            "checks": checks,
+        }
+
+
+def worst(statuses: list[Status]) -> Status:
+    return max(statuses, key=_RANK.__getitem__, default="pass")
+
+
+class HealthService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        store: KeyValueStore | None,
+        data_dir: Path,
+        settings: HealthSettings,
+        expected_revisions: frozenset[str],
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.data_dir = data_dir
+        self.settings = settings
+        self.expected_revisions = expected_revisions
+        self._cached: tuple[float, HealthReport] | None = None
+        self._lock = asyncio.Lock()
+
+    async def report(self) -> HealthReport:
+        cached = self._cached
+        now = time.monotonic()
+        if cached and now - cached[0] < self.settings.cache_seconds:
+            return cached[1]
+        async with self._lock:
+            cached = self._cached
+            if cached and time.monotonic() - cached[0] < self.settings.cache_seconds:
+                return cached[1]
+            report = await self._run_checks()
+            self._cached = (time.monotonic(), report)
+            return report
+
+    async def _run_checks(self) -> HealthReport:
+        # (component, type, check, status when it errors or times out)
+        checks: list[tuple[str, str, Callable[[], Awaitable[list[CheckResult]]], Status]] = [
+            ("database", "datastore", self._database, "fail"),
+            ("disk", "system", self._disk, "fail"),
+        ]
+        if self.store is not None:
+            # The API keeps serving without its store (rate limits fail open): warn, not fail.
+            checks.append(("cache", "datastore", self._store, "warn"))
+        groups = await asyncio.gather(*(self._bounded(*check) for check in checks))
+        results = tuple(result for group in groups for result in group)
+        return HealthReport(status=worst([r.status for r in results]), checks=results)
+
+    async def _bounded(
+        self,
+        name: str,
+        component_type: str,
+        check: Callable[[], Awaitable[list[CheckResult]]],
+        on_error: Status,
+    ) -> list[CheckResult]:
+        try:
+            return await asyncio.wait_for(check(), timeout=self.settings.check_timeout)
+        except TimeoutError:
+            output = "timed out"
+        except Exception as exc:
+            output = _brief(exc)
+        return [CheckResult(f"{name}:responseTime", component_type, on_error, output=output)]
+
+    async def _database(self) -> list[CheckResult]:
+        started = time.perf_counter()
+        async with self.db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            elapsed = round((time.perf_counter() - started) * 1000, 2)
+            applied = await current_revisions(conn)
+        missing = self.expected_revisions - applied
+        return [
+            CheckResult("database:responseTime", "datastore", "pass", elapsed, "ms"),
+            CheckResult(
+                "database:migrations",
+                "datastore",
+                "fail" if missing else "pass",
+                len(missing),
+                "pending",
+                output="migrations pending: run `garrison migrate up`" if missing else None,
+            ),
+        ]
+
+    async def _store(self) -> list[CheckResult]:
+        assert self.store is not None
+        started = time.perf_counter()
+        await self.store.ping()
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        return [CheckResult("cache:responseTime", "datastore", "pass", elapsed, "ms")]
+
+    async def _disk(self) -> list[CheckResult]:
+        free_mb = shutil.disk_usage(self.data_dir).free // (1024 * 1024)
+        status: Status = "pass"
+        if free_mb < self.settings.disk_fail_mb:
+            status = "fail"
+        elif free_mb < self.settings.disk_warn_mb:
+            status = "warn"
+        return [CheckResult("disk:free", "system", status, free_mb, "MiB")]
+
+
+def _brief(exc: BaseException) -> str:
+    """A short, operator-only description (never shown to the public)."""
+    return type(exc).__name__

@@ -1,0 +1,46 @@
+"""Health endpoints: public status for everyone, the detailed checks for operators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from garrison.gateway.client_ip import is_loopback
+from garrison.gateway.scope import state
+from garrison.ops.health import MEDIA_TYPE, HealthReport, HealthService
+
+router = APIRouter(prefix="/api/health", tags=["health"])
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {MEDIA_TYPE: {}}, "description": "pass or warn"},
+    503: {"content": {MEDIA_TYPE: {}}, "description": "fail"},
+}
+
+
+def _health_response(request: Request, report: HealthReport) -> Response:
+    settings = request.app.state.settings
+    operator = settings.health.details == "loopback" and is_loopback(
+        state(request.scope).get("client_ip")
+    )
+    body = report.detailed(settings.env) if operator else report.public()
+    return Response(orjson.dumps(body), status_code=report.http_status, media_type=MEDIA_TYPE)
+
+
+@router.get("", responses=_RESPONSES, summary="Overall health (dependencies included)")
+async def health(request: Request) -> Response:
+    service: HealthService = request.app.state.health
+    return _health_response(request, await service.report())
+
+
+@router.get("/ready", responses=_RESPONSES, summary="Ready to serve traffic")
+async def ready(request: Request) -> Response:
+    service: HealthService = request.app.state.health
+    return _health_response(request, await service.report())
+
+
+@router.get("/live", responses=_RESPONSES, summary="The process is alive")
+async def live() -> Response:
+    return Response(b'{"status":"pass"}', media_type=MEDIA_TYPE)

@@ -1,0 +1,53 @@
+"""Runs the ASGI app on granian (Rust HTTP server) with uvloop.
+
+On SIGTERM or SIGINT granian stops accepting connections, lets in-flight requests finish
+(up to ``shutdown_timeout`` seconds per worker), then exits.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+APP_FACTORY = "garrison.app:create_app_from_env"
+
+
+def _log_config() -> dict[str, Any]:
+    # granian's own lines go to the root logger, which garrison.log renders as JSON/console.
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "loggers": {
+            "_granian": {"handlers": [], "propagate": True},
+            "granian.access": {"handlers": [], "propagate": False},
+        },
+    }
+
+
+def run_server(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    shutdown_timeout: int,
+    target: str = APP_FACTORY,
+    factory: bool = True,
+) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    loop = Loops.uvloop if sys.platform != "win32" else Loops.asyncio
+    Granian(
+        target,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=loop,
+        factory=factory,
+        log_enabled=True,
+        log_access=False,
+        log_dictconfig=_log_config(),
+        respawn_failed_workers=True,
+        workers_kill_timeout=shutdown_timeout,
+    ).serve()

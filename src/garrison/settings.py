@@ -1,0 +1,319 @@
+"""The one place that reads the environment.
+
+Configuration comes from environment variables prefixed ``GARRISON_`` (nested sections use
+``__``, e.g. ``GARRISON_HTTP__PORT``), an optional ``.env`` file, and in production the
+``PROD_DB_*`` variables. Defaults depend on the environment profile (development, staging,
+production); an explicitly set value always wins over the profile.
+
+``load_settings()`` is what processes call at start: it builds the object, applies the
+profile, refuses unsafe or incomplete configurations with a ``ConfigError`` naming the
+variable, and in development generates the secret key once into the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+Environment = Literal["development", "staging", "production"]
+
+ENV_PREFIX = "GARRISON_"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+_PLACEHOLDERS = {
+    "changeme",
+    "change-me",
+    "change_me",
+    "changethis",
+    "secret",
+    "password",
+    "placeholder",
+    "example",
+    "default",
+    "todo",
+    "xxx",
+    "test",
+    "garrison",
+}
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; ``variable`` names the environment variable to fix."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
+
+
+class DatabaseSettings(BaseModel):
+    pool_size: int = Field(default=10, ge=1, le=500)
+    max_overflow: int = Field(default=10, ge=0, le=500)
+    pool_timeout: float = Field(default=10.0, gt=0)
+    pool_recycle: int = Field(default=1800, ge=-1, description="seconds; -1 disables")
+    pool_pre_ping: bool = True
+    connect_timeout: float = Field(default=5.0, gt=0)
+    isolation_level: Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"] = "READ COMMITTED"
+    replica_url: str | None = Field(default=None, description="read-only replica URL")
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    echo: bool = False
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    public_url: str | None = Field(default=None, description="external base URL")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    allowed_content_types: list[str] = Field(
+        default_factory=lambda: [
+            "application/json",
+            "application/merge-patch+json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ]
+    )
+    cors_origins: list[str] = Field(default_factory=list)
+    cors_allow_credentials: bool = False
+    trusted_proxies: list[str] = Field(default_factory=list, description="IPs or CIDRs")
+    hsts: bool = False
+    hsts_max_age: int = Field(default=31_536_000, ge=31_536_000)
+    secure_cookies: bool = False
+    shutdown_timeout: int = Field(default=30, ge=1, description="seconds to drain on SIGTERM")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or "*" in origin:
+                raise ValueError("wildcards are not allowed; list each origin")
+            if not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        return [origin.rstrip("/") for origin in value]
+
+
+class LogSettings(BaseModel):
+    level: Literal["debug", "info", "warning", "error"] = "debug"
+    format: Literal["auto", "json", "console"] = "auto"
+    audit: bool = False
+
+
+class HealthSettings(BaseModel):
+    check_timeout: float = Field(default=0.8, gt=0, le=5, description="seconds per check")
+    cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    disk_warn_mb: int = Field(default=1024, ge=0)
+    disk_fail_mb: int = Field(default=100, ge=0)
+    details: Literal["loopback", "never"] = "loopback"
+
+
+class RateLimitSettings(BaseModel):
+    requests_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
+    burst: int | None = Field(default=None, ge=1)
+
+
+class _ProdDatabaseEnv(BaseSettings):
+    """The specification's production database variables (no GARRISON_ prefix)."""
+
+    model_config = SettingsConfigDict(env_prefix="PROD_DB_", extra="ignore")
+
+    host: str | None = None
+    port: int = 3306
+    name: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "development": {
+        "http": {"host": "127.0.0.1", "hsts": False, "secure_cookies": False},
+        "log": {"level": "debug", "format": "auto", "audit": False},
+        "rate_limit": {"requests_per_minute": None, "burst": None},
+    },
+    "staging": {
+        "http": {"host": "0.0.0.0", "hsts": True, "secure_cookies": True},  # noqa: S104
+        "log": {"level": "info", "format": "json", "audit": False},
+        "rate_limit": {"requests_per_minute": 500, "burst": 100},
+    },
+    "production": {
+        "http": {"host": "0.0.0.0", "hsts": True, "secure_cookies": True},  # noqa: S104
+        "log": {"level": "info", "format": "json", "audit": True},
+        "rate_limit": {"requests_per_minute": 100, "burst": 20},
+    },
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    env: Environment = "development"
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+
+    @model_validator(mode="after")
+    def _apply_profile(self) -> Settings:
+        for section_name, defaults in _PROFILES[self.env].items():
+            section: BaseModel = getattr(self, section_name)
+            for field, value in defaults.items():
+                if field not in section.model_fields_set:
+                    setattr(section, field, value)
+        if self.database_url is None:
+            if self.env == "development":
+                path = (self.data_dir / "garrison.db").resolve()
+                self.database_url = f"sqlite+aiosqlite:///{path}"
+            elif self.env == "production":
+                self.database_url = _prod_database_url()
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def db_url(self) -> str:
+        """The effective database URL (always set once ``load_settings`` succeeded)."""
+        if self.database_url is None:
+            raise ConfigError(f"{ENV_PREFIX}DATABASE_URL", "is not set")
+        return self.database_url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration with every secret replaced; for ``config show``."""
+        data = self.model_dump(mode="json")
+        data["secret_key"] = "**********" if self.secret_key else None
+        for key in ("database_url", "redis_url"):
+            if data.get(key):
+                data[key] = _redact_url(data[key])
+        if data["db"].get("replica_url"):
+            data["db"]["replica_url"] = _redact_url(data["db"]["replica_url"])
+        return data
+
+
+def _prod_database_url() -> str | None:
+    prod = _ProdDatabaseEnv()
+    if prod.host is None:
+        return None
+    if not prod.name:
+        raise ConfigError("PROD_DB_NAME", "is required when PROD_DB_HOST is set")
+    if not prod.username:
+        raise ConfigError("PROD_DB_USERNAME", "is required when PROD_DB_HOST is set")
+    if prod.password is None:
+        raise ConfigError("PROD_DB_PASSWORD", "is required when PROD_DB_HOST is set")
+    password = prod.password.get_secret_value()
+    if password.lower() in _PLACEHOLDERS:
+        raise ConfigError("PROD_DB_PASSWORD", "is a placeholder; set the real password")
+    url = URL.create(
+        "mysql+asyncmy",
+        username=prod.username,
+        password=password or None,
+        host=prod.host,
+        port=prod.port,
+        database=prod.name,
+        query={"charset": "utf8mb4"},
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def _redact_url(value: str) -> str:
+    try:
+        return make_url(value).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as a marker, never verbatim
+        return "<unparsable URL>"
+
+
+def _variable_for(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc if isinstance(part, str))
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse configurations that are unsafe or incomplete for the chosen environment."""
+    strict = settings.env != "development"
+    if settings.database_url is None:
+        hint = "set it or PROD_DB_HOST/PROD_DB_NAME/…" if settings.env == "production" else ""
+        raise ConfigError(
+            f"{ENV_PREFIX}DATABASE_URL", f"is required in {settings.env} {hint}".rstrip()
+        )
+    try:
+        url = make_url(settings.database_url)
+    except Exception as exc:
+        raise ConfigError(f"{ENV_PREFIX}DATABASE_URL", "is not a valid database URL") from exc
+    if url.get_backend_name() not in ("sqlite", "mysql", "mariadb"):
+        raise ConfigError(
+            f"{ENV_PREFIX}DATABASE_URL", "must be sqlite+aiosqlite:// or mysql+asyncmy://"
+        )
+    if strict and url.get_backend_name() == "sqlite":
+        raise ConfigError(
+            f"{ENV_PREFIX}DATABASE_URL",
+            f"SQLite is not allowed in {settings.env}; use mysql+asyncmy://user:pw@host/db",
+        )
+    if strict and not settings.redis_url:
+        raise ConfigError(f"{ENV_PREFIX}REDIS_URL", f"is required in {settings.env}")
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(f"{ENV_PREFIX}REDIS_URL", "must start with redis://, rediss://")
+    if strict:
+        if settings.secret_key is None:
+            raise ConfigError(f"{ENV_PREFIX}SECRET_KEY", f"is required in {settings.env}")
+        _check_secret(settings.secret_key.get_secret_value())
+
+
+def _check_secret(value: str) -> None:
+    variable = f"{ENV_PREFIX}SECRET_KEY"
+    lowered = value.strip().lower()
+    if lowered in _PLACEHOLDERS or any(word in lowered for word in ("changeme", "change-me")):
+        raise ConfigError(variable, "is a placeholder; generate one with `openssl rand -hex 32`")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(variable, f"must be at least {MIN_SECRET_LENGTH} characters")
+    if len(set(value)) < 8:
+        raise ConfigError(variable, "has too little variety to be a real secret")
+
+
+def _development_secret(data_dir: Path) -> SecretStr:
+    """Read the generated secret, creating it (mode 0600) on first start."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SECRET_KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return SecretStr(path.read_text().strip())
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return SecretStr(path.read_text().strip())
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build, complete and check the settings; raises ``ConfigError`` naming the variable."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ConfigError(_variable_for(tuple(error["loc"])), error["msg"]) from None
+    check_settings(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.secret_key is None:
+        settings.secret_key = _development_secret(settings.data_dir)
+    return settings

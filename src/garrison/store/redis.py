@@ -1,0 +1,77 @@
+"""Redis store, shared by every process of a deployment."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from garrison.store.base import StoreUnavailable
+
+
+def _ms(ttl: float | None) -> int | None:
+    return None if ttl is None else max(1, int(ttl * 1000))
+
+
+class RedisStore:
+    name = "redis"
+
+    def __init__(self, url: str, *, prefix: str = "garrison:", timeout: float = 0.5) -> None:
+        self.prefix = prefix
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+        )
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            value = await self.client.get(self._key(key))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(type(exc).__name__)) from exc
+        if isinstance(value, str):  # only when a caller set decode_responses
+            return value.encode()
+        return value
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        try:
+            await self.client.set(self._key(key), value, px=_ms(ttl))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(type(exc).__name__)) from exc
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        try:
+            stored = await self.client.set(self._key(key), value, px=_ms(ttl), nx=True)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(type(exc).__name__)) from exc
+        return bool(stored)
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self.client.delete(self._key(key))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(type(exc).__name__)) from exc
+
+    async def incr(self, key: str, *, amount: int = 1, ttl: float | None = None) -> int:
+        full = self._key(key)
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.incrby(full, amount)
+                if ttl is not None:
+                    pipe.pexpire(full, _ms(ttl) or 1, nx=True)
+                results = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(type(exc).__name__)) from exc
+        return int(results[0])
+
+    async def ping(self) -> None:
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(type(exc).__name__)) from exc
+
+    async def close(self) -> None:
+        await self.client.aclose()

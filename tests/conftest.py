@@ -1,0 +1,114 @@
+"""Shared fixtures: settings per backend, a migrated database, the app over ASGI."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from garrison.app import create_app
+from garrison.db import migrate
+from garrison.log import configure_logging
+from garrison.settings import Settings, load_settings
+from tests import services
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the configuration they set themselves."""
+    for name in list(os.environ):
+        if name.startswith(("GARRISON_", "PROD_DB_")) and not name.startswith("GARRISON_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    url = services.create_mysql_database()
+    yield url
+    services.drop_mysql_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return services.check_redis()
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'garrison.db'}"
+    url: str = request.getfixturevalue("mysql_url")
+    return url
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"_env_file": None, "data_dir": tmp_path / "var"}
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url=database_url)
+
+
+@pytest.fixture
+def log_stream(settings: Settings) -> io.StringIO:
+    """Everything the app logs during the test, as JSON lines."""
+    stream = io.StringIO()
+    settings.log.format = "json"
+    settings.log.level = "debug"
+    configure_logging(settings, stream=stream)
+    return stream
+
+
+async def migrated(settings: Settings) -> None:
+    await migrate.upgrade(settings.db_url, settings.db)
+
+
+class Running:
+    """An app with its lifespan entered, and an HTTP client talking to it in-process."""
+
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        self.app = app
+        self.client = client
+
+
+@asynccontextmanager
+async def start(
+    app: FastAPI, *, client_addr: tuple[str, int] = ("127.0.0.1", 50000)
+) -> AsyncIterator[Running]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=client_addr)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Running(app, client)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> FastAPI:
+    await migrated(settings)
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with start(app) as running:
+        yield running.client
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own (for tests that move the schema up and down)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        return
+    url = services.create_mysql_database()
+    yield url
+    services.drop_mysql_database(url)
