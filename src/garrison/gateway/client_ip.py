@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from garrison.gateway.scope import header, state
+from garrison.gateway.context import RequestContext, reset_context, set_context
+from garrison.gateway.scope import header, request_id, state
 from garrison.types import ASGIApp, Receive, Scope, Send
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,4 +71,15 @@ class ClientIpMiddleware:
         state(scope)["peer_ip"] = peer_host
         if client is not None:
             scope["client"] = (client, peer[1] if peer else 0)
-        await self.app(scope, receive, send)
+        agent = header(scope, b"user-agent")
+        token = set_context(
+            RequestContext(
+                request_id=request_id(scope),
+                ip=client,
+                user_agent=agent.decode("latin-1")[:512] if agent else None,
+            )
+        )
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            reset_context(token)
