@@ -9,6 +9,7 @@ traceback goes to the log only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -88,8 +89,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def _default_phrase(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:
