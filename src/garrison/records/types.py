@@ -2,17 +2,25 @@
 
 MySQL's default collations compare case-insensitively and ignore trailing spaces, SQLite's
 compare bytes; ``ExactText`` gives every backend SQLite's exact semantics (a binary, NO PAD
-collation on MySQL/MariaDB), so ``title = 'a'`` means the same thing everywhere.
+collation on MySQL/MariaDB), so ``title = 'a'`` means the same thing everywhere. Long text
+(over ``VARCHAR_LIMIT`` characters) is a TEXT column, which keeps MySQL rows under their
+65,535-byte limit. ``AsciiId`` stores record ids compactly (ASCII, binary collation).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import DateTime, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+VARCHAR_LIMIT = 768
+
+
+def _binary_collation(dialect: Dialect) -> str:
+    return "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
 
 
 class ExactText(TypeDecorator[str]):
@@ -24,8 +32,35 @@ class ExactText(TypeDecorator[str]):
         self.length = length
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        long = self.length > VARCHAR_LIMIT
         if dialect.name == "mysql":
-            mariadb = bool(getattr(dialect, "is_mariadb", False))
-            collation = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+            collation = _binary_collation(dialect)
+            if long:
+                return dialect.type_descriptor(mysql.TEXT(collation=collation))
             return dialect.type_descriptor(mysql.VARCHAR(self.length, collation=collation))
-        return dialect.type_descriptor(String(self.length))
+        return dialect.type_descriptor(Text() if long else String(self.length))
+
+
+class AsciiId(TypeDecorator[str]):
+    impl = String
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(36)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.CHAR(36, charset="ascii", collation="ascii_bin"))
+        return dialect.type_descriptor(String(36))
+
+
+class UtcDateTime(TypeDecorator[Any]):
+    """Naive UTC date-times with microseconds on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())

@@ -1,0 +1,192 @@
+"""Collection definitions: the schema an admin gives, validated before any DDL runs.
+
+A collection is a name, typed fields and access rules. Each becomes a real table
+(``c_<name>``) with typed columns, indexes and foreign keys; see ``records.ddl``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from garrison.records.filters import FilterError, parse
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
+SYSTEM_FIELDS = frozenset({"id", "created_at", "updated_at", "owner", "version"})
+RESERVED_NAMES = frozenset({"users", "collections", "records", "admin", "auth", "system"})
+MAX_FIELDS = 100
+MAX_TEXT_INDEXABLE = 768  # characters: 4 bytes x 768 = InnoDB's 3072-byte key limit
+MAX_TEXT_LENGTH = 65_535
+
+FieldType = Literal[
+    "text",
+    "integer",
+    "number",
+    "boolean",
+    "date",
+    "datetime",
+    "email",
+    "url",
+    "json",
+    "select",
+    "relation",
+]
+OnDelete = Literal["cascade", "set_null", "restrict"]
+Action = Literal["list", "view", "create", "update", "delete"]
+ACTIONS: tuple[Action, ...] = ("list", "view", "create", "update", "delete")
+
+
+class FieldSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    type: FieldType
+    required: bool = False
+    unique: bool = False
+    indexed: bool = False
+    default: Any = None
+    max_length: Annotated[int | None, Field(ge=1, le=MAX_TEXT_LENGTH)] = None
+    values: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = None
+    collection: str | None = Field(
+        default=None, description="relation target: a collection name, or 'users'"
+    )
+    on_delete: OnDelete = "restrict"
+    json_schema: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_system(cls, value: str) -> str:
+        if value in SYSTEM_FIELDS:
+            raise ValueError(f"{value!r} is a system field")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FieldSpec:
+        if self.type == "select":
+            if not self.values:
+                raise ValueError("a select field needs 'values'")
+            if len(set(self.values)) != len(self.values):
+                raise ValueError("'values' has duplicates")
+        elif self.values is not None:
+            raise ValueError("'values' applies to select fields only")
+        if self.type == "relation":
+            if not self.collection:
+                raise ValueError("a relation field needs 'collection'")
+            if self.on_delete == "set_null" and self.required:
+                raise ValueError("a required relation cannot use on_delete 'set_null'")
+        elif self.collection is not None:
+            raise ValueError("'collection' applies to relation fields only")
+        if self.max_length is not None and self.type != "text":
+            raise ValueError("'max_length' applies to text fields only")
+        if self.json_schema is not None:
+            if self.type != "json":
+                raise ValueError("'json_schema' applies to json fields only")
+            _check_json_schema(self.json_schema)
+        if (self.unique or self.indexed) and not self.indexable:
+            raise ValueError(f"a {self.type} field of this size cannot be indexed")
+        return self
+
+    @property
+    def text_length(self) -> int:
+        """Characters stored for text-like fields."""
+        if self.type == "text":
+            return self.max_length or 255
+        return {"email": 254, "url": 2048, "select": 100, "relation": 36}.get(self.type, 0)
+
+    @property
+    def indexable(self) -> bool:
+        if self.type == "json":
+            return False
+        if self.type in ("text", "url"):
+            return self.text_length <= MAX_TEXT_INDEXABLE
+        return True
+
+
+def _check_json_schema(schema: dict[str, Any]) -> None:
+    from jsonschema import validators
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise ValueError(f"'json_schema' is not a valid JSON Schema: {exc.message}") from None
+
+
+class Rules(BaseModel):
+    """Per-action access rules in the filter language. ``None``: only callers with the
+    collection's admin permission; ``""``: everyone who holds the action's permission."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    list: str | None = None
+    view: str | None = None
+    create: str | None = None
+    update: str | None = None
+    delete: str | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                parse(value)
+            except FilterError as exc:
+                raise ValueError(f"rule does not parse: {exc}") from None
+        return value
+
+
+class IndexSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fields: Annotated[list[str], Field(min_length=1, max_length=8)]
+    unique: bool = False
+
+
+class CollectionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    fields: Annotated[list[FieldSpec], Field(max_length=MAX_FIELDS)] = []
+    indexes: list[IndexSpec] = []
+    rules: Rules = Rules()
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_NAMES:
+            raise ValueError(f"{value!r} is reserved")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CollectionSpec:
+        names = [f.name for f in self.fields]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate field names: {', '.join(duplicates)}")
+        known = set(names) | SYSTEM_FIELDS
+        for index in self.indexes:
+            unknown = [f for f in index.fields if f not in known]
+            if unknown:
+                raise ValueError(f"index on unknown fields: {', '.join(unknown)}")
+        for action in ACTIONS:
+            rule = getattr(self.rules, action)
+            if rule:
+                from garrison.records.filters import fields_of
+
+                unknown = sorted(fields_of(parse(rule)) - known)
+                if unknown:
+                    raise ValueError(f"rule '{action}' uses unknown fields: {', '.join(unknown)}")
+        return self
+
+    def field(self, name: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+def table_name(collection: str) -> str:
+    return f"c_{collection}"
+
+
+def is_valid_name(name: str) -> bool:
+    return re.match(NAME_PATTERN, name) is not None
