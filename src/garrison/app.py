@@ -5,6 +5,7 @@ The gateway's middleware order is written here and nowhere else (outermost first
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,13 +23,14 @@ from garrison.gateway.content_type import ContentTypeMiddleware
 from garrison.gateway.errors import ErrorsMiddleware, install_exception_handlers
 from garrison.gateway.request_id import RequestIdMiddleware
 from garrison.gateway.security_headers import SecurityHeadersMiddleware
-from garrison.log import configure_logging
+from garrison.log import configure_logging, get_logger
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
 from garrison.settings import Settings, load_settings
 from garrison.store.factory import open_store
 
 API_PREFIX = "/api/v1"
+log = get_logger("garrison.app")
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
@@ -75,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings=settings.health,
             expected_revisions=head_revisions(),
         )
+        log.info("garrison.ready", env=settings.env, pid=os.getpid())
         try:
             yield
         finally:
