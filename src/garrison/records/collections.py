@@ -1,0 +1,203 @@
+"""The collection registry: defining collections and changing their schema.
+
+DDL and transactions: MySQL/MariaDB commit implicitly around DDL, so a schema change cannot
+share a transaction with its registry row. The DDL runs first; if recording it then fails,
+the inverse change is applied, so the table and the registry never disagree for long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from garrison import events
+from garrison.errors import ValidationFailed
+from garrison.events import Actor, Event
+from garrison.records import ddl
+from garrison.records.errors import CollectionExists, CollectionNotFound, ConfirmationRequired
+from garrison.records.ids import uuid7
+from garrison.records.models import CollectionRow, SchemaChangeRow
+from garrison.records.spec import CollectionSpec
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection as the records service uses it: definition, version and table."""
+
+    spec: CollectionSpec
+    version: int
+    table: Table
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _collection(row: CollectionRow) -> Collection:
+    spec = CollectionSpec.model_validate(row.spec)
+    return Collection(spec=spec, version=row.version, table=ddl.build_table(spec))
+
+
+def _problems(exc: ValidationError) -> ValidationFailed:
+    errors = [
+        {"pointer": "#/" + "/".join(str(p) for p in e["loc"]), "detail": e["msg"]}
+        for e in exc.errors()
+    ]
+    return ValidationFailed("the collection definition is invalid", errors=errors)
+
+
+async def _row(session: AsyncSession, name: str, *, lock: bool = False) -> CollectionRow:
+    query = select(CollectionRow).where(CollectionRow.name == name)
+    if lock:
+        query = query.with_for_update()
+    row = (await session.execute(query)).scalar_one_or_none()
+    if row is None:
+        raise CollectionNotFound(f"there is no collection {name!r}")
+    return row
+
+
+async def get_collection(session: AsyncSession, *, name: str) -> Collection:
+    return _collection(await _row(session, name))
+
+
+async def list_collections(session: AsyncSession) -> list[Collection]:
+    rows = (await session.execute(select(CollectionRow).order_by(CollectionRow.name))).scalars()
+    return [_collection(row) for row in rows]
+
+
+async def _check_relations(session: AsyncSession, spec: CollectionSpec) -> None:
+    for field in spec.fields:
+        target = field.collection
+        if field.type != "relation" or target is None or target in ddl.EXTERNAL_TARGETS:
+            continue
+        if target == spec.name:
+            continue
+        exists = await session.scalar(select(CollectionRow.id).where(CollectionRow.name == target))
+        if exists is None:
+            raise ValidationFailed(
+                "a relation points at an unknown collection",
+                errors=[
+                    {"pointer": f"#/fields/{field.name}/collection", "detail": "no such collection"}
+                ],
+            )
+
+
+async def create_collection(
+    session: AsyncSession, *, data: dict[str, Any], actor: Actor
+) -> Collection:
+    try:
+        spec = CollectionSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _problems(exc) from None
+    taken = await session.scalar(select(CollectionRow.id).where(CollectionRow.name == spec.name))
+    if taken is not None:
+        raise CollectionExists(f"a collection named {spec.name!r} exists")
+    await _check_relations(session, spec)
+    conn = await session.connection()
+    await conn.run_sync(ddl.create_table, spec)
+    now = _now()
+    row = CollectionRow(
+        id=uuid7(),
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    await events.emit(
+        session,
+        Event(
+            action="collection.created",
+            actor=actor,
+            target_type="collection",
+            target_id=spec.name,
+            data={"name": spec.name},
+        ),
+    )
+    return _collection(row)
+
+
+async def change_schema(
+    session: AsyncSession,
+    *,
+    name: str,
+    change: ddl.SchemaChange,
+    confirm: bool,
+    actor: Actor,
+) -> Collection:
+    if change.destructive and not confirm:
+        raise ConfirmationRequired(
+            f"{change.kind} destroys data; repeat the request with confirm=true"
+        )
+    row = await _row(session, name, lock=True)
+    before = CollectionSpec.model_validate(row.spec)
+    try:
+        after = change.apply_to_spec(before)
+    except ValidationError as exc:
+        raise _problems(exc) from None
+    await _check_relations(session, after)
+    conn = await session.connection()
+    await conn.run_sync(ddl.apply_change, before, change)
+    row.spec = after.model_dump(mode="json")
+    row.version += 1
+    row.updated_at = _now()
+    session.add(
+        SchemaChangeRow(
+            id=uuid7(),
+            collection=name,
+            version=row.version,
+            change=change.to_json(),
+            inverse=change.inverse().to_json(),
+            actor=actor.id,
+            applied_at=row.updated_at,
+        )
+    )
+    await session.flush()
+    await events.emit(
+        session,
+        Event(
+            action="collection.schema_changed",
+            actor=actor,
+            target_type="collection",
+            target_id=name,
+            data={"change": change.to_json(), "version": row.version},
+        ),
+    )
+    return _collection(row)
+
+
+async def delete_collection(
+    session: AsyncSession, *, name: str, confirm: bool, actor: Actor
+) -> None:
+    if not confirm:
+        raise ConfirmationRequired("deleting a collection destroys its records; confirm=true")
+    row = await _row(session, name, lock=True)
+    spec = CollectionSpec.model_validate(row.spec)
+    conn = await session.connection()
+    await conn.run_sync(ddl.drop_table, spec)
+    await session.execute(delete(CollectionRow).where(CollectionRow.id == row.id))
+    await events.emit(
+        session,
+        Event(action="collection.deleted", actor=actor, target_type="collection", target_id=name),
+    )
+
+
+async def history(session: AsyncSession, *, name: str) -> list[SchemaChangeRow]:
+    await _row(session, name)
+    query = (
+        select(SchemaChangeRow)
+        .where(SchemaChangeRow.collection == name)
+        .order_by(SchemaChangeRow.version)
+    )
+    return list((await session.execute(query)).scalars())

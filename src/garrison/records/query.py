@@ -1,0 +1,247 @@
+"""Reading records: access rules inside the SQL, filters, sorting and keyset cursors.
+
+Rules and filters are compiled into the WHERE clause, so a list never returns, and a count
+never counts, a row the caller may not see. Cursors are keyset positions (the last row's
+sort values and id), so a page costs the same however deep it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from garrison.events import Actor
+from garrison.records.collections import Collection
+from garrison.records.errors import InvalidFilter, RuleDenied
+from garrison.records.filters import FilterError, parse
+from garrison.records.spec import Action, FieldSpec
+from garrison.records.sql import AuthValues, ColumnRef, Kind, coerce, compile_expression
+from garrison.records.validation import output
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+MAX_SORT_FIELDS = 4
+_KINDS: dict[str, Kind] = {
+    "text": "text",
+    "email": "text",
+    "url": "text",
+    "select": "text",
+    "relation": "text",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "date": "date",
+    "datetime": "datetime",
+    "json": "json",
+}
+_SYSTEM_KINDS: dict[str, Kind] = {
+    "id": "text",
+    "owner": "text",
+    "created_at": "datetime",
+    "updated_at": "datetime",
+    "version": "integer",
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the values rules see, and whether rules apply at all (``admin``)."""
+
+    actor: Actor
+    id: str | None = None
+    role: str | None = None
+    admin: bool = False
+
+    @property
+    def auth(self) -> AuthValues:
+        return AuthValues(id=self.id, role=self.role)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int | None = None
+
+
+def field_kind(field: FieldSpec) -> Kind:
+    return _KINDS[field.type]
+
+
+def resolver(collection: Collection) -> Any:
+    kinds = dict(_SYSTEM_KINDS) | {f.name: field_kind(f) for f in collection.spec.fields}
+
+    def resolve(name: str) -> ColumnRef | None:
+        kind = kinds.get(name)
+        return None if kind is None else ColumnRef(collection.table.c[name], kind)
+
+    return resolve
+
+
+def rule_clause(
+    collection: Collection, action: Action, caller: Caller
+) -> ColumnElement[bool] | None:
+    """The SQL condition the action's rule adds (None: no restriction)."""
+    if caller.admin:
+        return None
+    rule: str | None = getattr(collection.spec.rules, action)
+    if rule is None:
+        raise RuleDenied(f"only administrators may {action} records of {collection.name!r}")
+    if rule == "":
+        return None
+    return compile_expression(parse(rule), resolve=resolver(collection), auth=caller.auth)
+
+
+def filter_clause(collection: Collection, text: str) -> ColumnElement[bool]:
+    try:
+        return compile_expression(parse(text), resolve=resolver(collection))
+    except FilterError as exc:
+        raise InvalidFilter(
+            exc.message, position=exc.position, errors=[{"parameter": "filter", "detail": str(exc)}]
+        ) from None
+
+
+@dataclass(frozen=True)
+class SortKey:
+    name: str
+    descending: bool
+    kind: Kind
+
+
+def parse_sort(collection: Collection, text: str | None) -> list[SortKey]:
+    kinds = dict(_SYSTEM_KINDS) | {f.name: field_kind(f) for f in collection.spec.fields}
+    keys: list[SortKey] = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        descending = part.startswith("-")
+        name = part.lstrip("+-")
+        kind = kinds.get(name)
+        if kind is None or kind == "json":
+            raise InvalidFilter(
+                f"cannot sort by {name!r}",
+                errors=[{"parameter": "sort", "detail": f"unknown or unsortable field {name!r}"}],
+            )
+        keys.append(SortKey(name, descending, kind))
+    if len(keys) > MAX_SORT_FIELDS:
+        raise InvalidFilter(
+            f"sort by at most {MAX_SORT_FIELDS} fields",
+            errors=[{"parameter": "sort", "detail": "too many sort fields"}],
+        )
+    if not keys or keys[-1].name != "id":
+        keys = [k for k in keys if k.name != "id"] + [SortKey("id", False, "text")]
+    return keys
+
+
+def _encode_cursor(keys: list[SortKey], row: dict[str, Any]) -> str:
+    values = [output({k.name: row[k.name]})[k.name] for k in keys]
+    raw = orjson.dumps({"s": [(k.name, k.descending) for k in keys], "v": values})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(keys: list[SortKey], cursor: str) -> list[Any]:
+    bad = InvalidFilter(
+        "the cursor is not valid for this query",
+        errors=[{"parameter": "cursor", "detail": "malformed, or made for another sort"}],
+    )
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if not isinstance(data, dict) or data.get("s") != [[k.name, k.descending] for k in keys]:
+        raise bad
+    values = data.get("v")
+    if not isinstance(values, list) or len(values) != len(keys):
+        raise bad
+    try:
+        return [None if v is None else coerce(v, k.kind) for k, v in zip(keys, values, strict=True)]
+    except ValueError:
+        raise bad from None
+
+
+def _after(collection: Collection, keys: list[SortKey], values: list[Any]) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in (key1, key2, …, id) order. Both backends sort NULL
+    first ascending and last descending; the conditions follow that."""
+    clauses = []
+    for index, key in enumerate(keys):
+        column = collection.table.c[key.name]
+        equal_before = [
+            collection.table.c[k.name].is_(None) if v is None else collection.table.c[k.name] == v
+            for k, v in zip(keys[:index], values[:index], strict=True)
+        ]
+        value = values[index]
+        beyond: ColumnElement[bool]
+        if key.descending:
+            # NULLs come last descending: nothing sorts after a NULL but its ties.
+            beyond = false() if value is None else or_(column < value, column.is_(None))
+        else:
+            beyond = column.is_not(None) if value is None else column > value
+        clauses.append(and_(*equal_before, beyond))
+    return or_(*clauses)
+
+
+async def get_record(
+    session: AsyncSession, *, collection: Collection, record_id: str, caller: Caller
+) -> dict[str, Any] | None:
+    table = collection.table
+    query = select(table).where(table.c.id == record_id)
+    clause = rule_clause(collection, "view", caller)
+    if clause is not None:
+        query = query.where(clause)
+    row = (await session.execute(query)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def list_records(
+    session: AsyncSession,
+    *,
+    collection: Collection,
+    caller: Caller,
+    filter: str | None = None,
+    sort: str | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    fields: list[str] | None = None,
+    count: bool = False,
+) -> Page:
+    table = collection.table
+    conditions: list[ColumnElement[bool]] = []
+    clause = rule_clause(collection, "list", caller)
+    if clause is not None:
+        conditions.append(clause)
+    if filter:
+        conditions.append(filter_clause(collection, filter))
+    if fields is not None:
+        unknown = [name for name in fields if name not in table.c]
+        if unknown:
+            raise InvalidFilter(
+                "unknown fields requested",
+                errors=[{"parameter": "fields", "detail": f"unknown: {', '.join(unknown)}"}],
+            )
+    keys = parse_sort(collection, sort)
+    query: Select[Any] = select(table).where(*conditions)
+    if cursor:
+        query = query.where(_after(collection, keys, _decode_cursor(keys, cursor)))
+    order = [table.c[k.name].desc() if k.descending else table.c[k.name].asc() for k in keys]
+    limit = max(1, min(limit, MAX_LIMIT))
+    rows = [
+        dict(r) for r in (await session.execute(query.order_by(*order).limit(limit + 1))).mappings()
+    ]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    total = None
+    if count:
+        counted = select(func.count()).select_from(table).where(*conditions)
+        total = int((await session.execute(counted)).scalar_one())
+    return Page(
+        items=[output(row, fields) for row in rows],
+        next_cursor=_encode_cursor(keys, rows[-1]) if more and rows else None,
+        total=total,
+    )

@@ -1,0 +1,178 @@
+"""Validating record input against a collection's schema, and shaping rows for output.
+
+Every problem becomes one entry ``{"pointer": "#/field", "detail": ...}`` (RFC 9457 style),
+all reported at once; nothing is written unless the whole input is valid.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from jsonschema import validators
+
+from garrison.records.ids import is_uuid
+from garrison.records.spec import SYSTEM_FIELDS, CollectionSpec, FieldSpec
+
+Mode = Literal["create", "replace", "patch"]
+INT64 = (-(2**63), 2**63 - 1)
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+class InvalidValue(ValueError):
+    def __init__(self, detail: str, pointer_suffix: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.pointer_suffix = pointer_suffix
+
+
+def _escape(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def _text(value: Any, field: FieldSpec) -> str:
+    if not isinstance(value, str):
+        raise InvalidValue("must be a string")
+    if len(value) > field.text_length:
+        raise InvalidValue(f"must be at most {field.text_length} characters")
+    if "\x00" in value:
+        raise InvalidValue("must not contain NUL characters")
+    return value
+
+
+def _datetime(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+            return parsed
+    raise InvalidValue("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+
+
+def convert(value: Any, field: FieldSpec) -> Any:
+    """The stored value for ``value``, or ``InvalidValue`` saying what is wrong."""
+    match field.type:
+        case "text":
+            return _text(value, field)
+        case "integer":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidValue("must be an integer")
+            if not INT64[0] <= value <= INT64[1]:
+                raise InvalidValue("is out of the 64-bit integer range")
+            return value
+        case "number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidValue("must be a number")
+            if not math.isfinite(value):
+                raise InvalidValue("must be finite")
+            return float(value)
+        case "boolean":
+            if not isinstance(value, bool):
+                raise InvalidValue("must be true or false")
+            return value
+        case "date":
+            if isinstance(value, str):
+                try:
+                    return date.fromisoformat(value)
+                except ValueError:
+                    pass
+            raise InvalidValue("must be a date, e.g. 2026-01-31")
+        case "datetime":
+            return _datetime(value)
+        case "email":
+            text = _text(value, field)
+            if not _EMAIL.match(text):
+                raise InvalidValue("must be an e-mail address")
+            local, domain = text.rsplit("@", 1)
+            return f"{local}@{domain.lower()}"
+        case "url":
+            text = _text(value, field)
+            parts = urlsplit(text)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise InvalidValue("must be an http(s) URL")
+            return text
+        case "select":
+            if value not in (field.values or []):
+                raise InvalidValue(f"must be one of: {', '.join(field.values or [])}")
+            return value
+        case "relation":
+            if not isinstance(value, str) or not is_uuid(value):
+                raise InvalidValue("must be a record id")
+            return value
+        case "json":
+            if field.json_schema is not None:
+                validator = validators.validator_for(field.json_schema)(field.json_schema)
+                error = next(iter(validator.iter_errors(value)), None)
+                if error is not None:
+                    suffix = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
+                    raise InvalidValue(error.message, suffix)
+            return value
+    raise AssertionError(field.type)  # pragma: no cover
+
+
+def _missing(value: Any, field: FieldSpec) -> bool:
+    return value is None or (field.type in ("text", "email", "url") and value == "")
+
+
+def validate(
+    spec: CollectionSpec, data: Any, mode: Mode
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """(values to store, errors). ``create``/``replace`` apply defaults and require the
+    required fields; ``patch`` checks only what is given (a required field cannot be nulled).
+    """
+    if not isinstance(data, Mapping):
+        return {}, [{"pointer": "#", "detail": "the body must be a JSON object"}]
+    errors: list[dict[str, str]] = []
+    fields = {f.name: f for f in spec.fields}
+    for name in data:
+        if name in SYSTEM_FIELDS:
+            errors.append({"pointer": f"#/{_escape(name)}", "detail": "is read-only"})
+        elif name not in fields:
+            errors.append(
+                {"pointer": f"#/{_escape(name)}", "detail": "is not a field of this collection"}
+            )
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        if name in data:
+            value = data[name]
+        elif mode == "patch":
+            continue
+        else:
+            value = field.default
+        pointer = f"#/{_escape(name)}"
+        if _missing(value, field):
+            if field.required:
+                errors.append({"pointer": pointer, "detail": "is required"})
+            else:
+                values[name] = None
+            continue
+        try:
+            values[name] = convert(value, field)
+        except InvalidValue as exc:
+            errors.append({"pointer": pointer + exc.pointer_suffix, "detail": exc.detail})
+    return values, errors
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def output(row: Mapping[str, Any], fields: list[str] | None = None) -> dict[str, Any]:
+    """A stored row as the API shows it (optionally only ``fields``, plus ``id``)."""
+    result = {key: _json_value(value) for key, value in row.items()}
+    if fields is not None:
+        keep = set(fields) | {"id"}
+        result = {key: value for key, value in result.items() if key in keep}
+    return result
