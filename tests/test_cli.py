@@ -40,6 +40,9 @@ def test_help_everywhere() -> None:
         ["migrate", "history"],
         ["config"],
         ["config", "show"],
+        ["schema"],
+        ["schema", "export"],
+        ["schema", "apply"],
     ]
     for args in commands:
         result = garrison(*args, "--help")

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from garrison.records.spec import CollectionSpec, FieldSpec, IndexSpec, table_name
+from garrison.records.spec import CollectionSpec, FieldSpec, IndexSpec, Rules, table_name
 from garrison.records.types import AsciiId, ExactText, UtcDateTime
 
 MAX_IDENTIFIER = 64
@@ -140,20 +140,25 @@ def drop_table(conn: Connection, spec: CollectionSpec) -> None:
 
 # --- schema changes ----------------------------------------------------------------------
 
-ChangeKind = Literal["add_field", "drop_field", "rename_field", "add_index", "drop_index"]
+ChangeKind = Literal[
+    "add_field", "drop_field", "rename_field", "add_index", "drop_index", "set_rules"
+]
 DESTRUCTIVE: frozenset[str] = frozenset({"drop_field"})
 
 
 @dataclass(frozen=True)
 class SchemaChange:
     """One reversible change. ``field`` is the full field (for add/drop), ``old``/``new`` the
-    names (for rename), ``index`` the index (for add/drop index)."""
+    names (for rename), ``index`` the index (for add/drop index), ``rules``/``old_rules`` the
+    access rules after/before (for set_rules, which needs no DDL)."""
 
     kind: ChangeKind
     field: FieldSpec | None = None
     old: str | None = None
     new: str | None = None
     index: IndexSpec | None = None
+    rules: Rules | None = None
+    old_rules: Rules | None = None
 
     @property
     def destructive(self) -> bool:
@@ -171,6 +176,8 @@ class SchemaChange:
                 return SchemaChange("drop_index", index=self.index)
             case "drop_index":
                 return SchemaChange("add_index", index=self.index)
+            case "set_rules":
+                return SchemaChange("set_rules", rules=self.old_rules, old_rules=self.rules)
         raise AssertionError(self.kind)  # pragma: no cover
 
     def to_json(self) -> dict[str, Any]:
@@ -181,6 +188,9 @@ class SchemaChange:
             data["old"], data["new"] = self.old, self.new
         if self.index is not None:
             data["index"] = self.index.model_dump(exclude_defaults=True)
+        if self.kind == "set_rules":
+            data["rules"] = (self.rules or Rules()).model_dump()
+            data["old_rules"] = (self.old_rules or Rules()).model_dump()
         return data
 
     @classmethod
@@ -191,6 +201,8 @@ class SchemaChange:
             old=data.get("old"),
             new=data.get("new"),
             index=IndexSpec.model_validate(data["index"]) if "index" in data else None,
+            rules=Rules.model_validate(data["rules"]) if "rules" in data else None,
+            old_rules=Rules.model_validate(data["old_rules"]) if "old_rules" in data else None,
         )
 
     def apply_to_spec(self, spec: CollectionSpec) -> CollectionSpec:
@@ -216,6 +228,8 @@ class SchemaChange:
             case "drop_index":
                 assert self.index is not None
                 data["indexes"] = [i for i in data["indexes"] if i != self.index.model_dump()]
+            case "set_rules":
+                data["rules"] = (self.rules or Rules()).model_dump()
         return CollectionSpec.model_validate(data)
 
 
