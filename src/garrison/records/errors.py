@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from garrison.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
+from garrison.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+)
 
 
 class CollectionNotFound(NotFound):
@@ -33,3 +40,13 @@ class RuleDenied(Forbidden):
 
 class StaleRecord(PreconditionFailed):
     slug = "stale-record"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    slug = "idempotency-key-reused"
+    title = "Idempotency Key Reused"
+
+
+class IdempotencyKeyInUse(Conflict):
+    slug = "idempotency-key-in-use"
+    title = "Idempotency Key In Use"
