@@ -26,6 +26,9 @@ from garrison.gateway.security_headers import SecurityHeadersMiddleware
 from garrison.log import configure_logging, get_logger
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
+from garrison.records.cache import CollectionCache
+from garrison.records.collections_router import router as collections_router
+from garrison.records.router import router as records_router
 from garrison.settings import Settings, load_settings
 from garrison.store.factory import open_store
 
@@ -70,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
         store = open_store(settings)
         app.state.db = db
         app.state.store = store
+        app.state.collections = CollectionCache()
         app.state.health = HealthService(
             db=db,
             store=store if settings.redis_url else None,
@@ -97,6 +101,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     install_exception_handlers(app)
     app.include_router(health_router)
+    app.include_router(collections_router)
+    app.include_router(records_router)
     return app
 
 

@@ -1,0 +1,245 @@
+"""Records endpoints: /api/v1/collections/{name}/records[/{id}] (thin: bind, call, respond)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Body, Header, Query, Request
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from garrison.db.engine import Database
+from garrison.deps import DatabaseDep
+from garrison.errors import PreconditionFailed
+from garrison.records import idempotency, query, service
+from garrison.records.cache import CollectionCache
+from garrison.records.collections import Collection
+from garrison.records.deps import CallerDep
+from garrison.records.errors import RecordNotFound
+from garrison.records.query import Caller
+from garrison.records.schemas import RecordPage
+from garrison.records.validation import Mode, output
+
+router = APIRouter(prefix="/api/v1/collections/{name}/records", tags=["records"])
+T = TypeVar("T")
+Data = Annotated[dict[str, Any], Body(description="the record's fields")]
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+def etag(record: dict[str, Any]) -> str:
+    return f'"{record["version"]}"'
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version an If-Match names; None when absent or ``*``."""
+    if value is None or value.strip() == "*":
+        return None
+    tag = value.split(",")[0].strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise PreconditionFailed("If-Match does not name a version of this record")
+    return int(tag)
+
+
+def _stale_table(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return "no such column" in text or "unknown column" in text or "no such table" in text
+
+
+async def with_collection(
+    request: Request,
+    open_session: Callable[[], Any],
+    name: str,
+    work: Callable[[AsyncSession, Collection], Awaitable[T]],
+) -> T:
+    """Run ``work`` with the collection's table; a table that changed under a cached
+    definition (another worker changed the schema) is reloaded and the work retried once."""
+    cache: CollectionCache = request.app.state.collections
+    for attempt in (1, 2):
+        try:
+            async with open_session() as session:
+                return await work(session, await cache.get(session, name))
+        except DBAPIError as exc:
+            if attempt == 2 or not _stale_table(exc):
+                raise
+            cache.forget(name)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@router.get("", response_model=RecordPage, summary="List records")
+async def list_records(
+    name: str,
+    request: Request,
+    db: DatabaseDep,
+    caller: CallerDep,
+    filter: Annotated[str | None, Query(max_length=4096, description="filter expression")] = None,
+    sort: Annotated[str | None, Query(max_length=500, description="e.g. -created_at,title")] = None,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    limit: Annotated[int, Query(ge=1, le=query.MAX_LIMIT)] = query.DEFAULT_LIMIT,
+    fields: Annotated[str | None, Query(max_length=2000, description="comma-separated")] = None,
+    count: bool = False,
+) -> Response:
+    selected = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+
+    async def work(session: AsyncSession, collection: Collection) -> query.Page:
+        return await query.list_records(
+            session,
+            collection=collection,
+            caller=caller,
+            filter=filter,
+            sort=sort,
+            cursor=cursor,
+            limit=limit,
+            fields=selected,
+            count=count,
+        )
+
+    page = await with_collection(request, db.read_session, name, work)
+    body: dict[str, Any] = {"items": page.items, "next_cursor": page.next_cursor}
+    if count:
+        body["total"] = page.total
+    return _json(body)
+
+
+@router.post("", status_code=201, summary="Create a record")
+async def create_record(
+    name: str,
+    data: Data,
+    request: Request,
+    db: DatabaseDep,
+    caller: CallerDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    scope = f"{caller.actor.kind}:{caller.actor.id}:{name}"
+    if idempotency_key is not None:
+        key = idempotency.check_key(idempotency_key)
+        request_print = idempotency.fingerprint("POST", request.url.path, data)
+        replay = await idempotency.begin(db, scope=scope, key=key, fingerprint=request_print)
+        if replay is not None:
+            return _json(
+                replay.body,
+                replay.status,
+                {"Idempotent-Replayed": "true", "ETag": etag(replay.body)},
+            )
+
+    async def work(session: AsyncSession, collection: Collection) -> dict[str, Any]:
+        record = await service.create_record(
+            session, collection=collection, data=data, caller=caller
+        )
+        if idempotency_key is not None:
+            await idempotency.complete(
+                session, scope=scope, key=idempotency_key, status=201, body=record
+            )
+        return record
+
+    try:
+        record = await with_collection(request, db.transaction, name, work)
+    except BaseException:
+        if idempotency_key is not None:
+            await idempotency.abandon(db, scope=scope, key=idempotency_key)
+        raise
+    location = f"{request.url.path}/{record['id']}"
+    return _json(record, 201, {"Location": location, "ETag": etag(record)})
+
+
+@router.get("/{record_id}", summary="Get a record")
+async def get_record(
+    name: str,
+    record_id: str,
+    request: Request,
+    db: DatabaseDep,
+    caller: CallerDep,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+) -> Response:
+    async def work(session: AsyncSession, collection: Collection) -> dict[str, Any] | None:
+        return await query.get_record(
+            session, collection=collection, record_id=record_id, caller=caller
+        )
+
+    row = await with_collection(request, db.read_session, name, work)
+    if row is None:
+        raise RecordNotFound(f"no record {record_id!r} in {name!r}")
+    tag = etag(row)
+    if if_none_match is not None and tag in [
+        t.strip().removeprefix("W/") for t in if_none_match.split(",")
+    ]:
+        return Response(status_code=304, headers={"ETag": tag})
+    return _json(output(row), headers={"ETag": tag})
+
+
+async def _update(
+    name: str,
+    record_id: str,
+    data: dict[str, Any],
+    mode: Mode,
+    request: Request,
+    db: Database,
+    caller: Caller,
+    if_match: str | None,
+) -> Response:
+    version = parse_if_match(if_match)
+
+    async def work(session: AsyncSession, collection: Collection) -> dict[str, Any]:
+        return await service.update_record(
+            session,
+            collection=collection,
+            record_id=record_id,
+            data=data,
+            mode=mode,
+            caller=caller,
+            if_match=version,
+        )
+
+    record = await with_collection(request, db.transaction, name, work)
+    return _json(record, headers={"ETag": etag(record)})
+
+
+@router.patch("/{record_id}", summary="Change some fields of a record")
+async def patch_record(
+    name: str,
+    record_id: str,
+    data: Data,
+    request: Request,
+    db: DatabaseDep,
+    caller: CallerDep,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> Response:
+    return await _update(name, record_id, data, "patch", request, db, caller, if_match)
+
+
+@router.put("/{record_id}", summary="Replace a record")
+async def replace_record(
+    name: str,
+    record_id: str,
+    data: Data,
+    request: Request,
+    db: DatabaseDep,
+    caller: CallerDep,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> Response:
+    return await _update(name, record_id, data, "replace", request, db, caller, if_match)
+
+
+@router.delete("/{record_id}", status_code=204, summary="Delete a record")
+async def delete_record(
+    name: str,
+    record_id: str,
+    request: Request,
+    db: DatabaseDep,
+    caller: CallerDep,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> Response:
+    version = parse_if_match(if_match)
+
+    async def work(session: AsyncSession, collection: Collection) -> None:
+        await service.delete_record(
+            session, collection=collection, record_id=record_id, caller=caller, if_match=version
+        )
+
+    await with_collection(request, db.transaction, name, work)
+    return Response(status_code=204)
