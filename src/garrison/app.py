@@ -26,6 +26,8 @@ from garrison.gateway.security_headers import SecurityHeadersMiddleware
 from garrison.log import configure_logging
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
+from garrison.quotas.router import router as quotas_router
+from garrison.quotas.service import QuotaLookup
 from garrison.settings import Settings, load_settings
 from garrison.store.factory import open_cache, open_rate_limiter, open_store
 
@@ -85,6 +87,9 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
         app.state.store = store
         app.state.rate_limiter = open_rate_limiter(store)
         app.state.cache = open_cache(settings, store)
+        app.state.quota_lookup = QuotaLookup(
+            db=db, cache=app.state.cache, ttl=settings.rate_limit.quota_cache_seconds
+        )
         app.state.health = HealthService(
             db=db,
             store=store if settings.redis_url else None,
@@ -113,6 +118,7 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
     app.state.rate_limit_stats = stats
     install_exception_handlers(app)
     app.include_router(health_router)
+    app.include_router(quotas_router)
     return app
 
 
