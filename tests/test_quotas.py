@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -178,3 +179,26 @@ async def test_a_broken_lookup_falls_back_to_the_default(tmp_path: Path) -> None
         assert await lookup("key:k1", ["admin"]) is None
     finally:
         await db.dispose()
+
+
+def test_cli_sets_lists_and_deletes_quotas(tmp_path: Path) -> None:
+    from tests.test_cli import garrison
+
+    env = {"GARRISON_DATA_DIR": str(tmp_path / "var")}
+    assert garrison("migrate", "up", env=env).returncode == 0
+    created = garrison("quotas", "set", "role", "editor", "--rpm", "120", "--burst", "30", env=env)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["requests_per_minute"] == 120
+    listed = garrison("quotas", "list", env=env)
+    assert [json.loads(line)["subject"] for line in listed.stdout.splitlines()] == ["editor"]
+    bad = garrison("quotas", "set", "role", "bad name", "--rpm", "1", env=env)
+    assert bad.returncode == 2
+    assert "SUBJECT" in bad.stderr
+    wrong_kind = garrison("quotas", "set", "group", "x", "--rpm", "1", env=env)
+    assert wrong_kind.returncode == 2
+    assert garrison("quotas", "delete", "role", "editor", env=env).returncode == 0
+    missing = garrison("quotas", "delete", "role", "editor", env=env)
+    assert missing.returncode == 1
+    assert "no quota" in missing.stderr
+    assert garrison("quotas", "list", env=env).stdout == ""
+    assert garrison("quotas", "--help").returncode == 0

@@ -218,3 +218,38 @@ async def test_store_outage_follows_the_failure_modes(
     warnings = [line for line in lines if line["event"] == "ratelimit.store_unavailable"]
     assert warnings
     assert all(line["level"] == "warning" for line in warnings)
+
+
+@pytest.mark.parametrize(
+    ("routes", "variable"),
+    [
+        ([{"name": "auth", "paths": ["api/v1/auth"]}], "GARRISON_RATE_LIMIT__ROUTES"),
+        ([{"name": "Bad Name!", "paths": ["/x"]}], "GARRISON_RATE_LIMIT__ROUTES"),
+        ([{"name": "x", "paths": ["/x"], "burst": 0}], "GARRISON_RATE_LIMIT__ROUTES"),
+    ],
+)
+def test_bad_route_policies_are_refused_naming_the_variable(
+    tmp_path: Path, routes: list[dict[str, Any]], variable: str
+) -> None:
+    from garrison.settings import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        make_settings(tmp_path, rate_limit={"routes": routes})
+    assert caught.value.variable.startswith(variable)
+
+
+def test_profiles_set_the_auth_policy(tmp_path: Path) -> None:
+    from garrison.settings import Settings
+
+    production = Settings(_env_file=None, env="production", database_url="mysql+asyncmy://u@h/d")
+    (auth,) = production.rate_limit.routes
+    assert (auth.name, auth.requests_per_minute, auth.burst, auth.sensitive) == (
+        "auth",
+        10,
+        5,
+        True,
+    )
+    assert "/api/v1/auth/login" in auth.paths
+    other = Settings(_env_file=None, env="production", database_url="mysql+asyncmy://u@h/d")
+    other.rate_limit.routes[0].paths.append("/changed")
+    assert "/changed" not in production.rate_limit.routes[0].paths  # profiles are copied

@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from garrison.errors import GarrisonError, ServiceUnavailable, problem_response
 from garrison.gateway.scope import request_id, state
@@ -57,6 +58,11 @@ class RateLimitStats:
 
 def _rate(requests_per_minute: int | None, burst: int | None) -> Rate | None:
     return None if requests_per_minute is None else Rate.per_minute(requests_per_minute, burst)
+
+
+def _app_state(scope: Scope, name: str) -> Any:
+    """What the app's lifespan created (the limiter, the quota lookup), if it has run."""
+    return getattr(getattr(scope.get("app"), "state", None), name, None)
 
 
 def _matches(path: str, prefix: str) -> bool:
@@ -117,7 +123,7 @@ class RateLimitMiddleware:
         route = self._route_policy(scope["path"])
         if route is not None:
             return route
-        lookup: QuotaLookup | None = getattr(scope["app"].state, "quota_lookup", None)
+        lookup: QuotaLookup | None = _app_state(scope, "quota_lookup")
         if lookup is not None:
             roles = await self.roles(scope) if self.roles else ()
             rate = await lookup(principal, roles)
@@ -135,7 +141,7 @@ class RateLimitMiddleware:
         if rate is None:
             await self.app(scope, receive, send)
             return
-        limiter: RateLimiter | None = getattr(scope["app"].state, "rate_limiter", None)
+        limiter: RateLimiter | None = _app_state(scope, "rate_limiter")
         try:
             if limiter is None:
                 raise RuntimeError("no rate limiter (lifespan not started)")

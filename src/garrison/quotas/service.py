@@ -170,4 +170,9 @@ class QuotaLookup:
         return max(candidates, key=lambda rate: (rate.limit, rate.burst))
 
     async def invalidate(self) -> None:
-        await self.cache.invalidate_namespace(CACHE_NAMESPACE)
+        await invalidate_cache(self.cache)
+
+
+async def invalidate_cache(cache: Cache) -> None:
+    """Make every process re-read the quotas (call after the change has committed)."""
+    await cache.invalidate_namespace(CACHE_NAMESPACE)

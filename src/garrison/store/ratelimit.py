@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from garrison.store.base import StoreUnavailable
@@ -148,6 +149,10 @@ return {1, new_tat - now, 0}
 """
 
 
+def _pool_exhausted(exc: BaseException) -> bool:
+    return isinstance(exc, RedisConnectionError) and str(exc) == "No connection available."
+
+
 class RedisRateLimiter:
     """Shared by every process; after a failure Redis is not asked again for
     ``retry_interval`` seconds, so an outage costs one timeout, not one per request."""
@@ -183,7 +188,8 @@ class RedisRateLimiter:
         try:
             allowed, ahead, retry = await self._script(keys=[self.prefix + key], args=args)
         except (RedisError, OSError) as exc:
-            self._down_until = time.monotonic() + self.retry_interval
+            if not _pool_exhausted(exc):  # a busy pool is load, not an outage
+                self._down_until = time.monotonic() + self.retry_interval
             raise StoreUnavailable(type(exc).__name__) from exc
         return decide(rate, allowed=bool(allowed), ahead=ahead / _US, retry_after=retry / _US)
 
