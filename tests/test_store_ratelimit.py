@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from garrison.store import MemoryRateLimiter, Rate, RateLimiter, RedisRateLimiter, StoreUnavailable
 from tests.test_server import free_port
@@ -112,10 +111,7 @@ async def test_redis_limiters_share_one_bucket(redis_url: str) -> None:
 
 async def test_redis_down_raises_store_unavailable_quickly() -> None:
     port = free_port()  # nothing listens there
-    limiter = RedisRateLimiter(
-        aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5),
-        owns_client=True,
-    )
+    limiter = RedisRateLimiter.from_url(f"redis://127.0.0.1:{port}/0")
     try:
         with pytest.raises(StoreUnavailable):
             await limiter.hit("k", Rate.per_minute(10))
@@ -131,3 +127,13 @@ def test_rate_validation() -> None:
     assert rate.interval == pytest.approx(0.6)
     assert rate.tolerance == pytest.approx(12.0)
     assert Rate.per_minute(30).burst == 30
+
+
+async def test_memory_limiter_stays_bounded() -> None:
+    limiter = MemoryRateLimiter(max_keys=100)
+    rate = Rate.per_minute(1, burst=5)
+    for i in range(1000):
+        assert (await limiter.hit(f"k{i}", rate)).allowed
+    assert len(limiter._tat) <= 100
+    # The most recent buckets are kept: k999 has spent one of its five.
+    assert (await limiter.hit("k999", rate)).remaining == 3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from garrison.store.base import StoreUnavailable
@@ -19,7 +21,9 @@ def blocking_client(url: str, *, timeout: float, max_connections: int) -> aiored
         socket_connect_timeout=timeout,
         health_check_interval=30,
     )
-    return aioredis.Redis(connection_pool=pool)
+    # No client-level retries: the callers have a fallback (fail open, the source) and an
+    # outage must cost one short timeout, not several with backoff in between.
+    return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
 
 
 def _ms(ttl: float | None) -> int | None:
