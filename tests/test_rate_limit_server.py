@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 import threading
 import uuid
@@ -35,7 +36,21 @@ def serve(env: dict[str, str], *extra: str) -> tuple[Server, int]:
         server.stop()
         raise
     threading.Thread(target=_drain, args=(server,), daemon=True).start()
+    _wait_for_socket(port)
     return server, port
+
+
+def _wait_for_socket(port: int, attempts: int = 500) -> None:
+    """granian can log its worker as started a moment before the socket accepts: wait on
+    the socket itself (a refused connect returns at once, so pause briefly between tries)."""
+    pause = threading.Event()
+    for _ in range(attempts):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except ConnectionRefusedError:
+            pause.wait(0.01)
+    raise AssertionError(f"nothing accepts connections on port {port}")
 
 
 def _drain(server: Server) -> None:
