@@ -21,22 +21,27 @@ from garrison.gateway.body_limit import BodyLimitMiddleware
 from garrison.gateway.client_ip import ClientIpMiddleware
 from garrison.gateway.content_type import ContentTypeMiddleware
 from garrison.gateway.errors import ErrorsMiddleware, install_exception_handlers
+from garrison.gateway.rate_limit import Identify, RateLimitMiddleware, RateLimitStats
 from garrison.gateway.request_id import RequestIdMiddleware
 from garrison.gateway.security_headers import SecurityHeadersMiddleware
 from garrison.log import configure_logging, get_logger
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
+from garrison.quotas.router import router as quotas_router
+from garrison.quotas.service import QuotaLookup
 from garrison.records.cache import CollectionCache
 from garrison.records.collections_router import router as collections_router
 from garrison.records.router import router as records_router
 from garrison.settings import Settings, load_settings
-from garrison.store.factory import open_store
+from garrison.store.factory import open_cache, open_rate_limiter, open_store
 
 API_PREFIX = "/api/v1"
 log = get_logger("garrison.app")
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
+def _middleware(
+    settings: Settings, stats: RateLimitStats, identify: Identify | None
+) -> list[Middleware]:
     http = settings.http
     return [
         Middleware(RequestIdMiddleware),
@@ -61,12 +66,24 @@ def _middleware(settings: Settings) -> list[Middleware]:
             max_age=600,
         ),
         Middleware(ErrorsMiddleware),
+        # Rate limits sit after the client-IP layer (anonymous callers are keyed by the
+        # resolved address), inside access log, security headers, CORS and errors (a 429 is
+        # logged, carries the same headers, is readable cross-origin, and a fault in the
+        # limiter becomes a problem, never a bare 500), and before body limit, content type
+        # and the router, so a refused request costs no body read and no validation.
+        Middleware(
+            RateLimitMiddleware, settings=settings.rate_limit, identify=identify, stats=stats
+        ),
         Middleware(BodyLimitMiddleware, max_bytes=http.max_body_bytes),
         Middleware(ContentTypeMiddleware, allowed=http.allowed_content_types),
     ]
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, identify: Identify | None = None) -> FastAPI:
+    """``identify`` names the caller for rate limits (``user:<id>``, ``key:<id>``, …);
+    without it every caller is keyed by its client address."""
+    stats = RateLimitStats()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.db_url, settings.db)
@@ -74,6 +91,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.db = db
         app.state.store = store
         app.state.collections = CollectionCache()
+        app.state.rate_limiter = open_rate_limiter(store)
+        app.state.cache = open_cache(settings, store)
+        app.state.quota_lookup = QuotaLookup(
+            db=db, cache=app.state.cache, ttl=settings.rate_limit.quota_cache_seconds
+        )
         app.state.health = HealthService(
             db=db,
             store=store if settings.redis_url else None,
@@ -85,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.rate_limiter.close()
             await store.close()
             await db.dispose()
 
@@ -96,13 +119,15 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         lifespan=lifespan,
-        middleware=_middleware(settings),
+        middleware=_middleware(settings, stats, identify),
     )
     app.state.settings = settings
+    app.state.rate_limit_stats = stats
     install_exception_handlers(app)
     app.include_router(health_router)
     app.include_router(collections_router)
     app.include_router(records_router)
+    app.include_router(quotas_router)
     return app
 
 

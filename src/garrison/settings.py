@@ -12,6 +12,7 @@ variable, and in development generates the secret key once into the data directo
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 from pathlib import Path
@@ -112,9 +113,58 @@ class HealthSettings(BaseModel):
     details: Literal["loopback", "never"] = "loopback"
 
 
+AUTH_SENSITIVE_PATHS = [
+    "/api/v1/auth/login",
+    "/api/v1/auth/token",
+    "/api/v1/auth/register",
+    "/api/v1/auth/password-reset",
+]
+
+
+class RouteRateLimit(BaseModel):
+    """A stricter (or looser) policy for some routes, matched by path prefix on segment
+    boundaries (``/api/v1/auth/login`` matches itself and ``/api/v1/auth/login/…``)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,31}$")
+    paths: list[str] = Field(min_length=1)
+    requests_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
+    burst: int | None = Field(default=None, ge=1)
+    sensitive: bool = Field(default=False, description="uses the fail_open_sensitive switch")
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r} must start with /")
+        return [path.rstrip("/") or "/" for path in value]
+
+
+def _auth_routes(requests_per_minute: int | None, burst: int | None) -> list[RouteRateLimit]:
+    return [
+        RouteRateLimit(
+            name="auth",
+            paths=AUTH_SENSITIVE_PATHS,
+            requests_per_minute=requests_per_minute,
+            burst=burst,
+            sensitive=True,
+        )
+    ]
+
+
 class RateLimitSettings(BaseModel):
     requests_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
     burst: int | None = Field(default=None, ge=1)
+    routes: list[RouteRateLimit] = Field(default_factory=list)
+    exempt_paths: list[str] = Field(default_factory=lambda: ["/api/health", "/metrics"])
+    fail_open: bool = Field(default=True, description="general API when the store is down")
+    fail_open_sensitive: bool = Field(default=False, description="auth-sensitive routes")
+    quota_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
+
+
+class CacheSettings(BaseModel):
+    default_ttl: float = Field(default=60.0, gt=0)
+    memory_max_entries: int = Field(default=10_000, ge=1)
 
 
 class _ProdDatabaseEnv(BaseSettings):
@@ -133,17 +183,29 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "development": {
         "http": {"host": "127.0.0.1", "hsts": False, "secure_cookies": False},
         "log": {"level": "debug", "format": "auto", "audit": False},
-        "rate_limit": {"requests_per_minute": None, "burst": None},
+        "rate_limit": {
+            "requests_per_minute": None,
+            "burst": None,
+            "routes": _auth_routes(None, None),
+        },
     },
     "staging": {
         "http": {"host": "0.0.0.0", "hsts": True, "secure_cookies": True},  # noqa: S104
         "log": {"level": "info", "format": "json", "audit": False},
-        "rate_limit": {"requests_per_minute": 500, "burst": 100},
+        "rate_limit": {
+            "requests_per_minute": 500,
+            "burst": 100,
+            "routes": _auth_routes(30, 10),
+        },
     },
     "production": {
         "http": {"host": "0.0.0.0", "hsts": True, "secure_cookies": True},  # noqa: S104
         "log": {"level": "info", "format": "json", "audit": True},
-        "rate_limit": {"requests_per_minute": 100, "burst": 20},
+        "rate_limit": {
+            "requests_per_minute": 100,
+            "burst": 20,
+            "routes": _auth_routes(10, 5),
+        },
     },
 }
 
@@ -160,6 +222,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     database_url: str | None = None
     redis_url: str | None = None
+    redis_prefix: str = Field(default="garrison:", min_length=1, max_length=64)
     secret_key: SecretStr | None = None
 
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -167,6 +230,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:
@@ -174,7 +238,7 @@ class Settings(BaseSettings):
             section: BaseModel = getattr(self, section_name)
             for field, value in defaults.items():
                 if field not in section.model_fields_set:
-                    setattr(section, field, value)
+                    setattr(section, field, copy.deepcopy(value))
         if self.database_url is None:
             if self.env == "development":
                 path = (self.data_dir / "garrison.db").resolve()

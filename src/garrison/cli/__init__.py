@@ -8,6 +8,7 @@ import typer
 from garrison import __version__
 from garrison.cli import config as config_cmd
 from garrison.cli import migrate as migrate_cmd
+from garrison.cli import quotas as quotas_cmd
 from garrison.cli import schema as schema_cmd
 from garrison.cli import serve as serve_cmd
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(migrate_cmd.app, name="migrate")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(schema_cmd.app, name="schema")
+app.add_typer(quotas_cmd.app, name="quotas")
 app.command("serve")(serve_cmd.serve)
 
 

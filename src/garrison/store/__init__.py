@@ -6,8 +6,31 @@ memory store otherwise.
 """
 
 from garrison.store.base import KeyValueStore, StoreUnavailable
-from garrison.store.factory import open_store
+from garrison.store.cache import Cache, CacheStats
+from garrison.store.factory import open_cache, open_rate_limiter, open_store
 from garrison.store.memory import MemoryStore
+from garrison.store.ratelimit import (
+    Decision,
+    MemoryRateLimiter,
+    Rate,
+    RateLimiter,
+    RedisRateLimiter,
+)
 from garrison.store.redis import RedisStore
 
-__all__ = ["KeyValueStore", "MemoryStore", "RedisStore", "StoreUnavailable", "open_store"]
+__all__ = [
+    "Cache",
+    "CacheStats",
+    "Decision",
+    "KeyValueStore",
+    "MemoryRateLimiter",
+    "MemoryStore",
+    "Rate",
+    "RateLimiter",
+    "RedisRateLimiter",
+    "RedisStore",
+    "StoreUnavailable",
+    "open_cache",
+    "open_rate_limiter",
+    "open_store",
+]

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from garrison.store.base import StoreUnavailable
+
+
+def blocking_client(url: str, *, timeout: float, max_connections: int) -> aioredis.Redis:
+    """A client whose callers wait (up to ``timeout``) for a free connection when all are
+    busy, instead of failing at once as the default pool does under a burst."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+    )
+    # No client-level retries: the callers have a fallback (fail open, the source) and an
+    # outage must cost one short timeout, not several with backoff in between.
+    return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
 
 
 def _ms(ttl: float | None) -> int | None:
@@ -15,13 +33,17 @@ def _ms(ttl: float | None) -> int | None:
 class RedisStore:
     name = "redis"
 
-    def __init__(self, url: str, *, prefix: str = "garrison:", timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "garrison:",
+        timeout: float = 0.5,
+        max_connections: int = 50,
+    ) -> None:
         self.prefix = prefix
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
+        self.client: aioredis.Redis = blocking_client(
+            url, timeout=timeout, max_connections=max_connections
         )
 
     def _key(self, key: str) -> str:
@@ -74,4 +96,4 @@ class RedisStore:
             raise StoreUnavailable(str(type(exc).__name__)) from exc
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.aclose(close_connection_pool=True)

@@ -1,0 +1,1 @@
+"""Rate-limit quotas set by an admin per API key or per role (overriding the default)."""

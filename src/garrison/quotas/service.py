@@ -1,0 +1,178 @@
+"""Admin-set rate-limit quotas, and the cached lookup the rate-limit layer asks per request.
+
+An API key's own quota wins; otherwise the most generous quota among the caller's roles;
+otherwise the environment default applies. The lookup reads the whole (small) table once per
+``quota_cache_seconds`` through the cache, and every change invalidates the cache's
+``quotas`` namespace once it has committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from garrison import events
+from garrison.db.engine import Database
+from garrison.errors import Conflict
+from garrison.events import Actor, Event
+from garrison.log import get_logger
+from garrison.quotas.errors import QuotaNotFound
+from garrison.quotas.models import RateLimitQuota
+from garrison.quotas.schemas import SubjectType
+from garrison.store.cache import Cache
+from garrison.store.ratelimit import Rate
+
+CACHE_NAMESPACE = "quotas"
+log = get_logger("garrison.quotas")
+
+
+async def list_quotas(session: AsyncSession) -> list[RateLimitQuota]:
+    result = await session.scalars(
+        select(RateLimitQuota).order_by(RateLimitQuota.subject_type, RateLimitQuota.subject)
+    )
+    return list(result)
+
+
+async def get_quota(
+    session: AsyncSession, *, subject_type: SubjectType, subject: str
+) -> RateLimitQuota:
+    quota = await session.scalar(
+        select(RateLimitQuota).where(
+            RateLimitQuota.subject_type == subject_type, RateLimitQuota.subject == subject
+        )
+    )
+    if quota is None:
+        raise QuotaNotFound(f"no quota for {subject_type} {subject!r}")
+    return quota
+
+
+async def set_quota(
+    session: AsyncSession,
+    *,
+    subject_type: SubjectType,
+    subject: str,
+    requests_per_minute: int,
+    burst: int | None,
+    actor: Actor,
+) -> tuple[RateLimitQuota, bool]:
+    """Create or replace the quota; returns it and whether it was created."""
+    now = datetime.now(UTC)
+    try:
+        quota = await get_quota(session, subject_type=subject_type, subject=subject)
+    except QuotaNotFound:
+        quota = RateLimitQuota(
+            subject_type=subject_type,
+            subject=subject,
+            requests_per_minute=requests_per_minute,
+            burst=burst,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(quota)
+                await session.flush()
+        except IntegrityError:  # created by a concurrent request since we looked
+            raise Conflict(f"the quota for {subject_type} {subject!r} changed; retry") from None
+        await events.emit(
+            session,
+            Event(
+                action="quota.created",
+                actor=actor,
+                target_type="quota",
+                target_id=f"{subject_type}:{subject}",
+                data={"requests_per_minute": requests_per_minute, "burst": burst},
+            ),
+        )
+        return quota, True
+    changes = {
+        "requests_per_minute": (quota.requests_per_minute, requests_per_minute),
+        "burst": (quota.burst, burst),
+    }
+    quota.requests_per_minute = requests_per_minute
+    quota.burst = burst
+    quota.updated_at = now
+    await session.flush()
+    await events.emit(
+        session,
+        Event(
+            action="quota.updated",
+            actor=actor,
+            target_type="quota",
+            target_id=f"{subject_type}:{subject}",
+            changes=changes,
+            data={"requests_per_minute": requests_per_minute, "burst": burst},
+        ),
+    )
+    return quota, False
+
+
+async def delete_quota(
+    session: AsyncSession, *, subject_type: SubjectType, subject: str, actor: Actor
+) -> None:
+    quota = await get_quota(session, subject_type=subject_type, subject=subject)
+    await session.execute(delete(RateLimitQuota).where(RateLimitQuota.id == quota.id))
+    await events.emit(
+        session,
+        Event(
+            action="quota.deleted",
+            actor=actor,
+            target_type="quota",
+            target_id=f"{subject_type}:{subject}",
+        ),
+    )
+
+
+def _rate(entry: Sequence[Any]) -> Rate:
+    return Rate.per_minute(int(entry[0]), int(entry[1]) if entry[1] is not None else None)
+
+
+class QuotaLookup:
+    """``await lookup(principal, roles)`` → the caller's quota, or None for the default.
+
+    A failure (database or cache) is logged and answered with None: the default policy
+    still applies, the request is never refused because the lookup broke."""
+
+    def __init__(self, *, db: Database, cache: Cache, ttl: float) -> None:
+        self.db = db
+        self.cache = cache
+        self.ttl = ttl
+
+    async def _load(self) -> dict[str, list[int | None]]:
+        async with self.db.read_session() as session:
+            quotas = await list_quotas(session)
+        return {f"{q.subject_type}:{q.subject}": [q.requests_per_minute, q.burst] for q in quotas}
+
+    async def table(self) -> dict[str, list[int | None]]:
+        if self.ttl <= 0:
+            return await self._load()
+        return await self.cache.get_or_load(CACHE_NAMESPACE, "all", self._load, ttl=self.ttl)
+
+    async def __call__(self, principal: str, roles: Sequence[str]) -> Rate | None:
+        api_key = principal.removeprefix("key:") if principal.startswith("key:") else None
+        if api_key is None and not roles:
+            return None  # anonymous and role-less callers never cost a lookup
+        try:
+            table = await self.table()
+        except Exception as exc:
+            log.warning("quotas.lookup_failed", error=type(exc).__name__)
+            return None
+        if api_key is not None and f"api_key:{api_key}" in table:
+            return _rate(table[f"api_key:{api_key}"])
+        candidates = [_rate(table[f"role:{r}"]) for r in roles if f"role:{r}" in table]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda rate: (rate.limit, rate.burst))
+
+    async def invalidate(self) -> None:
+        await invalidate_cache(self.cache)
+
+
+async def invalidate_cache(cache: Cache) -> None:
+    """Make every process re-read the quotas (call after the change has committed)."""
+    await cache.invalidate_namespace(CACHE_NAMESPACE)

@@ -1,0 +1,241 @@
+"""Rate limits as clients meet them: real ``garrison serve`` processes over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import services
+from tests.test_rate_limit import parse_fields
+from tests.test_server import GOOD_SECRET, Server, free_port
+from tests.throwaway_redis import throwaway_redis
+
+pytestmark = pytest.mark.slow
+TARGET = "/api/v1/openapi.json"
+
+
+def serve(env: dict[str, str], *extra: str) -> tuple[Server, int]:
+    port = free_port()
+    server = Server(
+        [sys.executable, "-m", "garrison", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        {"GARRISON_LOG__FORMAT": "json", **env},
+    )
+    try:
+        server.wait_for_log("Started worker-1")
+    except BaseException:
+        server.stop()
+        raise
+    threading.Thread(target=_drain, args=(server,), daemon=True).start()
+    _wait_for_socket(port)
+    return server, port
+
+
+def _wait_for_socket(port: int, attempts: int = 500) -> None:
+    """granian can log its worker as started a moment before the socket accepts: wait on
+    the socket itself (a refused connect returns at once, so pause briefly between tries)."""
+    pause = threading.Event()
+    for _ in range(attempts):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except ConnectionRefusedError:
+            pause.wait(0.01)
+    raise AssertionError(f"nothing accepts connections on port {port}")
+
+
+def _drain(server: Server) -> None:
+    """Keep reading the server's output: a full pipe would block its access log."""
+    assert server.proc.stdout is not None
+    try:
+        for line in server.proc.stdout:
+            server.lines.append(line)
+    except ValueError:  # closed by Server.stop
+        return
+
+
+def clear_prefix(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def shared_redis(redis_url: str) -> Iterator[tuple[str, str]]:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    yield redis_url, prefix
+    clear_prefix(redis_url, prefix)
+
+
+async def _get_all(urls: list[str]) -> Counter[int]:
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        responses = await asyncio.gather(*(client.get(url) for url in urls))
+    return Counter(response.status_code for response in responses)
+
+
+def test_two_processes_share_one_quota_exactly(
+    tmp_path: Path, shared_redis: tuple[str, str]
+) -> None:
+    """1,000 concurrent requests spread over two servers against a quota of 100: exactly
+    100 succeed. (One request per minute refills, so no refill lands during the run.)"""
+    redis_url, prefix = shared_redis
+    servers: list[tuple[Server, int]] = []
+    try:
+        for name in ("a", "b"):
+            servers.append(
+                serve(
+                    {
+                        "GARRISON_DATA_DIR": str(tmp_path / name),
+                        "GARRISON_REDIS_URL": redis_url,
+                        "GARRISON_REDIS_PREFIX": prefix,
+                        "GARRISON_RATE_LIMIT__REQUESTS_PER_MINUTE": "1",
+                        "GARRISON_RATE_LIMIT__BURST": "100",
+                    }
+                )
+            )
+        urls = [f"http://127.0.0.1:{servers[i % 2][1]}{TARGET}" for i in range(1000)]
+        statuses = asyncio.run(_get_all(urls))
+    finally:
+        for server, _port in servers:
+            server.stop()
+    assert statuses == Counter({200: 100, 429: 900})
+
+
+def test_production_burst_of_21_gets_429(tmp_path: Path, shared_redis: tuple[str, str]) -> None:
+    redis_url, prefix = shared_redis
+    url = services.create_mysql_database()
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    env = {
+        "GARRISON_ENV": "production",
+        "GARRISON_DATA_DIR": str(tmp_path),
+        "GARRISON_REDIS_URL": redis_url,
+        "GARRISON_REDIS_PREFIX": prefix,
+        "GARRISON_SECRET_KEY": GOOD_SECRET,
+        "PROD_DB_HOST": parsed.host or "127.0.0.1",
+        "PROD_DB_PORT": str(parsed.port or 3306),
+        "PROD_DB_NAME": parsed.database or "",
+        "PROD_DB_USERNAME": parsed.username or "root",
+        "PROD_DB_PASSWORD": parsed.password or "",
+    }
+    server: Server | None = None
+    try:
+        from tests.test_cli import garrison
+
+        assert garrison("migrate", "up", env=env).returncode == 0
+        server, port = serve(env)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            responses = [client.get(TARGET) for _ in range(21)]
+            health = [client.get("/api/health/live") for _ in range(5)]
+    finally:
+        if server:
+            server.stop()
+        services.drop_mysql_database(url)
+    assert [r.status_code for r in responses[:20]] == [200] * 20
+    refused = responses[20]
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["violated-policies"] == ["default"]
+    assert int(refused.headers["retry-after"]) >= 1
+    for response in (responses[0], refused):
+        policy, limit = parse_fields(response)
+        assert policy == [("default", {"q": 100, "w": 60})]
+        assert limit[0][0] == "default"
+        assert set(limit[0][1]) == {"r", "t"}
+    assert [r.status_code for r in health] == [200] * 5
+
+
+async def _traffic_across_outage(
+    port: int, kill: asyncio.Event, killed: asyncio.Event
+) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+
+        async def worker() -> None:
+            for i in range(40):
+                if i == 10:
+                    kill.set()
+                    await killed.wait()
+                # The phase is read when the request is sent: one sent once Redis is dead
+                # must meet the outage; one in flight at the kill may meet either.
+                phase = "after" if killed.is_set() else "before"
+                general = await client.get(TARGET)
+                seen[f"{phase} general {general.status_code}"] += 1
+                phase = "after" if killed.is_set() else "before"
+                login = await client.post("/api/v1/auth/login", json={})
+                seen[f"{phase} login {login.status_code}"] += 1
+
+        await asyncio.gather(*(worker() for _ in range(5)))
+    return seen
+
+
+def test_stopping_redis_mid_run_gives_no_500(tmp_path: Path) -> None:
+    auth = [
+        {
+            "name": "auth",
+            "paths": ["/api/v1/auth/login"],
+            "requests_per_minute": 6000,
+            "burst": 1000,
+            "sensitive": True,
+        }
+    ]
+    with throwaway_redis() as redis:
+        server, port = serve(
+            {
+                "GARRISON_DATA_DIR": str(tmp_path),
+                "GARRISON_REDIS_URL": redis.url,
+                "GARRISON_RATE_LIMIT__REQUESTS_PER_MINUTE": "6000",
+                "GARRISON_RATE_LIMIT__BURST": "1000",
+                "GARRISON_RATE_LIMIT__ROUTES": json.dumps(auth),
+            }
+        )
+        try:
+
+            async def run() -> Counter[str]:
+                kill, killed = asyncio.Event(), asyncio.Event()
+
+                async def killer() -> None:
+                    await kill.wait()
+                    redis.kill()
+                    killed.set()
+
+                task = asyncio.ensure_future(killer())
+                seen = await _traffic_across_outage(port, kill, killed)
+                await task
+                return seen
+
+            seen = asyncio.run(run())
+            health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10)
+        finally:
+            server.stop()
+    assert not [key for key in seen if key.endswith(" 500")], seen
+    assert set(seen) <= {
+        "before general 200",
+        "before login 404",  # no auth routes yet: the limiter let it through to the router
+        "before login 503",  # sent before, decided after the kill
+        "after general 200",  # fail open
+        "after login 503",  # fail closed
+    }, seen
+    assert seen["after general 200"] >= 100
+    assert seen["after login 503"] >= 100
+    assert health.status_code == 200
+    assert health.json()["status"] == "warn"
+    assert any("ratelimit.store_unavailable" in line for line in server.lines)

@@ -1,0 +1,139 @@
+"""The GCRA limiters, each behaviour on memory and on the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from garrison.store import MemoryRateLimiter, Rate, RateLimiter, RedisRateLimiter, StoreUnavailable
+from tests.test_server import free_port
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
+    if request.param == "memory":
+        yield MemoryRateLimiter()
+        return
+    url: str = request.getfixturevalue("redis_url")
+    prefix = f"test:{uuid.uuid4().hex}:"
+    redis_limiter = RedisRateLimiter.from_url(url, prefix=prefix)
+    try:
+        yield redis_limiter
+    finally:
+        keys = [key async for key in redis_limiter.client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await redis_limiter.client.delete(*keys)
+        await redis_limiter.close()
+
+
+async def test_burst_then_refusal(limiter: RateLimiter) -> None:
+    rate = Rate.per_minute(100, burst=20)
+    decisions = [await limiter.hit("client", rate) for _ in range(21)]
+    assert all(d.allowed for d in decisions[:20])
+    assert [d.remaining for d in decisions[:3]] == [19, 18, 17]
+    assert decisions[19].remaining == 0
+    refused = decisions[20]
+    assert not refused.allowed
+    assert refused.remaining == 0
+    # One request costs 0.6 s at 100/minute: the next one is allowed at most that much later.
+    assert 0 < refused.retry_after <= 0.6
+    assert refused.limit == 20
+
+
+async def test_keys_are_independent(limiter: RateLimiter) -> None:
+    rate = Rate.per_minute(1, burst=2)
+    assert (await limiter.hit("a", rate)).allowed
+    assert (await limiter.hit("a", rate)).allowed
+    assert not (await limiter.hit("a", rate)).allowed
+    assert (await limiter.hit("b", rate)).allowed
+
+
+async def test_reset_empties_the_bucket(limiter: RateLimiter) -> None:
+    rate = Rate.per_minute(1, burst=1)
+    assert (await limiter.hit("k", rate)).allowed
+    assert not (await limiter.hit("k", rate)).allowed
+    await limiter.reset("k")
+    assert (await limiter.hit("k", rate)).allowed
+
+
+async def test_reset_after_reports_when_the_bucket_is_full(limiter: RateLimiter) -> None:
+    rate = Rate.per_minute(60, burst=10)  # one per second
+    first = await limiter.hit("k", rate)
+    assert first.reset_after == pytest.approx(1.0)
+    for _ in range(4):
+        last = await limiter.hit("k", rate)
+    assert 4.0 < last.reset_after <= 5.0
+    assert last.remaining >= 5
+
+
+async def test_a_refused_attempt_costs_nothing(limiter: RateLimiter) -> None:
+    rate = Rate.per_minute(1, burst=1)
+    await limiter.hit("k", rate)
+    first = await limiter.hit("k", rate)
+    second = await limiter.hit("k", rate)
+    assert not first.allowed
+    assert not second.allowed
+    assert second.retry_after <= first.retry_after
+
+
+async def test_cost_spends_several_requests(limiter: RateLimiter) -> None:
+    rate = Rate.per_minute(10, burst=10)
+    assert (await limiter.hit("k", rate, cost=7)).remaining == 3
+    assert not (await limiter.hit("k", rate, cost=4)).allowed
+    assert (await limiter.hit("k", rate, cost=3)).allowed
+
+
+async def test_exact_under_concurrency(limiter: RateLimiter) -> None:
+    rate = Rate.per_minute(1, burst=50)
+    decisions = await asyncio.gather(*(limiter.hit("hot", rate) for _ in range(300)))
+    assert sum(d.allowed for d in decisions) == 50
+
+
+async def test_redis_limiters_share_one_bucket(redis_url: str) -> None:
+    """Two limiters with their own connections (as two processes would have) count together."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    first = RedisRateLimiter.from_url(redis_url, prefix=prefix)
+    second = RedisRateLimiter.from_url(redis_url, prefix=prefix)
+    rate = Rate.per_minute(1, burst=40)
+    try:
+        decisions = await asyncio.gather(
+            *(limiter.hit("shared", rate) for limiter in [first, second] * 100)
+        )
+        assert sum(d.allowed for d in decisions) == 40
+    finally:
+        await first.reset("shared")
+        await first.close()
+        await second.close()
+
+
+async def test_redis_down_raises_store_unavailable_quickly() -> None:
+    port = free_port()  # nothing listens there
+    limiter = RedisRateLimiter.from_url(f"redis://127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(StoreUnavailable):
+            await limiter.hit("k", Rate.per_minute(10))
+        # Marked down: the next call does not even try the network.
+        with pytest.raises(StoreUnavailable, match="marked down"):
+            await limiter.hit("k", Rate.per_minute(10))
+    finally:
+        await limiter.close()
+
+
+def test_rate_validation() -> None:
+    rate = Rate.per_minute(100, burst=20)
+    assert rate.interval == pytest.approx(0.6)
+    assert rate.tolerance == pytest.approx(12.0)
+    assert Rate.per_minute(30).burst == 30
+
+
+async def test_memory_limiter_stays_bounded() -> None:
+    limiter = MemoryRateLimiter(max_keys=100)
+    rate = Rate.per_minute(1, burst=5)
+    for i in range(1000):
+        assert (await limiter.hit(f"k{i}", rate)).allowed
+    assert len(limiter._tat) <= 100
+    # The most recent buckets are kept: k999 has spent one of its five.
+    assert (await limiter.hit("k999", rate)).remaining == 3
