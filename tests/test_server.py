@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,23 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until_accepting(port: int, timeout: float = 30) -> None:
+    """Block until the port accepts connections. granian logs its worker as started before
+    the worker's socket listens, so no log line marks this moment: the only signal is a
+    connection that succeeds. Bounded by ``timeout``; raises when it never comes."""
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(pause)  # a bounded back-off between probes, not a guess at timing
+            pause = min(pause * 2, 0.2)
 
 
 class Server:
@@ -77,7 +95,8 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[Server, int]]:
         {"GARRISON_DATA_DIR": str(tmp_path / "var"), "GARRISON_LOG__FORMAT": "json"},
     )
     try:
-        server.wait_for_log("Started worker-1")
+        server.wait_for_log("garrison.ready")
+        wait_until_accepting(port)
         yield server, port
     finally:
         server.stop()
@@ -156,7 +175,8 @@ def test_production_with_mariadb_and_redis(tmp_path: Path) -> None:
             [sys.executable, "-m", "garrison", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env,
         )
-        server.wait_for_log("Started worker-1")
+        server.wait_for_log("garrison.ready")
+        wait_until_accepting(port)
         response = httpx.get(f"http://127.0.0.1:{port}/api/health/ready", timeout=10)
         assert response.status_code == 200
         body = response.json()

@@ -5,6 +5,9 @@ The gateway's middleware order is written here and nowhere else (outermost first
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,22 +23,29 @@ from garrison.gateway.body_limit import BodyLimitMiddleware
 from garrison.gateway.client_ip import ClientIpMiddleware
 from garrison.gateway.content_type import ContentTypeMiddleware
 from garrison.gateway.errors import ErrorsMiddleware, install_exception_handlers
+from garrison.gateway.metrics import MetricsMiddleware
 from garrison.gateway.request_id import RequestIdMiddleware
 from garrison.gateway.security_headers import SecurityHeadersMiddleware
-from garrison.log import configure_logging
+from garrison.log import configure_logging, get_logger
+from garrison.metrics import instrument_database
+from garrison.metrics.process import sample_forever
+from garrison.metrics.router import router as metrics_router
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
 from garrison.settings import Settings, load_settings
 from garrison.store.factory import open_store
 
 API_PREFIX = "/api/v1"
+log = get_logger("garrison.app")
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
     http = settings.http
+    metrics = [Middleware(MetricsMiddleware)] if settings.metrics.enabled else []
     return [
         Middleware(RequestIdMiddleware),
         Middleware(ClientIpMiddleware, trusted_proxies=http.trusted_proxies),
+        *metrics,
         Middleware(AccessLogMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts=http.hsts, hsts_max_age=http.hsts_max_age),
         Middleware(
@@ -75,9 +85,20 @@ def create_app(settings: Settings) -> FastAPI:
             settings=settings.health,
             expected_revisions=head_revisions(),
         )
+        log.info("garrison.ready", env=settings.env, pid=os.getpid())
+        sampler: asyncio.Task[None] | None = None
+        if settings.metrics.enabled:
+            instrument_database(db)
+            sampler = asyncio.create_task(
+                sample_forever(settings.metrics.process_interval, settings.metrics.multiproc_dir)
+            )
         try:
             yield
         finally:
+            if sampler is not None:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
             await store.close()
             await db.dispose()
 
@@ -94,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     install_exception_handlers(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     return app
 
 

@@ -1,0 +1,93 @@
+"""Metrics under the real server: several worker processes, and the separate listener."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.metrics_helpers import parse, value
+from tests.test_server import Server, free_port, wait_until_accepting
+
+pytestmark = pytest.mark.slow
+LIVE = {"method": "GET", "route": "/api/health/live", "status": "200"}
+
+
+def _wait_for_workers(server: Server, port: int, count: int) -> None:
+    """Every worker has run its startup (one ``garrison.ready`` line each) and the port
+    accepts connections."""
+    while sum("garrison.ready" in line for line in server.lines) < count:
+        server.wait_for_log("garrison.ready")
+    wait_until_accepting(port)
+
+
+def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    return Server(
+        [sys.executable, "-m", "garrison", "serve", *args],
+        {"GARRISON_DATA_DIR": str(tmp_path / "var"), "GARRISON_LOG__FORMAT": "json", **(env or {})},
+    )
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[tuple[Server, int]]:
+    port = free_port()
+    stale = tmp_path / "var" / "metrics" / str(port)
+    stale.mkdir(parents=True)
+    (stale / "counter_999999.db").write_bytes(b"not a metrics file")
+    server = _serve(tmp_path, "--port", str(port), "--workers", "2")
+    try:
+        _wait_for_workers(server, port, 2)
+        yield server, port
+    finally:
+        server.stop()
+
+
+def test_counts_add_up_across_two_workers(two_workers: tuple[Server, int], tmp_path: Path) -> None:
+    _server, port = two_workers
+    base = f"http://127.0.0.1:{port}"
+    sent = 200
+
+    def hit(_: int) -> int:
+        # A connection per request, so the kernel spreads them over both workers.
+        response = httpx.get(f"{base}/api/health/live", headers={"Connection": "close"}, timeout=10)
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(hit, range(sent)))
+    assert statuses == [200] * sent
+    # Each scrape is answered by whichever worker accepts it; every one must see the total.
+    for _ in range(6):
+        response = httpx.get(f"{base}/metrics", headers={"Connection": "close"}, timeout=10)
+        assert response.status_code == 200
+        samples = parse(response.text)
+        assert value(samples, "garrison_http_requests_total", LIVE) == sent
+        assert value(samples, "garrison_http_request_duration_seconds_count", LIVE) == sent
+        assert value(samples, "garrison_workers") == 2
+    # The stale file of an earlier run was removed before the workers started.
+    assert not (tmp_path / "var" / "metrics" / str(port) / "counter_999999.db").exists()
+
+
+def test_separate_listener_serves_what_the_api_does_not(tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    server = _serve(
+        tmp_path,
+        "--port",
+        str(port),
+        env={"GARRISON_METRICS__LISTEN": f"127.0.0.1:{metrics_port}"},
+    )
+    try:
+        _wait_for_workers(server, port, 1)
+        for _ in range(3):
+            assert httpx.get(f"http://127.0.0.1:{port}/api/health/live").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 404
+        response = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert response.status_code == 200
+        samples = parse(response.text)
+        assert value(samples, "garrison_http_requests_total", LIVE) == 3
+        assert value(samples, "garrison_http_requests_total", {**LIVE, "route": "/metrics"}) == 0
+    finally:
+        server.stop()
