@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.middleware import Middleware
@@ -34,16 +35,23 @@ from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
 from garrison.settings import Settings, load_settings
 from garrison.store.factory import open_store
+from garrison.tracing import TracingMiddleware, create_provider
+from garrison.tracing import instrument_database as trace_database
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 API_PREFIX = "/api/v1"
 log = get_logger("garrison.app")
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
+def _middleware(settings: Settings, tracer: TracerProvider | None) -> list[Middleware]:
     http = settings.http
     metrics = [Middleware(MetricsMiddleware)] if settings.metrics.enabled else []
+    tracing = [] if tracer is None else [Middleware(TracingMiddleware, provider=tracer)]
     return [
         Middleware(RequestIdMiddleware),
+        *tracing,
         Middleware(ClientIpMiddleware, trusted_proxies=http.trusted_proxies),
         *metrics,
         Middleware(AccessLogMiddleware),
@@ -72,6 +80,8 @@ def _middleware(settings: Settings) -> list[Middleware]:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    tracer = create_provider(settings.tracing) if settings.tracing.enabled else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.db_url, settings.db)
@@ -92,6 +102,8 @@ def create_app(settings: Settings) -> FastAPI:
             sampler = asyncio.create_task(
                 sample_forever(settings.metrics.process_interval, settings.metrics.multiproc_dir)
             )
+        if tracer is not None:
+            trace_database(db, tracer)
         try:
             yield
         finally:
@@ -101,6 +113,8 @@ def create_app(settings: Settings) -> FastAPI:
                     await sampler
             await store.close()
             await db.dispose()
+            if tracer is not None:
+                await asyncio.to_thread(tracer.shutdown)  # flushes the spans still queued
 
     app = FastAPI(
         title="Garrison",
@@ -110,7 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         lifespan=lifespan,
-        middleware=_middleware(settings),
+        middleware=_middleware(settings, tracer),
     )
     app.state.settings = settings
     install_exception_handlers(app)
