@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.metrics_helpers import parse, value
 from tests.test_server import Server, free_port, wait_until_accepting
@@ -67,8 +68,25 @@ def test_counts_add_up_across_two_workers(two_workers: tuple[Server, int], tmp_p
         assert value(samples, "garrison_http_requests_total", LIVE) == sent
         assert value(samples, "garrison_http_request_duration_seconds_count", LIVE) == sent
         assert value(samples, "garrison_workers") == 2
+    # Both workers served some of them: the total above is a sum over processes.
+    directory = tmp_path / "var" / "metrics" / str(port)
+    per_worker = [_served(path) for path in sorted(directory.glob("counter_*.db"))]
+    assert sum(per_worker) == sent
+    assert len([n for n in per_worker if n > 0]) == 2, per_worker
     # The stale file of an earlier run was removed before the workers started.
-    assert not (tmp_path / "var" / "metrics" / str(port) / "counter_999999.db").exists()
+    assert not (directory / "counter_999999.db").exists()
+
+
+def _served(path: Path) -> float:
+    """Requests to the live route counted in one worker's file."""
+    families = MultiProcessCollector.merge([str(path)], accumulate=True)  # type: ignore[no-untyped-call]
+    return sum(
+        float(sample.value)
+        for family in families
+        for sample in family.samples
+        if sample.name == "garrison_http_requests_total"
+        and sample.labels.get("route") == LIVE["route"]
+    )
 
 
 def test_separate_listener_serves_what_the_api_does_not(tmp_path: Path) -> None:
@@ -91,3 +109,57 @@ def test_separate_listener_serves_what_the_api_does_not(tmp_path: Path) -> None:
         assert value(samples, "garrison_http_requests_total", {**LIVE, "route": "/metrics"}) == 0
     finally:
         server.stop()
+
+
+def test_production_metrics_need_the_token(tmp_path: Path) -> None:
+    """As a client would see it in production (MariaDB, Redis, real secrets): /metrics is
+    refused without the bearer token and parses with it; the token is never logged."""
+    from tests import services
+    from tests.test_cli import garrison
+    from tests.test_server import GOOD_SECRET
+
+    url = services.create_mysql_database()
+    token = "Pm4xV8nB2cQ6wE9rT1yU5iO3pA7sD0fGh"
+    env = {
+        "GARRISON_ENV": "production",
+        "GARRISON_DATA_DIR": str(tmp_path / "var"),
+        "GARRISON_DATABASE_URL": url,
+        "GARRISON_REDIS_URL": services.check_redis(),
+        "GARRISON_SECRET_KEY": GOOD_SECRET,
+        "GARRISON_METRICS__TOKEN": token,
+    }
+    server: Server | None = None
+    try:
+        assert garrison("migrate", "up", env=env).returncode == 0
+        port = free_port()
+        server = Server(
+            [sys.executable, "-m", "garrison", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env,
+        )
+        _wait_for_workers(server, port, 1)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(5):
+            assert httpx.get(f"{base}/api/health/live", timeout=10).status_code == 200
+        refused = httpx.get(f"{base}/metrics", timeout=10)
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        wrong = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer nope"}, timeout=10)
+        assert wrong.status_code == 401
+        response = httpx.get(
+            f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert response.status_code == 200
+        samples = parse(response.text)
+        assert value(samples, "garrison_http_requests_total", LIVE) == 5
+        unauthorized = {**LIVE, "route": "/metrics", "status": "401"}
+        assert value(samples, "garrison_http_requests_total", unauthorized) == 2
+        assert value(samples, "garrison_db_pool_size", {"pool": "writer"}) == 10
+    finally:
+        if server:
+            server.proc.terminate()
+            rest, _ = server.proc.communicate(timeout=30)
+            server.stop()
+            output = "".join(server.lines) + rest
+            assert "garrison.ready" in output
+            assert token not in output
+        services.drop_mysql_database(url)
