@@ -11,11 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from garrison import __version__, metrics
 from garrison.app import create_app
 from garrison.settings import ConfigError, Settings
-from tests.conftest import make_settings, migrated, start
+from tests.conftest import Running, make_settings, migrated, start
 from tests.metrics_helpers import Samples, parse, total, value
 from tests.routes import router as extra_routes
 
@@ -102,6 +105,42 @@ async def test_no_id_email_or_token_ever_reaches_a_label(client: httpx.AsyncClie
     samples = parse(text)
     assert value(samples, "garrison_cache_requests_total", {"namespace": "other", "result": "hit"})
     assert value(samples, "garrison_auth_events_total", {"kind": "other", "outcome": "denied"})
+
+
+@pytest.fixture
+async def running_app(tmp_path: Path) -> AsyncIterator[Running]:
+    settings = make_settings(tmp_path)
+    await migrated(settings)
+    app = create_app(settings)
+    app.include_router(extra_routes)
+    async with start(app) as running:
+        yield running
+
+
+@hsettings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=st.sampled_from(["GET", "POST", "DELETE", "PROPFIND", "X-CUSTOM"]),
+    path=st.text(alphabet=st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=60),
+)
+async def test_labels_stay_within_closed_sets(running_app: Running, method: str, path: str) -> None:
+    """Whatever the path and method, a new series' route label is one of the app's route
+    templates or ``<unmatched>``, and its method label a standard method or ``OTHER``."""
+    client = running_app.client
+    try:
+        request = client.build_request(method, "/" + path.lstrip("/"))
+    except (httpx.InvalidURL, UnicodeEncodeError, ValueError):
+        return
+    before = set(await scrape(client))
+    await client.send(request)
+    after = set(await scrape(client))
+    templates = {getattr(route, "path", None) for route in running_app.app.routes}
+    for name, labels in after - before:
+        found = dict(labels)
+        if name == REQUESTS:
+            assert found["route"] in templates | {"<unmatched>"}
+            assert found["method"] in {"GET", "POST", "DELETE", "OTHER"}
 
 
 async def test_domain_helpers_count(client: httpx.AsyncClient) -> None:
@@ -239,3 +278,33 @@ def test_token_is_redacted_in_config_show(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, metrics={"token": GOOD_TOKEN})
     assert GOOD_TOKEN not in str(settings.redacted())
     assert settings.redacted()["metrics"]["token"] == "**********"
+
+
+async def test_failed_statement_is_still_timed(settings: Settings) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from garrison.db import Database
+
+    name = "garrison_db_query_duration_seconds_count"
+    labels = {"pool": "writer", "operation": "SELECT"}
+    db = Database(settings.db_url, settings.db)
+    metrics.instrument_database(db)
+    metrics.instrument_database(db)  # a second call adds no second set of listeners
+    checked_out = metrics.REGISTRY.get_sample_value(
+        "garrison_db_pool_checked_out", {"pool": "writer"}
+    )
+    before = metrics.REGISTRY.get_sample_value(name, labels) or 0
+    try:
+        async with db.connect() as conn:
+            with pytest.raises(DBAPIError):
+                await conn.execute(text("SELECT missing_column FROM no_such_table"))
+        async with db.connect() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await db.dispose()
+    assert metrics.REGISTRY.get_sample_value(name, labels) == before + 2
+    after_checked_out = metrics.REGISTRY.get_sample_value(
+        "garrison_db_pool_checked_out", {"pool": "writer"}
+    )
+    assert after_checked_out == checked_out

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
 INSTRUMENTATION = "garrison"
-_SPANS = "garrison_spans"
+_SPAN = "_garrison_span"
 
 
 def create_provider(settings: TracingSettings) -> TracerProvider:
@@ -141,26 +141,34 @@ def _trace_engine(engine: Engine, tracer: Tracer) -> None:
 
     system = "sqlite" if engine.dialect.name == "sqlite" else "mysql"
 
-    def before_execute(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def before_execute(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, *_: Any
+    ) -> None:
+        if context is None:
+            return
         name = operation(statement)
         span = tracer.start_span(
             name,
             kind=SpanKind.CLIENT,
             attributes={"db.system.name": system, "db.operation.name": name},
         )
-        conn.info.setdefault(_SPANS, []).append(span)
+        setattr(context, _SPAN, span)
 
-    def after_execute(conn: Any, *_args: Any) -> None:
-        spans = conn.info.get(_SPANS)
-        if spans:
-            spans.pop().end()
+    def after_execute(
+        _conn: Any, _cursor: Any, _stmt: str, _params: Any, context: Any, *_: Any
+    ) -> None:
+        span = getattr(context, _SPAN, None)
+        if span is not None:
+            setattr(context, _SPAN, None)
+            span.end()
 
-    def on_error(context: Any) -> None:
-        conn = context.connection
-        spans = conn.info.get(_SPANS) if conn is not None else None
-        if spans:
-            span = spans.pop()
-            span.set_status(Status(StatusCode.ERROR, type(context.original_exception).__name__))
+    def on_error(exception_context: Any) -> None:
+        context = exception_context.execution_context
+        span = getattr(context, _SPAN, None) if context is not None else None
+        if span is not None:
+            setattr(context, _SPAN, None)
+            error = type(exception_context.original_exception).__name__
+            span.set_status(Status(StatusCode.ERROR, error))
             span.end()
 
     event.listen(engine, "before_cursor_execute", before_execute)

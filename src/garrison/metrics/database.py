@@ -27,7 +27,7 @@ from garrison.metrics.registry import (
 _OPERATIONS = frozenset(
     {"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT"}
 )
-_STARTED = "garrison_query_started"
+_STARTED = "_garrison_query_started"
 _INSTRUMENTED = "_garrison_metrics"
 
 
@@ -68,21 +68,29 @@ def instrument_engine(engine: Engine, label: str) -> None:
     query_duration = DB_QUERY_DURATION
     checked_out = DB_POOL_CHECKED_OUT.labels(label)
 
-    def before_execute(conn: Any, _cursor: Any, *_args: Any) -> None:
-        conn.info.setdefault(_STARTED, []).append(time.perf_counter())
+    # The start time rides on the statement's execution context, so a statement that never
+    # finishes (a cancelled request) leaves nothing behind on the connection.
+    def before_execute(
+        _conn: Any, _cursor: Any, _stmt: str, _params: Any, context: Any, *_: Any
+    ) -> None:
+        if context is not None:
+            setattr(context, _STARTED, time.perf_counter())
 
-    def after_execute(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        started: list[float] = conn.info.get(_STARTED) or []
-        if started:
-            elapsed = time.perf_counter() - started.pop()
-            query_duration.labels(label, operation(statement)).observe(elapsed)
+    def finished(context: Any, statement: str | None) -> None:
+        started: float | None = getattr(context, _STARTED, None)
+        if started is not None:
+            setattr(context, _STARTED, None)
+            elapsed = time.perf_counter() - started
+            query_duration.labels(label, operation(statement or "")).observe(elapsed)
 
-    def on_error(context: Any) -> None:
-        conn = context.connection
-        started: list[float] | None = conn.info.get(_STARTED) if conn is not None else None
-        if started:
-            elapsed = time.perf_counter() - started.pop()
-            query_duration.labels(label, operation(context.statement or "")).observe(elapsed)
+    def after_execute(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, *_: Any
+    ) -> None:
+        finished(context, statement)
+
+    def on_error(exception_context: Any) -> None:
+        if exception_context.execution_context is not None:
+            finished(exception_context.execution_context, exception_context.statement)
 
     def on_checkout(_dbapi: Any, _record: Any, _proxy: Any) -> None:
         checked_out.inc()
