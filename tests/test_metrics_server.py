@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -163,3 +164,24 @@ def test_production_metrics_need_the_token(tmp_path: Path) -> None:
             assert "garrison.ready" in output
             assert token not in output
         services.drop_mysql_database(url)
+
+
+def test_listener_address_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    from tests.test_cli import garrison
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        result = garrison(
+            "serve",
+            "--port",
+            str(free_port()),
+            env={
+                "GARRISON_DATA_DIR": str(tmp_path / "var"),
+                "GARRISON_METRICS__LISTEN": f"127.0.0.1:{busy}",
+            },
+        )
+    assert result.returncode == 1
+    assert f"GARRISON_METRICS__LISTEN=127.0.0.1:{busy}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -61,6 +61,11 @@ def _prepare_metrics(settings: Settings, directory: Path) -> None:
     from garrison.metrics.exposition import start_listener
 
     address = settings.metrics.listen_address
+    if address is None and settings.metrics.token is None and not settings.is_development:
+        get_logger("garrison.serve").warning(
+            "metrics.not_exposed",
+            hint="set GARRISON_METRICS__TOKEN or GARRISON_METRICS__LISTEN to scrape /metrics",
+        )
     if address is not None:
         try:
             start_listener(*address, directory)
