@@ -5,9 +5,12 @@ The gateway's middleware order is written here and nowhere else (outermost first
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.middleware import Middleware
@@ -21,10 +24,14 @@ from garrison.gateway.body_limit import BodyLimitMiddleware
 from garrison.gateway.client_ip import ClientIpMiddleware
 from garrison.gateway.content_type import ContentTypeMiddleware
 from garrison.gateway.errors import ErrorsMiddleware, install_exception_handlers
+from garrison.gateway.metrics import MetricsMiddleware
 from garrison.gateway.rate_limit import Identify, RateLimitMiddleware, RateLimitStats
 from garrison.gateway.request_id import RequestIdMiddleware
 from garrison.gateway.security_headers import SecurityHeadersMiddleware
 from garrison.log import configure_logging, get_logger
+from garrison.metrics import instrument_database
+from garrison.metrics.process import sample_forever
+from garrison.metrics.router import router as metrics_router
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
 from garrison.quotas.router import router as quotas_router
@@ -34,18 +41,30 @@ from garrison.records.collections_router import router as collections_router
 from garrison.records.router import router as records_router
 from garrison.settings import Settings, load_settings
 from garrison.store.factory import open_cache, open_rate_limiter, open_store
+from garrison.tracing import TracingMiddleware, create_provider
+from garrison.tracing import instrument_database as trace_database
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 API_PREFIX = "/api/v1"
 log = get_logger("garrison.app")
 
 
 def _middleware(
-    settings: Settings, stats: RateLimitStats, identify: Identify | None
+    settings: Settings,
+    stats: RateLimitStats,
+    identify: Identify | None,
+    tracer: TracerProvider | None,
 ) -> list[Middleware]:
     http = settings.http
+    metrics = [Middleware(MetricsMiddleware)] if settings.metrics.enabled else []
+    tracing = [] if tracer is None else [Middleware(TracingMiddleware, provider=tracer)]
     return [
         Middleware(RequestIdMiddleware),
+        *tracing,
         Middleware(ClientIpMiddleware, trusted_proxies=http.trusted_proxies),
+        *metrics,
         Middleware(AccessLogMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts=http.hsts, hsts_max_age=http.hsts_max_age),
         Middleware(
@@ -83,6 +102,7 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
     """``identify`` names the caller for rate limits (``user:<id>``, ``key:<id>``, …);
     without it every caller is keyed by its client address."""
     stats = RateLimitStats()
+    tracer = create_provider(settings.tracing) if settings.tracing.enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,13 +123,27 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
             settings=settings.health,
             expected_revisions=head_revisions(),
         )
+        sampler: asyncio.Task[None] | None = None
+        if settings.metrics.enabled:
+            instrument_database(db)
+            sampler = asyncio.create_task(
+                sample_forever(settings.metrics.process_interval, settings.metrics.multiproc_dir)
+            )
+        if tracer is not None:
+            trace_database(db, tracer)
         log.info("garrison.ready", env=settings.env, pid=os.getpid())
         try:
             yield
         finally:
+            if sampler is not None:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
             await app.state.rate_limiter.close()
             await store.close()
             await db.dispose()
+            if tracer is not None:
+                await asyncio.to_thread(tracer.shutdown)  # flushes the spans still queued
 
     app = FastAPI(
         title="Garrison",
@@ -119,7 +153,7 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
         docs_url="/api/docs",
         redoc_url=None,
         lifespan=lifespan,
-        middleware=_middleware(settings, stats, identify),
+        middleware=_middleware(settings, stats, identify, tracer),
     )
     app.state.settings = settings
     app.state.rate_limit_stats = stats
@@ -128,6 +162,7 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
     app.include_router(collections_router)
     app.include_router(records_router)
     app.include_router(quotas_router)
+    app.include_router(metrics_router)
     return app
 
 

@@ -61,6 +61,10 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
         redact_secrets,
     ]
+    if settings.tracing.enabled:
+        from garrison.tracing import trace_ids
+
+        shared.insert(1, trace_ids)
     renderer: structlog.types.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_json_dumps)

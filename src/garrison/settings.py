@@ -13,6 +13,7 @@ variable, and in development generates the secret key once into the data directo
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import secrets
 from pathlib import Path
@@ -167,6 +168,53 @@ class CacheSettings(BaseModel):
     memory_max_entries: int = Field(default=10_000, ge=1)
 
 
+class MetricsSettings(BaseModel):
+    """``/metrics``: open in development; elsewhere behind ``token`` or on ``listen`` only."""
+
+    enabled: bool = True
+    token: SecretStr | None = Field(default=None, description="bearer token for /metrics")
+    listen: str | None = Field(
+        default=None, description="host:port of a separate listener (garrison serve only)"
+    )
+    multiproc_dir: Path | None = Field(
+        default=None, description="set by `garrison serve` for its worker processes"
+    )
+    process_interval: float = Field(default=10.0, gt=0, description="seconds between samples")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+        return value
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry tracing (needs the ``garrison[tracing]`` extra); off unless enabled."""
+
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "garrison"
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (OTLP over HTTP)")
+        return value
+
+
 class _ProdDatabaseEnv(BaseSettings):
     """The specification's production database variables (no GARRISON_ prefix)."""
 
@@ -231,6 +279,8 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:
@@ -266,6 +316,7 @@ class Settings(BaseSettings):
         """The effective configuration with every secret replaced; for ``config show``."""
         data = self.model_dump(mode="json")
         data["secret_key"] = "**********" if self.secret_key else None
+        data["metrics"]["token"] = "**********" if self.metrics.token else None
         for key in ("database_url", "redis_url"):
             if data.get(key):
                 data[key] = _redact_url(data[key])
@@ -341,10 +392,23 @@ def check_settings(settings: Settings) -> None:
         if settings.secret_key is None:
             raise ConfigError(f"{ENV_PREFIX}SECRET_KEY", f"is required in {settings.env}")
         _check_secret(settings.secret_key.get_secret_value())
+    if settings.metrics.token is not None:
+        _check_secret(settings.metrics.token.get_secret_value(), f"{ENV_PREFIX}METRICS__TOKEN")
+    if settings.tracing.enabled and not _installed("opentelemetry.sdk"):
+        raise ConfigError(
+            f"{ENV_PREFIX}TRACING__ENABLED",
+            "needs the tracing extra: pip install 'garrison[tracing]'",
+        )
 
 
-def _check_secret(value: str) -> None:
-    variable = f"{ENV_PREFIX}SECRET_KEY"
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package is missing
+        return False
+
+
+def _check_secret(value: str, variable: str = f"{ENV_PREFIX}SECRET_KEY") -> None:
     lowered = value.strip().lower()
     if lowered in _PLACEHOLDERS or any(word in lowered for word in ("changeme", "change-me")):
         raise ConfigError(variable, "is a placeholder; generate one with `openssl rand -hex 32`")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +12,10 @@ from garrison.cli.common import EXIT_SCHEMA, fail, run_db, settings_or_exit
 from garrison.db import migrate
 from garrison.log import get_logger
 from garrison.server import run_server
+from garrison.settings import Settings
+
+# Set for the worker processes: prometheus-client reads it when it is first imported.
+PROMETHEUS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def serve(
@@ -32,9 +38,37 @@ def serve(
     bind_host = host or settings.http.host
     bind_port = port or settings.http.port
     log.info("garrison.starting", env=settings.env, host=bind_host, port=bind_port)
+    if settings.metrics.enabled:
+        _prepare_metrics(settings, settings.data_dir / "metrics" / str(bind_port))
     run_server(
         host=bind_host,
         port=bind_port,
         workers=workers or settings.http.workers,
         shutdown_timeout=settings.http.shutdown_timeout,
     )
+
+
+def _prepare_metrics(settings: Settings, directory: Path) -> None:
+    """Multi-process metrics: an emptied directory shared by the workers, announced to them
+    through the environment before anything imports prometheus-client, and the separate
+    listener (when configured) run from this process."""
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # the previous run's figures
+        stale.unlink()
+    os.environ[PROMETHEUS_DIR_VARIABLE] = str(directory)
+    os.environ["GARRISON_METRICS__MULTIPROC_DIR"] = str(directory)
+    from garrison.metrics.exposition import start_listener
+
+    address = settings.metrics.listen_address
+    if address is None and settings.metrics.token is None and not settings.is_development:
+        get_logger("garrison.serve").warning(
+            "metrics.not_exposed",
+            hint="set GARRISON_METRICS__TOKEN or GARRISON_METRICS__LISTEN to scrape /metrics",
+        )
+    if address is not None:
+        try:
+            start_listener(*address, directory)
+        except OSError as exc:
+            fail(f"cannot listen on GARRISON_METRICS__LISTEN={settings.metrics.listen}: {exc}")
+        get_logger("garrison.serve").info("metrics.listening", address=settings.metrics.listen)

@@ -1,0 +1,126 @@
+"""Database pool and query metrics, from SQLAlchemy engine and pool events.
+
+Pools are labelled ``writer`` and ``reader`` (the reader only when it is a separate engine).
+Query durations are labelled by the statement's first keyword, never by its text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
+
+from garrison.db.engine import Database
+from garrison.metrics.registry import (
+    DB_POOL_CHECKED_OUT,
+    DB_POOL_OVERFLOW,
+    DB_POOL_SIZE,
+    DB_POOL_WAIT,
+    DB_QUERY_DURATION,
+    OTHER,
+)
+
+_OPERATIONS = frozenset(
+    {"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT"}
+)
+_STARTED = "_garrison_query_started"
+_INSTRUMENTED = "_garrison_metrics"
+
+
+def operation(statement: str) -> str:
+    word = statement.lstrip(" \t\r\n(").split(None, 1)[0].upper() if statement.strip() else ""
+    if word == "WITH":
+        return "SELECT"
+    return word if word in _OPERATIONS else OTHER.upper()
+
+
+def instrument_database(db: Database) -> None:
+    """Attach the listeners to the writer engine and, when separate, the reader engine."""
+    instrument_engine(db.engine.sync_engine, "writer")
+    if db.read_engine is not db.engine:
+        instrument_engine(db.read_engine.sync_engine, "reader")
+
+
+def refresh_pool(db: Database) -> None:
+    refresh_pool_gauges(db.engine.sync_engine.pool, "writer")
+    if db.read_engine is not db.engine:
+        refresh_pool_gauges(db.read_engine.sync_engine.pool, "reader")
+
+
+def refresh_pool_gauges(pool: Pool, label: str) -> None:
+    size = getattr(pool, "size", None)
+    overflow = getattr(pool, "overflow", None)
+    if callable(size):
+        DB_POOL_SIZE.labels(label).set(size())
+    if callable(overflow):
+        # QueuePool counts overflow from -size upwards; only connections beyond size count.
+        DB_POOL_OVERFLOW.labels(label).set(max(0, overflow()))
+
+
+def instrument_engine(engine: Engine, label: str) -> None:
+    if getattr(engine, _INSTRUMENTED, False):
+        return
+    setattr(engine, _INSTRUMENTED, True)
+    query_duration = DB_QUERY_DURATION
+    checked_out = DB_POOL_CHECKED_OUT.labels(label)
+
+    # The start time rides on the statement's execution context, so a statement that never
+    # finishes (a cancelled request) leaves nothing behind on the connection.
+    def before_execute(
+        _conn: Any, _cursor: Any, _stmt: str, _params: Any, context: Any, *_: Any
+    ) -> None:
+        if context is not None:
+            setattr(context, _STARTED, time.perf_counter())
+
+    def finished(context: Any, statement: str | None) -> None:
+        started: float | None = getattr(context, _STARTED, None)
+        if started is not None:
+            setattr(context, _STARTED, None)
+            elapsed = time.perf_counter() - started
+            query_duration.labels(label, operation(statement or "")).observe(elapsed)
+
+    def after_execute(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, *_: Any
+    ) -> None:
+        finished(context, statement)
+
+    def on_error(exception_context: Any) -> None:
+        if exception_context.execution_context is not None:
+            finished(exception_context.execution_context, exception_context.statement)
+
+    def on_checkout(_dbapi: Any, _record: Any, _proxy: Any) -> None:
+        checked_out.inc()
+        refresh_pool_gauges(engine.pool, label)
+
+    def on_checkin(_dbapi: Any, _record: Any) -> None:
+        checked_out.dec()
+
+    event.listen(engine, "before_cursor_execute", before_execute)
+    event.listen(engine, "after_cursor_execute", after_execute)
+    event.listen(engine, "handle_error", on_error)
+    event.listen(engine, "checkout", on_checkout)
+    event.listen(engine, "checkin", on_checkin)
+    _time_acquisition(engine.pool, label)
+    refresh_pool_gauges(engine.pool, label)
+
+
+def _time_acquisition(pool: Pool, label: str) -> None:
+    # SQLAlchemy has no "before checkout" event, so the wait for a connection is measured
+    # around the pool's own acquisition step on this one pool instance.
+    original: Callable[[], Any] | None = getattr(pool, "_do_get", None)
+    if original is None:
+        return
+    wait = DB_POOL_WAIT.labels(label)
+
+    def timed_get() -> Any:
+        started = time.perf_counter()
+        try:
+            return original()
+        finally:
+            wait.observe(time.perf_counter() - started)
+
+    pool._do_get = timed_get  # type: ignore[method-assign]
