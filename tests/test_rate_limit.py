@@ -253,3 +253,25 @@ def test_profiles_set_the_auth_policy(tmp_path: Path) -> None:
     other = Settings(_env_file=None, env="production", database_url="mysql+asyncmy://u@h/d")
     other.rate_limit.routes[0].paths.append("/changed")
     assert "/changed" not in production.rate_limit.routes[0].paths  # profiles are copied
+
+
+async def test_decisions_are_counted_in_metrics(client: httpx.AsyncClient) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def counts(text: str) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if (
+                    sample.name.endswith("ratelimit_decisions_total")
+                    and sample.labels.get("policy") == "default"
+                ):
+                    found[sample.labels["decision"]] = sample.value
+        return found
+
+    before = counts((await client.get("/metrics")).text)
+    for _ in range(4):
+        await client.get(LIMITED)
+    after = counts((await client.get("/metrics")).text)
+    assert after.get("allowed", 0) - before.get("allowed", 0) == 3
+    assert after.get("limited", 0) - before.get("limited", 0) == 1

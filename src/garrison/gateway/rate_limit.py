@@ -25,6 +25,7 @@ from typing import Any
 from garrison.errors import GarrisonError, ServiceUnavailable, problem_response
 from garrison.gateway.scope import request_id, state
 from garrison.log import get_logger
+from garrison.metrics import registry as metrics
 from garrison.quotas.errors import QuotaExceeded
 from garrison.settings import RateLimitSettings
 from garrison.store.ratelimit import Decision, Rate, RateLimiter
@@ -152,6 +153,7 @@ class RateLimitMiddleware:
         headers = policy_headers(policy, rate, decision)
         if not decision.allowed:
             self.stats.denied += 1
+            metrics.ratelimit("limited", policy=policy.name)
             retry_after = str(max(1, math.ceil(decision.retry_after)))
             error = QuotaExceeded(
                 f"the {policy.name!r} policy allows {rate.limit} requests per "
@@ -163,6 +165,7 @@ class RateLimitMiddleware:
             await self._respond(scope, receive, send, error, headers)
             return
         self.stats.allowed += 1
+        metrics.ratelimit("allowed", policy=policy.name)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -186,9 +189,11 @@ class RateLimitMiddleware:
             )
         if fail_open:
             self.stats.failed_open += 1
+            metrics.ratelimit("fail_open", policy=policy.name)
             await self.app(scope, receive, send)
             return
         self.stats.failed_closed += 1
+        metrics.ratelimit("fail_closed", policy=policy.name)
         error = ServiceUnavailable(
             "rate limiting is unavailable; this endpoint refuses requests until it is back",
             headers={"Retry-After": "1"},

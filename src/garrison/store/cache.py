@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import orjson
 
 from garrison.log import get_logger
+from garrison.metrics import registry as metrics
 from garrison.store.base import KeyValueStore
 
 T = TypeVar("T")
@@ -61,6 +62,7 @@ class Cache:
 
     def _failed(self, operation: str, exc: Exception) -> None:
         self.stats.errors += 1
+        metrics.cache("error")
         log.warning("cache.unavailable", operation=operation, error=type(exc).__name__)
 
     async def _version(self, name: str) -> int:
@@ -151,8 +153,10 @@ class Cache:
         hit, value = await self.get(namespace, key)
         if hit:
             self.stats.hits += 1
+            metrics.cache("hit", namespace=namespace)
             return value  # type: ignore[no-any-return]
         self.stats.misses += 1
+        metrics.cache("miss", namespace=namespace)
         flight_key = f"{namespace}\0{key}"
         flight = self._flights.get(flight_key)
         if flight is None:
