@@ -314,3 +314,22 @@ async def test_collection_lifecycle(db: Database, posts: Collection) -> None:
     async with db.transaction() as session:
         await registry.delete_collection(session, name="posts", confirm=True, actor=ADMIN.actor)
         assert await registry.list_collections(session) == []
+
+
+async def test_collection_cache_follows_versions(db: Database, posts: Collection) -> None:
+    from garrison.records.cache import CollectionCache
+
+    cache = CollectionCache(ttl=0)  # every look-up re-checks the version
+    async with db.read_session() as session:
+        first = await cache.get(session, "posts")
+        again = await cache.get(session, "posts")
+    assert again is first  # same version: the same Table object, compiled SQL stays cached
+    add = SchemaChange("add_field", field=FieldSpec(name="extra", type="text"))
+    async with db.transaction() as session:  # as another worker would
+        await registry.change_schema(
+            session, name="posts", change=add, confirm=False, actor=ADMIN.actor
+        )
+    async with db.read_session() as session:
+        fresh = await cache.get(session, "posts")
+    assert fresh.version == first.version + 1
+    assert "extra" in fresh.table.c

@@ -26,8 +26,14 @@ class CollectionCache:
     async def get(self, session: AsyncSession, name: str) -> Collection:
         entry = self._entries.get(name)
         now = time.monotonic()
-        if entry is not None and now - entry[0] < self.ttl:
-            return entry[1]
+        if entry is not None:
+            if now - entry[0] < self.ttl:
+                return entry[1]
+            # Expired: one cheap query says whether the definition moved on. Keeping the same
+            # Table object while it has not keeps SQLAlchemy's compiled statements cached.
+            if await registry.version_of(session, name=name) == entry[1].version:
+                self._entries[name] = (now, entry[1])
+                return entry[1]
         collection = await registry.get_collection(session, name=name)
         self._entries[name] = (now, collection)
         return collection

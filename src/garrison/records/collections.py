@@ -69,6 +69,13 @@ async def get_collection(session: AsyncSession, *, name: str) -> Collection:
     return _collection(await _row(session, name))
 
 
+async def version_of(session: AsyncSession, *, name: str) -> int | None:
+    version: int | None = await session.scalar(
+        select(CollectionRow.version).where(CollectionRow.name == name)
+    )
+    return version
+
+
 async def list_collections(session: AsyncSession) -> list[Collection]:
     rows = (await session.execute(select(CollectionRow).order_by(CollectionRow.name))).scalars()
     return [_collection(row) for row in rows]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from garrison.events import Actor
 from garrison.records.collections import Collection
 from garrison.records.errors import InvalidFilter, RuleDenied
-from garrison.records.filters import FilterError, parse
+from garrison.records.filters import FilterError, Node, parse
 from garrison.records.spec import Action, FieldSpec
-from garrison.records.sql import AuthValues, ColumnRef, Kind, coerce, compile_expression
+from garrison.records.sql import AuthValues, ColumnRef, Kind, Resolver, coerce, compile_expression
 from garrison.records.validation import output
 
 DEFAULT_LIMIT = 50
@@ -74,7 +75,7 @@ def field_kind(field: FieldSpec) -> Kind:
     return _KINDS[field.type]
 
 
-def resolver(collection: Collection) -> Any:
+def resolver(collection: Collection) -> Resolver:
     kinds = dict(_SYSTEM_KINDS) | {f.name: field_kind(f) for f in collection.spec.fields}
 
     def resolve(name: str) -> ColumnRef | None:
@@ -82,6 +83,12 @@ def resolver(collection: Collection) -> Any:
         return None if kind is None else ColumnRef(collection.table.c[name], kind)
 
     return resolve
+
+
+@functools.lru_cache(maxsize=1024)
+def parsed(text: str) -> Node:
+    """Parsed rules and filters, shared: the trees are immutable."""
+    return parse(text)
 
 
 def rule_clause(
@@ -95,12 +102,12 @@ def rule_clause(
         raise RuleDenied(f"only administrators may {action} records of {collection.name!r}")
     if rule == "":
         return None
-    return compile_expression(parse(rule), resolve=resolver(collection), auth=caller.auth)
+    return compile_expression(parsed(rule), resolve=resolver(collection), auth=caller.auth)
 
 
 def filter_clause(collection: Collection, text: str) -> ColumnElement[bool]:
     try:
-        return compile_expression(parse(text), resolve=resolver(collection))
+        return compile_expression(parsed(text), resolve=resolver(collection))
     except FilterError as exc:
         raise InvalidFilter(
             exc.message, position=exc.position, errors=[{"parameter": "filter", "detail": str(exc)}]
