@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,19 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    """granian logs "Started worker-1" a moment before the worker accepts: wait for the
+    socket itself (a refused connect returns at once, so this spins only briefly)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
 
 
 class Server:
@@ -78,6 +92,7 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[Server, int]]:
     )
     try:
         server.wait_for_log("Started worker-1")
+        wait_for_port(port)
         yield server, port
     finally:
         server.stop()

@@ -5,6 +5,7 @@ The gateway's middleware order is written here and nowhere else (outermost first
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from garrison import __version__
+from garrison.audit.router import router as audit_router
 from garrison.db.engine import Database
 from garrison.db.migrate import head_revisions
 from garrison.gateway.access_log import AccessLogMiddleware
@@ -25,6 +27,9 @@ from garrison.gateway.security_headers import SecurityHeadersMiddleware
 from garrison.log import configure_logging
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
+from garrison.outbox.registry import import_handler_modules
+from garrison.outbox.router import router as outbox_router
+from garrison.outbox.worker import Worker
 from garrison.settings import Settings, load_settings
 from garrison.store.factory import open_store
 
@@ -75,9 +80,17 @@ def create_app(settings: Settings) -> FastAPI:
             settings=settings.health,
             expected_revisions=head_revisions(),
         )
+        stop = asyncio.Event()
+        worker = task = None
+        if settings.worker.in_process:
+            import_handler_modules(settings.worker.handler_modules)
+            worker = Worker(db, settings)
+            task = asyncio.create_task(worker.run(stop), name="garrison-worker")
         try:
             yield
         finally:
+            if worker is not None and task is not None:
+                await worker.shutdown(stop, task)
             await store.close()
             await db.dispose()
 
@@ -94,6 +107,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     install_exception_handlers(app)
     app.include_router(health_router)
+    app.include_router(audit_router)
+    app.include_router(outbox_router)
     return app
 
 

@@ -117,6 +117,26 @@ class RateLimitSettings(BaseModel):
     burst: int | None = Field(default=None, ge=1)
 
 
+class AuditSettings(BaseModel):
+    retention_days: int = Field(default=90, ge=1, le=36_500)
+    purge_batch_size: int = Field(default=500, ge=1, le=10_000)
+    purge_interval_seconds: float = Field(default=3600.0, gt=0, description="worker job")
+    export_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+
+class WorkerSettings(BaseModel):
+    in_process: bool = Field(default=True, description="run the worker inside `serve`")
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    poll_interval: float = Field(default=1.0, gt=0, le=60, description="seconds when idle")
+    lease_seconds: float = Field(default=60.0, gt=0, description="a claim expires after this")
+    max_attempts: int = Field(default=10, ge=1, le=100)
+    backoff_base: float = Field(default=1.0, gt=0, description="seconds before retry 1")
+    backoff_max: float = Field(default=600.0, gt=0)
+    handler_modules: list[str] = Field(
+        default_factory=list, description="modules imported at start; they call register()"
+    )
+
+
 class _ProdDatabaseEnv(BaseSettings):
     """The specification's production database variables (no GARRISON_ prefix)."""
 
@@ -134,16 +154,19 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "http": {"host": "127.0.0.1", "hsts": False, "secure_cookies": False},
         "log": {"level": "debug", "format": "auto", "audit": False},
         "rate_limit": {"requests_per_minute": None, "burst": None},
+        "worker": {"in_process": True},
     },
     "staging": {
         "http": {"host": "0.0.0.0", "hsts": True, "secure_cookies": True},  # noqa: S104
         "log": {"level": "info", "format": "json", "audit": False},
         "rate_limit": {"requests_per_minute": 500, "burst": 100},
+        "worker": {"in_process": False},
     },
     "production": {
         "http": {"host": "0.0.0.0", "hsts": True, "secure_cookies": True},  # noqa: S104
         "log": {"level": "info", "format": "json", "audit": True},
         "rate_limit": {"requests_per_minute": 100, "burst": 20},
+        "worker": {"in_process": False},
     },
 }
 
@@ -167,6 +190,8 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import typer
 
 from garrison import __version__
+from garrison.cli import audit as audit_cmd
 from garrison.cli import config as config_cmd
 from garrison.cli import migrate as migrate_cmd
 from garrison.cli import serve as serve_cmd
+from garrison.cli import worker as worker_cmd
 
 app = typer.Typer(
     name="garrison",
@@ -19,7 +21,9 @@ app = typer.Typer(
 )
 app.add_typer(migrate_cmd.app, name="migrate")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(audit_cmd.app, name="audit")
 app.command("serve")(serve_cmd.serve)
+app.command("worker")(worker_cmd.worker)
 
 
 @app.command("version")

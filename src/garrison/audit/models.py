@@ -1,0 +1,70 @@
+"""Tables owned by the audit domain.
+
+``audit_entries`` is the chain itself (``seq`` is the position, assigned under the chain-head
+lock); ``audit_chain`` is its single head row (the last ``seq`` and hash), which appends lock
+to serialize; ``audit_checkpoints`` are the signed anchors that retention purges leave behind.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from garrison.db.base import Base
+from garrison.db.types import BigId, UtcDateTime
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_entries"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(191))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(128))
+    target_type: Mapped[str | None] = mapped_column(String(64))
+    target_id: Mapped[str | None] = mapped_column(String(191))
+    outcome: Mapped[str] = mapped_column(String(16))
+    changes: Mapped[str | None] = mapped_column(Text)  # canonical JSON, secrets redacted
+    data: Mapped[str | None] = mapped_column(Text)  # canonical JSON, secrets redacted
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_audit_entries_occurred_at", "occurred_at"),
+        Index("ix_audit_entries_action", "action"),
+        Index("ix_audit_entries_actor", "actor_kind", "actor_id"),
+        Index("ix_audit_entries_target", "target_type", "target_id"),
+    )
+
+
+class AuditChain(Base):
+    """The single head row (id 1), written by the migration and locked by every append."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """After a purge: entries up to ``through_seq`` are gone; the first remaining entry's
+    ``prev_hash`` is ``anchor_hash``. ``signature`` is an HMAC over both (and the rest)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    through_seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    anchor_hash: Mapped[str] = mapped_column(String(64))
+    purged: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    signature: Mapped[str] = mapped_column(String(64))
