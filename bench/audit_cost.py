@@ -1,0 +1,147 @@
+"""What the audit entry and outbox message cost a record write.
+
+A "record write" is one transaction that inserts a JSON record into a table, as the data
+API will. The audited variant does the same and calls ``events.emit`` (chain-head lock,
+audit entry, outbox message) in that transaction. Both run in alternating rounds against
+the same database so drift hits both equally; the figure is the ratio of medians.
+
+    .venv/bin/python -m bench.audit_cost                 # SQLite (temp dir) and MariaDB
+    .venv/bin/python -m bench.audit_cost --writes 500 --rounds 7 --concurrency 8
+    GARRISON_BENCH_MYSQL_URL=mysql+asyncmy://root@127.0.0.1:3306 (the default)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from sqlalchemy import text
+
+from garrison import events
+from garrison.db import Database, migrate, transact
+from garrison.events import Actor, Event
+from garrison.settings import Settings, load_settings
+
+MYSQL_SERVER = os.environ.get("GARRISON_BENCH_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306")
+
+
+async def _mysql(statement: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(MYSQL_SERVER)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def _write(db: Database, n: int, *, audited: bool) -> None:
+    body = {"title": f"record {n}", "done": False, "tags": ["a", "b"], "n": n}
+
+    async def work(session: object) -> None:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        assert isinstance(session, AsyncSession)
+        result = await session.execute(
+            text("INSERT INTO bench_records (collection, body) VALUES ('todos', :body)"),
+            {"body": orjson.dumps(body).decode()},
+        )
+        if audited:
+            await events.emit(
+                session,
+                Event(
+                    action="record.created",
+                    actor=Actor("user", "bench"),
+                    target_type="todos",
+                    target_id=str(getattr(result, "lastrowid", n)),
+                    changes={k: (None, v) for k, v in body.items()},
+                ),
+            )
+
+    await transact(db, work)
+
+
+async def _round(db: Database, writes: int, concurrency: int, *, audited: bool) -> float:
+    """Seconds per write (wall clock / writes) with ``concurrency`` writers."""
+    per_writer = writes // concurrency
+
+    async def writer(offset: int) -> None:
+        for i in range(per_writer):
+            await _write(db, offset + i, audited=audited)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer(w * per_writer) for w in range(concurrency)))
+    return (time.perf_counter() - started) / (per_writer * concurrency)
+
+
+async def measure(settings: Settings, writes: int, rounds: int, concurrency: int) -> str:
+    await migrate.upgrade(settings.db_url, settings.db)
+    db = Database(settings.db_url, settings.db)
+    key = "INTEGER PRIMARY KEY" if settings.is_sqlite else "BIGINT PRIMARY KEY AUTO_INCREMENT"
+    try:
+        async with db.transaction() as session:
+            await session.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS bench_records (id {key}, "
+                    "collection VARCHAR(64) NOT NULL, body TEXT NOT NULL)"
+                )
+            )
+        await _round(db, 50, 1, audited=True)  # warm up pools and caches
+        plain: list[float] = []
+        audited: list[float] = []
+        for _ in range(rounds):
+            plain.append(await _round(db, writes, concurrency, audited=False))
+            audited.append(await _round(db, writes, concurrency, audited=True))
+    finally:
+        await db.dispose()
+    base, cost = statistics.median(plain), statistics.median(audited)
+    overhead = (cost / base - 1) * 100
+    return (
+        f"{'sqlite' if settings.is_sqlite else 'mariadb':8} concurrency={concurrency:<3} "
+        f"plain {base * 1e3:7.3f} ms/write  audited {cost * 1e3:7.3f} ms/write  "
+        f"overhead {overhead:+6.1f}%"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--writes", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--backend", choices=["sqlite", "mariadb", "both"], default="both")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for concurrency in args.concurrency:
+            if args.backend in ("sqlite", "both"):
+                path = Path(tmp) / f"bench-{concurrency}.db"
+                settings = load_settings(
+                    _env_file=None,
+                    data_dir=Path(tmp),
+                    database_url=f"sqlite+aiosqlite:///{path}",
+                )
+                print(await measure(settings, args.writes, args.rounds, concurrency), flush=True)
+            if args.backend in ("mariadb", "both"):
+                name = f"garrison_bench_{uuid.uuid4().hex[:10]}"
+                await _mysql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+                try:
+                    settings = load_settings(
+                        _env_file=None,
+                        data_dir=Path(tmp),
+                        database_url=f"{MYSQL_SERVER}/{name}?charset=utf8mb4",
+                    )
+                    line = await measure(settings, args.writes, args.rounds, concurrency)
+                    print(line, flush=True)
+                finally:
+                    await _mysql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
