@@ -18,6 +18,7 @@ from garrison.audit import retention
 from garrison.audit import service as audit_service
 from garrison.audit.chain import entry_hash
 from garrison.audit.models import AuditCheckpoint, AuditEntry
+from garrison.audit.sealer import seal_pending
 from garrison.audit.verify import VerifyReport, verify_chain
 from garrison.db import Database, transact
 from garrison.db.types import utcnow
@@ -56,10 +57,12 @@ def updated(n: int, **extra: object) -> Event:
     )
 
 
-async def emit_many(db: Database, count: int, start: int = 0) -> None:
+async def emit_many(db: Database, count: int, start: int = 0, *, sealed: bool = True) -> None:
     for n in range(start, start + count):
         async with db.transaction() as session:
             await events.emit(session, updated(n))
+    if sealed:
+        await seal_pending(db, batch_size=3)
 
 
 async def verify(db: Database, settings: Settings) -> VerifyReport:
@@ -74,11 +77,8 @@ async def count(db: Database, table: type[AuditEntry] | type[OutboxMessage]) -> 
         return int((await session.execute(select(func.count()).select_from(table))).scalar_one())
 
 
-async def test_change_audit_and_outbox_commit_together(db: Database) -> None:
-    async with db.transaction() as session:
-        await events.emit(session, updated(1))
-    assert await count(db, AuditEntry) == 1
-    assert await count(db, OutboxMessage) == 1
+async def test_change_and_its_event_commit_together(db: Database) -> None:
+    """The entry commits with the change; sealing it writes its one outbox message."""
 
     async def failing_change() -> None:
         async with db.transaction() as session:
@@ -87,7 +87,13 @@ async def test_change_audit_and_outbox_commit_together(db: Database) -> None:
 
     with pytest.raises(RuntimeError):
         await failing_change()
+    async with db.transaction() as session:
+        await events.emit(session, updated(1))
     assert await count(db, AuditEntry) == 1
+    assert await count(db, OutboxMessage) == 0
+    assert await seal_pending(db, batch_size=10) == 1
+    assert await count(db, OutboxMessage) == 1
+    assert await seal_pending(db, batch_size=10) == 0
     assert await count(db, OutboxMessage) == 1
 
 
@@ -97,9 +103,8 @@ async def test_entry_fields_and_outbox_payload(db: Database) -> None:
         await events.emit(session, event)
     async with db.read_session() as session:
         entry = (await session.execute(select(AuditEntry))).scalar_one()
-        message = (await session.execute(select(OutboxMessage))).scalar_one()
-    assert entry.seq == 1
-    assert entry.event_id == event.id == message.event_id
+    assert (entry.seq, entry.hash) == (None, None)  # sealed by the worker after commit
+    assert entry.event_id == event.id
     assert (entry.actor_kind, entry.actor_id) == ("user", "u2")
     assert (entry.ip, entry.user_agent, entry.request_id) == ("192.0.2.7", "pytest", "req-5")
     assert (entry.action, entry.target_type, entry.target_id) == ("record.updated", "record", "5")
@@ -107,11 +112,24 @@ async def test_entry_fields_and_outbox_payload(db: Database) -> None:
     assert orjson.loads(entry.changes or "") == {"title": {"before": "old 5", "after": "new 5"}}
     assert entry.occurred_at.tzinfo is not None
     assert abs(utcnow() - entry.occurred_at) < timedelta(minutes=5)
+
+    assert await seal_pending(db, batch_size=10) == 1
+    async with db.read_session() as session:
+        entry = (await session.execute(select(AuditEntry))).scalar_one()
+        message = (await session.execute(select(OutboxMessage))).scalar_one()
+    assert entry.seq == 1
+    assert entry.prev_hash == "0" * 64
+    assert entry.hash is not None
+    assert len(entry.hash) == 64
+    assert message.event_id == event.id
     assert message.topic == "record.updated"
     assert message.ordering_key == "record:5"
     payload = orjson.loads(message.payload)
     assert payload["actor"] == {"kind": "user", "id": "u2"}
+    assert payload["target"] == {"type": "record", "id": "5"}
+    assert payload["changes"] == {"title": {"before": "old 5", "after": "new 5"}}
     assert payload["data"] == {"n": 5}
+    assert payload["request_id"] == "req-5"
 
 
 async def test_secrets_are_redacted_everywhere(db: Database) -> None:
@@ -125,6 +143,7 @@ async def test_secrets_are_redacted_everywhere(db: Database) -> None:
     )
     async with db.transaction() as session:
         await events.emit(session, event)
+    await seal_pending(db, batch_size=10)
     async with db.read_session() as session:
         entry = (await session.execute(select(AuditEntry))).scalar_one()
         message = (await session.execute(select(OutboxMessage))).scalar_one()
@@ -180,6 +199,10 @@ async def test_verify_passes_and_names_an_edited_entry(
     report = await verify(db, audit_settings)
     assert report.ok, report.broken
     assert (report.checked, report.first_seq, report.head_seq) == (20, 1, 20)
+    await emit_many(db, 2, start=20, sealed=False)
+    report = await verify(db, audit_settings)
+    assert report.ok
+    assert (report.checked, report.unsealed) == (20, 2)
 
     async with db.transaction() as session:
         await session.execute(
@@ -222,10 +245,13 @@ async def test_verify_detects_deleted_entries(
     assert "missing" in report.broken.reason
 
 
-async def test_concurrent_writers_do_not_fork_the_chain(
+async def test_concurrent_writers_and_sealers_do_not_fork_the_chain(
     audit_settings: Settings, db: Database
 ) -> None:
+    """Four writers and two sealers at once, each with its own connection pool."""
     writers = [Database(audit_settings.db_url, audit_settings.db) for _ in range(4)]
+    sealers = [Database(audit_settings.db_url, audit_settings.db) for _ in range(2)]
+    writing = True
 
     async def write(database: Database, base: int) -> None:
         for n in range(10):
@@ -235,16 +261,32 @@ async def test_concurrent_writers_do_not_fork_the_chain(
 
             await transact(database, work, attempts=10)
 
-    try:
+    async def seal_while_writing(database: Database) -> int:
+        sealed = 0
+        while writing:
+            sealed += await seal_pending(database, batch_size=4)
+            await asyncio.sleep(0)  # yield to the writers; never a wait for something
+        return sealed
+
+    async def all_writers() -> None:
+        nonlocal writing
         await asyncio.gather(*(write(w, i * 100) for i, w in enumerate(writers)))
+        writing = False
+
+    try:
+        sealed = await asyncio.gather(*(seal_while_writing(s) for s in sealers), all_writers())
+        sealed.pop()
+        sealed_after = await seal_pending(db, batch_size=100)
     finally:
-        for w in writers:
+        for w in [*writers, *sealers]:
             await w.dispose()
+    assert sum(n or 0 for n in sealed) + sealed_after == 40
     async with db.read_session() as session:
         seqs = (await session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq))).scalars()
         assert list(seqs) == list(range(1, 41))
     report = await verify(db, audit_settings)
     assert report.ok, report.broken
+    assert report.checked == 40
 
 
 async def test_purge_keeps_the_rest_verifiable_and_is_audited(
@@ -259,6 +301,7 @@ async def test_purge_keeps_the_rest_verifiable_and_is_audited(
 
     result = await retention.purge(db, settings=audit_settings)
     assert (result.purged, result.through_seq) == (5, 5)
+    await seal_pending(db, batch_size=10)  # the purge's own entry
     async with db.read_session() as session:
         left = (await session.execute(select(AuditEntry).order_by(AuditEntry.seq))).scalars().all()
         checkpoints = (await session.execute(select(AuditCheckpoint))).scalars().all()

@@ -16,6 +16,8 @@ from sqlalchemy import text
 
 from garrison import events
 from garrison.app import create_app
+from garrison.audit.sealer import seal_pending
+from garrison.db import Database
 from garrison.deps import DatabaseDep, WriteSession
 from garrison.errors import Conflict, Unauthorized
 from garrison.events import Actor, Event
@@ -104,7 +106,7 @@ async def test_api_change_appears_with_actor_context_and_diff(client: httpx.Asyn
     assert entry["changes"]["password"] == {"before": "[redacted]", "after": "[redacted]"}
     assert "s3cret-value" not in response.text + orjson.dumps(body).decode()
     assert entry["occurred_at"].endswith("Z")
-    assert len(entry["hash"]) == 64
+    assert entry["seq"] is None  # sealed by the worker, not in the request
 
 
 async def test_denied_attempt_is_kept_and_failed_change_is_not(client: httpx.AsyncClient) -> None:
@@ -145,7 +147,7 @@ async def test_filters_and_cursor_pagination(client: httpx.AsyncClient) -> None:
         if cursor:
             params["cursor"] = cursor
         page = await search(client, **params)
-        seen.extend(e["seq"] for e in page["items"])
+        seen.extend(e["id"] for e in page["items"])
         cursor = page["next_cursor"]
         if cursor is None:
             break
@@ -159,6 +161,16 @@ async def test_ndjson_export(client: httpx.AsyncClient, api_settings: Settings) 
     response = await client.get("/api/v1/audit/export", params={"action": "record.updated"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/x-ndjson")
+    lines = [orjson.loads(line) for line in response.content.splitlines()]
+    assert [line["id"] for line in lines] == [1, 2, 3, 4, 5]
+    assert lines[0]["seq"] is None  # not sealed yet: no worker runs in this test
+
+    db = Database(api_settings.db_url, api_settings.db)
+    try:
+        assert await seal_pending(db, batch_size=2) == 5
+    finally:
+        await db.dispose()
+    response = await client.get("/api/v1/audit/export")
     lines = [orjson.loads(line) for line in response.content.splitlines()]
     assert [line["seq"] for line in lines] == [1, 2, 3, 4, 5]
     assert lines[1]["prev_hash"] == lines[0]["hash"]

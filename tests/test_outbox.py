@@ -13,6 +13,8 @@ from sqlalchemy import select, update
 
 from garrison import events
 from garrison.app import create_app
+from garrison.audit.models import AuditEntry
+from garrison.audit.sealer import seal_pending
 from garrison.db import Database
 from garrison.db.types import utcnow
 from garrison.events import Actor, Event
@@ -73,6 +75,7 @@ async def emit(db: Database, *items: tuple[str, str | None]) -> list[str]:
             )
             await events.emit(session, event)
             ids.append(event.id)
+    await seal_pending(db, batch_size=100)  # writes the outbox messages
     return ids
 
 
@@ -277,6 +280,10 @@ async def test_in_process_worker_delivers_and_stops_cleanly(
             db: Database = app.state.db
             expected.extend(await emit(db, ("inproc.ping", None)))
             await asyncio.wait_for(seen.wait(), timeout=30)
+            # Each pass seals before it delivers: the entry is already in the chain.
+            async with db.read_session() as session:
+                seq = (await session.execute(select(AuditEntry.seq))).scalar_one()
+            assert seq == 1
     finally:
         registry.unregister(handler)
 

@@ -179,9 +179,15 @@ async def test_worker_once_delivers_everything_due(worker_settings: Settings) ->
 async def test_audit_verify_names_the_edited_entry(worker_settings: Settings) -> None:
     await prepare(worker_settings, 5)
     env = worker_env(worker_settings)
+    unsealed = garrison("audit", "verify", env=env)
+    assert unsealed.returncode == 0, unsealed.stderr
+    assert "5 newer entries are not sealed yet" in unsealed.stdout
+    sealed = garrison("worker", "--once", env=env)  # seals, then delivers
+    assert sealed.returncode == 0, sealed.stderr
     ok = garrison("audit", "verify", env=env)
     assert ok.returncode == 0, ok.stderr
     assert "ok: 5 entries verified (#1..#5)" in ok.stdout
+    assert "not sealed" not in ok.stdout
 
     db = Database(worker_settings.db_url, worker_settings.db)
     try:

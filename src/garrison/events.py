@@ -8,11 +8,12 @@ the change, its audit entry and its outbox message commit together or not at all
 rolled back, so the audit entry is written in a transaction of its own. Called during a
 request's ``WriteSession``, it is deferred until that transaction has ended (committed or
 rolled back) and written before the response leaves: writing it at once would wait on the
-request's own locks (SQLite's single writer, or the audit chain head on MySQL/MariaDB).
+request's own lock on SQLite (one writer at a time).
 
-This module is the contract. Each event becomes three things: an entry appended to the
-hash-chained audit log (``garrison.audit``), a message in the outbox for the background
-worker's handlers (``garrison.outbox``), and a structured log line (secrets redacted).
+This module is the contract. Each event becomes an entry in the audit log
+(``garrison.audit``), written in the caller's transaction, and a structured log line
+(secrets redacted). The worker then seals committed entries into the hash chain and turns
+each into a message in the outbox (``garrison.outbox``) for the domains' handlers.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from garrison.db.engine import Database
 from garrison.db.retry import transact
 from garrison.gateway.context import RequestContext, current_context
 from garrison.log import get_logger, redact_secrets
-from garrison.outbox import service as outbox_service
 
 ActorKind = Literal["user", "api_key", "service", "system", "anonymous"]
 Outcome = Literal["success", "denied", "failed"]
@@ -94,14 +94,13 @@ def _log(event: Event) -> None:
 
 async def _record(session: AsyncSession, event: Event) -> None:
     await audit_service.append(session, event=event)
-    await outbox_service.enqueue(session, event=event)
 
 
 async def emit(session: AsyncSession, event: Event) -> None:
-    """Record ``event`` in the caller's transaction (audit entry and outbox message).
-
-    The audit chain's head stays locked until that transaction ends, so call this as the
-    last step of the unit of work."""
+    """Record ``event`` in the caller's transaction: one insert of its audit entry, which
+    carries the whole event, with no lock shared with other writers. Once the transaction
+    has committed the worker seals the entry into the hash chain and, in that same sealing
+    transaction, writes its outbox message; a rolled-back change leaves neither."""
     await _record(session, event)
     _log(event)
 

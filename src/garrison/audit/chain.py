@@ -19,6 +19,7 @@ import orjson
 from garrison.log import REDACTED, redact_secrets
 
 HASHED_FIELDS = (
+    "id",
     "seq",
     "event_id",
     "occurred_at",

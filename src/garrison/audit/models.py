@@ -1,8 +1,10 @@
 """Tables owned by the audit domain.
 
-``audit_entries`` is the chain itself (``seq`` is the position, assigned under the chain-head
-lock); ``audit_chain`` is its single head row (the last ``seq`` and hash), which appends lock
-to serialize; ``audit_checkpoints`` are the signed anchors that retention purges leave behind.
+``audit_entries`` holds the entries. A change's transaction only inserts its entry (``id``
+in insert order, no ``seq`` or hash yet), so audited writes never queue behind each other;
+the worker then *seals* committed entries in order: it gives each the next ``seq`` and its
+``prev_hash``/``hash``, under the lock of ``audit_chain``, the single head row (last ``seq``
+and hash). ``audit_checkpoints`` are the signed anchors that retention purges leave behind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ GENESIS_HASH = "0" * 64
 class AuditEntry(Base):
     __tablename__ = "audit_entries"
 
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)  # None until sealed
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
     actor_kind: Mapped[str] = mapped_column(String(16))
@@ -35,8 +38,8 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     changes: Mapped[str | None] = mapped_column(Text)  # canonical JSON, secrets redacted
     data: Mapped[str | None] = mapped_column(Text)  # canonical JSON, secrets redacted
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_audit_entries_occurred_at", "occurred_at"),
@@ -47,7 +50,7 @@ class AuditEntry(Base):
 
 
 class AuditChain(Base):
-    """The single head row (id 1), written by the migration and locked by every append."""
+    """The single head row (id 1), written by the migration and locked by the sealer."""
 
     __tablename__ = "audit_chain"
 

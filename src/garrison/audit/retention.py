@@ -1,5 +1,5 @@
-"""Retention: entries older than ``audit.retention_days`` are purged from the start of the
-chain in small batches, each in its own short transaction that also writes a signed
+"""Retention: sealed entries older than ``audit.retention_days`` are purged from the start of
+the chain in small batches, each in its own short transaction that also writes a signed
 checkpoint, so what remains still verifies. A purge that removed anything is audited."""
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ async def _purge_batch(
     rows = (
         await session.execute(
             select(AuditEntry.seq, AuditEntry.hash, AuditEntry.occurred_at)
+            .where(AuditEntry.seq.is_not(None))
             .order_by(AuditEntry.seq)
             .limit(batch_size)
             .with_for_update()
@@ -84,7 +85,9 @@ async def purge(
     batch_size = settings.audit.purge_batch_size
     async with db.read_session() as session:
         due = (
-            await session.execute(select(exists().where(AuditEntry.occurred_at < cutoff)))
+            await session.execute(
+                select(exists().where(AuditEntry.occurred_at < cutoff, AuditEntry.seq.is_not(None)))
+            )
         ).scalar()
     total, through = 0, None
     while due:

@@ -127,7 +127,7 @@ async def export(
             if not rows:
                 return
             yield b"".join(orjson.dumps(entry_dict(row)) + b"\n" for row in rows)
-            after = int(rows[-1].seq)
+            after = int(rows[-1].id)
 
     return StreamingResponse(
         lines(),

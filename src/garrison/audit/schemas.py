@@ -22,7 +22,8 @@ class TargetOut(BaseModel):
 
 
 class AuditEntryOut(BaseModel):
-    seq: int = Field(description="position in the chain")
+    id: int = Field(description="insertion order")
+    seq: int | None = Field(description="position in the hash chain; null until sealed")
     event_id: str
     occurred_at: datetime
     actor: ActorOut
@@ -34,8 +35,8 @@ class AuditEntryOut(BaseModel):
     outcome: str
     changes: dict[str, Any] | None = Field(description="{field: {before, after}}, redacted")
     data: dict[str, Any] | None
-    prev_hash: str
-    hash: str
+    prev_hash: str | None
+    hash: str | None
 
 
 class AuditPage(BaseModel):
@@ -46,6 +47,7 @@ class AuditPage(BaseModel):
 def entry_dict(row: Any) -> dict[str, Any]:
     """A row as the API's JSON object (also each line of the NDJSON export)."""
     return {
+        "id": row.id,
         "seq": row.seq,
         "event_id": row.event_id,
         "occurred_at": canonical_time(row.occurred_at),

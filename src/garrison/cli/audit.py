@@ -38,6 +38,8 @@ def verify() -> None:
         f"ok: {report.checked} entries verified (#{report.first_seq}..#{report.head_seq}); "
         f"head {report.head_hash}"
     )
+    if report.unsealed:
+        typer.echo(f"{report.unsealed} newer entries are not sealed yet (the worker seals them)")
 
 
 async def _purge(settings: Settings, days: int | None) -> retention.PurgeResult:

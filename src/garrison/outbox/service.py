@@ -1,5 +1,9 @@
-"""Writing outbox messages (in the change's transaction) and the claim / ack / retry / park
-cycle the worker drives. Functions taking a session never commit; those taking a
+"""Writing outbox messages and the claim / ack / retry / park cycle the worker drives.
+
+A change's transaction writes only its audit entry, which carries the whole event; the
+worker's sealing pass turns each sealed entry into its outbox message in the same
+transaction (``garrison.audit.service.seal``), so every committed change gets exactly one
+message and nothing is lost between the two. Functions taking a session never commit; those taking a
 ``Database`` run their own short transactions.
 
 Claiming on MySQL/MariaDB is ``SELECT … FOR UPDATE SKIP LOCKED``, so concurrent workers
@@ -13,16 +17,16 @@ is still pending, so each target's messages are delivered in order.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-from sqlalchemy import delete, exists, func, insert, or_, select, update
+from sqlalchemy import Table, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from garrison.audit.chain import canonical_time, redact
 from garrison.db.engine import Database
 from garrison.db.retry import transact
 from garrison.db.types import utcnow
@@ -30,10 +34,9 @@ from garrison.outbox.models import PARKED, PENDING, OutboxMessage
 from garrison.outbox.registry import Message
 from garrison.settings import WorkerSettings
 
-if TYPE_CHECKING:
-    from garrison.events import Event
-
 MAX_ERROR_LENGTH = 2000
+# Core statements on the table: several times less CPU per insert than ORM-entity ones.
+_messages: Table = OutboxMessage.__table__  # type: ignore[assignment]
 
 
 def _ordering_key(target_type: str | None, target_id: str | None) -> str | None:
@@ -42,31 +45,35 @@ def _ordering_key(target_type: str | None, target_id: str | None) -> str | None:
     return f"{target_type}:{target_id or ''}"[:255]
 
 
-async def enqueue(session: AsyncSession, *, event: Event) -> None:
-    """Add the message for ``event`` to the caller's transaction."""
+@dataclass(frozen=True)
+class NewMessage:
+    event_id: str
+    topic: str
+    target_type: str | None
+    target_id: str | None
+    payload: Mapping[str, Any]
+
+
+async def enqueue(session: AsyncSession, *, messages: Sequence[NewMessage]) -> None:
+    """Add ``messages`` to the caller's transaction (one multi-row insert)."""
+    if not messages:
+        return
     now = utcnow()
-    payload = {
-        "id": event.id,
-        "action": event.action,
-        "occurred_at": canonical_time(now),
-        "actor": {"kind": event.actor.kind, "id": event.actor.id},
-        "target": {"type": event.target_type, "id": event.target_id},
-        "outcome": event.outcome,
-        "request_id": event.context.request_id,
-        "changes": redact({k: list(v) for k, v in (event.changes or {}).items()}),
-        "data": redact(dict(event.data)),
-    }
     await session.execute(
-        insert(OutboxMessage).values(
-            event_id=event.id,
-            topic=event.action[:128],
-            ordering_key=_ordering_key(event.target_type, event.target_id),
-            payload=orjson.dumps(payload, default=str).decode(),
-            status=PENDING,
-            attempts=0,
-            created_at=now,
-            available_at=now,
-        )
+        insert(_messages),
+        [
+            {
+                "event_id": m.event_id,
+                "topic": m.topic[:128],
+                "ordering_key": _ordering_key(m.target_type, m.target_id),
+                "payload": orjson.dumps(m.payload, default=str).decode(),
+                "status": PENDING,
+                "attempts": 0,
+                "created_at": now,
+                "available_at": now,
+            }
+            for m in messages
+        ],
     )
 
 

@@ -1,6 +1,7 @@
-"""The background worker: delivers outbox messages to their handlers and runs the audit
-retention job. ``garrison worker`` runs one per process; in development ``garrison serve``
-runs one inside each app process (several can run at once: claims never overlap)."""
+"""The background worker: seals new audit entries into the hash chain, delivers outbox
+messages to their handlers and runs the audit retention job. ``garrison worker`` runs one
+per process; in development ``garrison serve`` runs one inside each app process (several
+can run at once: claims never overlap, sealers queue on the chain head)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import uuid
 
 from garrison.audit import retention
+from garrison.audit.sealer import seal_pending
 from garrison.db.engine import Database
 from garrison.log import get_logger
 from garrison.outbox import service
@@ -62,7 +64,9 @@ class Worker:
         return None
 
     async def run_once(self) -> int:
-        """Claim one batch and deliver it; returns how many messages were claimed."""
+        """Seal new audit entries (which writes their messages), then claim one batch and
+        deliver it; returns how many messages were claimed."""
+        await self.seal()
         async with self.db.read_session() as session:
             if not await service.has_claimable(session):
                 return 0
@@ -94,6 +98,9 @@ class Worker:
         if messages:
             log.info("outbox.batch", worker=self.id, claimed=len(messages), delivered=len(done))
         return len(messages)
+
+    async def seal(self) -> int:
+        return await seal_pending(self.db, batch_size=self.settings.audit.seal_batch_size)
 
     async def maybe_purge(self) -> None:
         if time.monotonic() < self._next_purge:

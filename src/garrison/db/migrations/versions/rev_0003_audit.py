@@ -23,7 +23,8 @@ GENESIS_HASH = "0" * 64
 def upgrade() -> None:
     op.create_table(
         "audit_entries",
-        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=True),
         sa.Column("event_id", sa.String(36), nullable=False),
         sa.Column("occurred_at", UtcDateTime(), nullable=False),
         sa.Column("actor_kind", sa.String(16), nullable=False),
@@ -37,10 +38,11 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(16), nullable=False),
         sa.Column("changes", sa.Text(), nullable=True),
         sa.Column("data", sa.Text(), nullable=True),
-        sa.Column("prev_hash", sa.String(64), nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False),
-        sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_entries")),
+        sa.Column("prev_hash", sa.String(64), nullable=True),
+        sa.Column("hash", sa.String(64), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_entries")),
         sa.UniqueConstraint("event_id", name=op.f("uq_audit_entries_event_id")),
+        sa.UniqueConstraint("seq", name=op.f("uq_audit_entries_seq")),
     )
     op.create_index("ix_audit_entries_occurred_at", "audit_entries", ["occurred_at"])
     op.create_index("ix_audit_entries_action", "audit_entries", ["action"])
