@@ -12,6 +12,9 @@ import httpx
 import orjson
 import pytest
 from fastapi import APIRouter, Body, Header
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from garrison import events
@@ -206,3 +209,23 @@ async def test_only_loopback_callers_read(api_settings: Settings) -> None:
         for path in ("/api/v1/audit", "/api/v1/audit/export"):
             body = assert_problem(await running.client.get(path), 403)
             assert "audit:read" in str(body["detail"])
+
+
+@hsettings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    params=st.dictionaries(
+        st.sampled_from(
+            ["actor", "action", "target", "outcome", "since", "until", "limit", "cursor", "x"]
+        ),
+        st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=80),
+        max_size=5,
+    )
+)
+async def test_no_query_gets_a_500(client: httpx.AsyncClient, params: dict[str, str]) -> None:
+    for path in ("/api/v1/audit", "/api/v1/audit/export"):
+        response = await client.get(path, params=params)
+        assert response.status_code in (200, 422), response.text
+        if response.status_code == 422:
+            assert response.headers["content-type"] == "application/problem+json"

@@ -206,6 +206,16 @@ async def test_audit_verify_names_the_edited_entry(worker_settings: Settings) ->
     assert "edited" in broken.stderr
 
 
+async def test_audit_purge_command(worker_settings: Settings) -> None:
+    await prepare(worker_settings, 3)
+    env = worker_env(worker_settings)
+    assert garrison("worker", "--once", env=env).returncode == 0
+    kept = garrison("audit", "purge", "--older-than-days", "1", env=env)
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.startswith("purged 0 entries older than ")
+    assert "ok: 3 entries verified" in garrison("audit", "verify", env=env).stdout
+
+
 def test_commands_have_help() -> None:
     for args in (["worker"], ["audit"], ["audit", "verify"], ["audit", "purge"]):
         result = garrison(*args, "--help")

@@ -3,7 +3,8 @@
     await events.emit(session, Event(action="record.updated", actor=actor, ...))
 
 ``emit`` is called with the session of the change, before the request boundary commits, so
-the change, its audit entry and its outbox message commit together or not at all.
+the change and its audit entry (which carries the event for the outbox) commit together or
+not at all.
 ``emit_standalone`` is for attempts that were denied or failed: their own transaction has
 rolled back, so the audit entry is written in a transaction of its own. Called during a
 request's ``WriteSession``, it is deferred until that transaction has ended (committed or
