@@ -252,12 +252,16 @@ async def test_handler_that_outlives_its_lease_is_retried(
         await release.wait()
 
     handlers.register("record", stuck)
-    await emit(db, ("record.updated", "slow"))
-    assert await Worker(db, ob_settings, handlers=handlers).run_once() == 1
+    await emit(db, ("record.updated", "slow"), ("record.updated", "next"))
+    assert await Worker(db, ob_settings, handlers=handlers).run_once() == 2
     async with db.read_session() as session:
-        row = (await session.execute(select(OutboxMessage))).scalar_one()
-    assert "timed out" in (row.last_error or "")
-    assert row.status == "pending"
+        slow, untried = (
+            await session.execute(select(OutboxMessage).order_by(OutboxMessage.id))
+        ).scalars()
+    assert "timed out" in (slow.last_error or "")
+    assert (slow.status, slow.attempts) == ("pending", 1)
+    # The batch ran out of lease before the second message: handed back, no attempt counted.
+    assert (untried.attempts, untried.last_error, untried.claimed_until) == (0, None, None)
 
 
 async def test_in_process_worker_delivers_and_stops_cleanly(

@@ -164,6 +164,20 @@ async def ack(db: Database, *, ids: Sequence[int]) -> None:
     await transact(db, work)
 
 
+async def release(db: Database, *, ids: Sequence[int], worker_id: str) -> None:
+    """Give claimed messages back untried (the batch ran out of lease before them): no
+    attempt is counted and they are claimable again at once."""
+
+    async def work(session: AsyncSession) -> None:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.claimed_by == worker_id[:64])
+            .values(claimed_by=None, claimed_until=None, attempts=OutboxMessage.attempts - 1)
+        )
+
+    await transact(db, work)
+
+
 def backoff(attempts: int, settings: WorkerSettings) -> float:
     """Seconds before the next try: exponential, capped, with jitter (between half and all
     of the step) so messages that failed together do not retry in lockstep."""

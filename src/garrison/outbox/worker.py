@@ -84,7 +84,11 @@ class Worker:
         # Leave a margin so a message is acknowledged before another worker may take it.
         deadline = time.monotonic() + lease * 0.8
         done: list[int] = []
-        for message in messages:
+        for index, message in enumerate(messages):
+            if time.monotonic() >= deadline:  # out of lease: hand the rest back untried
+                rest = [m.id for m in messages[index:]]
+                await service.release(self.db, ids=rest, worker_id=self.id)
+                break
             error = await self._deliver(message, deadline)
             if error is None:
                 done.append(message.id)
