@@ -90,7 +90,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
     }
 
 
-async def prepare(settings: Settings, count: int, hang_at: int | None = None) -> list[str]:
+async def prepare(
+    settings: Settings, count: int, hang_at: int | None = None, targets: int = 8
+) -> list[str]:
     key = "INTEGER PRIMARY KEY" if settings.is_sqlite else "INTEGER PRIMARY KEY AUTO_INCREMENT"
     db = Database(settings.db_url, settings.db)
     ids: list[str] = []
@@ -108,7 +110,7 @@ async def prepare(settings: Settings, count: int, hang_at: int | None = None) ->
                     action="test.delivery",
                     actor=Actor.system(),
                     target_type="thing",
-                    target_id=f"t{n % 8}",
+                    target_id=f"t{n % targets}",
                     data={"n": n, "hang": n == hang_at},
                 )
                 await events.emit(session, event)
@@ -168,6 +170,29 @@ async def test_sigkill_mid_batch_loses_nothing(worker_settings: Settings) -> Non
         assert mine == sorted(mine)  # each target's events in order
 
 
+async def test_two_workers_at_once_deliver_each_message_once(worker_settings: Settings) -> None:
+    ids = await prepare(worker_settings, 200, targets=50)
+    env = worker_env(worker_settings)
+    workers = [Process(["worker"], env) for _ in range(2)]
+    drained = threading.Event()
+
+    def watch(process: Process) -> None:
+        process.wait_for(lambda r: r.get("event") == "outbox.drained" and r["remaining"] == 0)
+        drained.set()
+
+    watchers = [threading.Thread(target=watch, args=(w,), daemon=True) for w in workers]
+    try:
+        for watcher in watchers:
+            watcher.start()
+        assert drained.wait(120), "".join(workers[0].lines + workers[1].lines)
+    finally:
+        for process in workers:
+            process.proc.terminate()
+            process.close()
+    delivered = [event_id for event_id, _pid in await deliveries(worker_settings)]
+    assert sorted(delivered) == sorted(ids)  # every message, and none twice
+
+
 async def test_worker_once_delivers_everything_due(worker_settings: Settings) -> None:
     ids = await prepare(worker_settings, 12)
     result = garrison("worker", "--once", env=worker_env(worker_settings))
@@ -223,13 +248,15 @@ def test_commands_have_help() -> None:
         assert "Usage" in result.stdout
 
 
-def test_bad_handler_module_exits_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["worker", "serve"])
+def test_bad_handler_module_exits_2(tmp_path: Path, command: str) -> None:
     result = garrison(
-        "worker",
+        command,
         env={
             "GARRISON_DATA_DIR": str(tmp_path),
             "GARRISON_WORKER__HANDLER_MODULES": '["no_such_module_here"]',
         },
     )
     assert result.returncode == 2
-    assert "GARRISON_WORKER__HANDLER_MODULES" in result.stderr
+    assert result.stderr.startswith("garrison: error: GARRISON_WORKER__HANDLER_MODULES: ")
+    assert len(result.stderr.strip().splitlines()) == 1
