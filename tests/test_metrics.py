@@ -193,6 +193,7 @@ async def test_in_flight_counts_requests_being_handled(tmp_path: Path) -> None:
 
 
 async def test_database_pool_and_query_metrics(settings: Settings) -> None:
+    settings.worker.in_process = False  # its polling would hold a connection at scrape time
     await migrated(settings)
     app = create_app(settings)
     async with start(app) as running:

@@ -185,3 +185,16 @@ def test_listener_address_in_use_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"GARRISON_METRICS__LISTEN=127.0.0.1:{busy}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_command_does_not_import_prometheus_client_early() -> None:
+    """`garrison serve` announces PROMETHEUS_MULTIPROC_DIR before the workers fork; if the
+    parent had already imported prometheus-client, the workers would count in memory and
+    /metrics would miss every other worker's requests."""
+    import subprocess
+
+    code = "import sys, garrison.cli; print('prometheus_client' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

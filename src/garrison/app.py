@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from garrison import __version__
+from garrison.audit.router import router as audit_router
 from garrison.db.engine import Database
 from garrison.db.migrate import head_revisions
 from garrison.gateway.access_log import AccessLogMiddleware
@@ -34,6 +35,9 @@ from garrison.metrics.process import sample_forever
 from garrison.metrics.router import router as metrics_router
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
+from garrison.outbox.registry import import_handler_modules
+from garrison.outbox.router import router as outbox_router
+from garrison.outbox.worker import Worker
 from garrison.quotas.router import router as quotas_router
 from garrison.quotas.service import QuotaLookup
 from garrison.records.cache import CollectionCache
@@ -131,10 +135,18 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
             )
         if tracer is not None:
             trace_database(db, tracer)
+        stop = asyncio.Event()
+        worker = task = None
+        if settings.worker.in_process:
+            import_handler_modules(settings.worker.handler_modules)
+            worker = Worker(db, settings)
+            task = asyncio.create_task(worker.run(stop), name="garrison-worker")
         log.info("garrison.ready", env=settings.env, pid=os.getpid())
         try:
             yield
         finally:
+            if worker is not None and task is not None:
+                await worker.shutdown(stop, task)
             if sampler is not None:
                 sampler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -163,6 +175,8 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
     app.include_router(records_router)
     app.include_router(quotas_router)
     app.include_router(metrics_router)
+    app.include_router(audit_router)
+    app.include_router(outbox_router)
     return app
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from garrison import events
 from garrison.db.engine import Database
 from garrison.errors import Forbidden
 from garrison.gateway.client_ip import is_loopback
@@ -34,7 +35,8 @@ def get_store(request: Request) -> KeyValueStore:
 
 
 async def write_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_database(request).transaction() as session:
+    # Denied/failed attempts reported during the request are written after its transaction.
+    async with events.deferring_standalone(), get_database(request).transaction() as session:
         yield session
 
 

@@ -3,23 +3,34 @@
     await events.emit(session, Event(action="record.updated", actor=actor, ...))
 
 ``emit`` is called with the session of the change, before the request boundary commits, so
-the change, its audit entry and its outbox message commit together or not at all.
+the change and its audit entry (which carries the event for the outbox) commit together or
+not at all.
 ``emit_standalone`` is for attempts that were denied or failed: their own transaction has
-rolled back, so the audit entry is written in a transaction of its own.
+rolled back, so the audit entry is written in a transaction of its own. Called during a
+request's ``WriteSession``, it is deferred until that transaction has ended (committed or
+rolled back) and written before the response leaves: writing it at once would wait on the
+request's own lock on SQLite (one writer at a time).
 
-This module is the contract. Until the audit domain fills it in, ``emit`` writes a
-structured log line (with secrets redacted) and nothing else.
+This module is the contract. Each event becomes an entry in the audit log
+(``garrison.audit``), written in the caller's transaction, and a structured log line
+(secrets redacted). The worker then seals committed entries into the hash chain and turns
+each into a message in the outbox (``garrison.outbox``) for the domains' handlers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from garrison.audit import service as audit_service
 from garrison.db.engine import Database
+from garrison.db.retry import transact
 from garrison.gateway.context import RequestContext, current_context
 from garrison.log import get_logger, redact_secrets
 
@@ -49,7 +60,8 @@ class Event:
 
     ``changes`` maps a field to ``(before, after)`` for updates; fields whose names look
     secret are redacted before anything is stored or logged. ``data`` is the payload that
-    outbox consumers (webhooks, e-mail, cache invalidation) receive.
+    outbox consumers (webhooks, e-mail, cache invalidation) receive. ``id`` identifies the
+    event in the audit log and in the outbox message (consumers deduplicate on it).
     """
 
     action: str
@@ -60,6 +72,7 @@ class Event:
     changes: Mapping[str, tuple[Any, Any]] | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     context: RequestContext = field(default_factory=current_context)
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 def _log(event: Event) -> None:
@@ -74,16 +87,59 @@ def _log(event: Event) -> None:
             "target_id": event.target_id,
             "outcome": event.outcome,
             "ip": event.context.ip,
+            "event_id": event.id,
         },
     )
     log.info("event", **fields)
 
 
+async def _record(session: AsyncSession, event: Event) -> None:
+    await audit_service.append(session, event=event)
+
+
 async def emit(session: AsyncSession, event: Event) -> None:
-    """Record ``event`` in the caller's transaction."""
+    """Record ``event`` in the caller's transaction: one insert of its audit entry, which
+    carries the whole event, with no lock shared with other writers. Once the transaction
+    has committed the worker seals the entry into the hash chain and, in that same sealing
+    transaction, writes its outbox message; a rolled-back change leaves neither."""
+    await _record(session, event)
+    _log(event)
+
+
+_deferred: ContextVar[list[tuple[Database, Event]] | None] = ContextVar(
+    "garrison_deferred_events", default=None
+)
+
+
+async def _standalone_now(db: Database, event: Event) -> None:
+    async def work(session: AsyncSession) -> None:
+        await _record(session, event)
+
+    await transact(db, work)
     _log(event)
 
 
 async def emit_standalone(db: Database, event: Event) -> None:
     """Record ``event`` in a transaction of its own (denied and failed attempts)."""
-    _log(event)
+    pending = _deferred.get()
+    if pending is not None:
+        pending.append((db, event))
+        return
+    await _standalone_now(db, event)
+
+
+@asynccontextmanager
+async def deferring_standalone() -> AsyncIterator[None]:
+    """Wrap a writer transaction: ``emit_standalone`` calls inside it are written when the
+    block ends, after the transaction, each in its own transaction."""
+    pending: list[tuple[Database, Event]] = []
+    token = _deferred.set(pending)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+        for db, event in pending:
+            try:
+                await _standalone_now(db, event)
+            except Exception as exc:  # the response is decided; do not turn it into a 500
+                log.error("event.lost", action=event.action, event_id=event.id, error=str(exc))

@@ -215,6 +215,27 @@ class TracingSettings(BaseModel):
         return value
 
 
+class AuditSettings(BaseModel):
+    retention_days: int = Field(default=90, ge=1, le=36_500)
+    purge_batch_size: int = Field(default=500, ge=1, le=10_000)
+    seal_batch_size: int = Field(default=500, ge=1, le=10_000)
+    purge_interval_seconds: float = Field(default=3600.0, gt=0, description="worker job")
+    export_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+
+class WorkerSettings(BaseModel):
+    in_process: bool = Field(default=True, description="run the worker inside `serve`")
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    poll_interval: float = Field(default=1.0, gt=0, le=60, description="seconds when idle")
+    lease_seconds: float = Field(default=60.0, gt=0, description="a claim expires after this")
+    max_attempts: int = Field(default=10, ge=1, le=100)
+    backoff_base: float = Field(default=1.0, gt=0, description="seconds before retry 1")
+    backoff_max: float = Field(default=600.0, gt=0)
+    handler_modules: list[str] = Field(
+        default_factory=list, description="modules imported at start; they call register()"
+    )
+
+
 class _ProdDatabaseEnv(BaseSettings):
     """The specification's production database variables (no GARRISON_ prefix)."""
 
@@ -236,6 +257,7 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "burst": None,
             "routes": _auth_routes(None, None),
         },
+        "worker": {"in_process": True},
     },
     "staging": {
         "http": {"host": "0.0.0.0", "hsts": True, "secure_cookies": True},  # noqa: S104
@@ -245,6 +267,7 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "burst": 100,
             "routes": _auth_routes(30, 10),
         },
+        "worker": {"in_process": False},
     },
     "production": {
         "http": {"host": "0.0.0.0", "hsts": True, "secure_cookies": True},  # noqa: S104
@@ -254,6 +277,7 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "burst": 20,
             "routes": _auth_routes(10, 5),
         },
+        "worker": {"in_process": False},
     },
 }
 
@@ -281,6 +305,8 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:

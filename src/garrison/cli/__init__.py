@@ -6,11 +6,13 @@ from __future__ import annotations
 import typer
 
 from garrison import __version__
+from garrison.cli import audit as audit_cmd
 from garrison.cli import config as config_cmd
 from garrison.cli import migrate as migrate_cmd
 from garrison.cli import quotas as quotas_cmd
 from garrison.cli import schema as schema_cmd
 from garrison.cli import serve as serve_cmd
+from garrison.cli import worker as worker_cmd
 
 app = typer.Typer(
     name="garrison",
@@ -23,7 +25,9 @@ app.add_typer(migrate_cmd.app, name="migrate")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(schema_cmd.app, name="schema")
 app.add_typer(quotas_cmd.app, name="quotas")
+app.add_typer(audit_cmd.app, name="audit")
 app.command("serve")(serve_cmd.serve)
+app.command("worker")(worker_cmd.worker)
 
 
 @app.command("version")

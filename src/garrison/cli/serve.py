@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
-from garrison.cli.common import EXIT_SCHEMA, fail, run_db, settings_or_exit
+from garrison.cli.common import EXIT_CONFIG, EXIT_SCHEMA, fail, run_db, settings_or_exit
 from garrison.db import migrate
 from garrison.log import get_logger
+from garrison.outbox.registry import import_handler_modules
 from garrison.server import run_server
-from garrison.settings import Settings
+from garrison.settings import ConfigError, Settings
 
 # Set for the worker processes: prometheus-client reads it when it is first imported.
 PROMETHEUS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -26,6 +27,11 @@ def serve(
     """Serve the API (http://localhost:3000 by default)."""
     settings = settings_or_exit()
     log = get_logger("garrison.serve")
+    if settings.worker.in_process:  # fail here, in one line, not in every server worker
+        try:
+            import_handler_modules(settings.worker.handler_modules)
+        except ConfigError as exc:
+            fail(str(exc), EXIT_CONFIG)
     if settings.is_development:
         run_db(migrate.upgrade(settings.db_url, settings.db))
     else:

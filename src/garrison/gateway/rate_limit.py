@@ -25,7 +25,6 @@ from typing import Any
 from garrison.errors import GarrisonError, ServiceUnavailable, problem_response
 from garrison.gateway.scope import request_id, state
 from garrison.log import get_logger
-from garrison.metrics import registry as metrics
 from garrison.quotas.errors import QuotaExceeded
 from garrison.settings import RateLimitSettings
 from garrison.store.ratelimit import Decision, Rate, RateLimiter
@@ -38,6 +37,14 @@ Roles = Callable[[Scope], Awaitable[Sequence[str]]]
 # (principal, roles) -> the admin quota replacing the default policy, or None
 QuotaLookup = Callable[[str, Sequence[str]], Awaitable[Rate | None]]
 _WARN_EVERY = 5.0  # seconds between two "store unavailable" log lines
+
+
+def _count_ratelimit(decision: str, policy: str) -> None:
+    # Imported here, not at the top: `garrison serve` must set PROMETHEUS_MULTIPROC_DIR
+    # before prometheus-client is first imported, or its forked workers count in memory.
+    from garrison.metrics import registry
+
+    registry.ratelimit(decision, policy=policy)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,7 @@ class RateLimitMiddleware:
         headers = policy_headers(policy, rate, decision)
         if not decision.allowed:
             self.stats.denied += 1
-            metrics.ratelimit("limited", policy=policy.name)
+            _count_ratelimit("limited", policy.name)
             retry_after = str(max(1, math.ceil(decision.retry_after)))
             error = QuotaExceeded(
                 f"the {policy.name!r} policy allows {rate.limit} requests per "
@@ -165,7 +172,7 @@ class RateLimitMiddleware:
             await self._respond(scope, receive, send, error, headers)
             return
         self.stats.allowed += 1
-        metrics.ratelimit("allowed", policy=policy.name)
+        _count_ratelimit("allowed", policy.name)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -189,11 +196,11 @@ class RateLimitMiddleware:
             )
         if fail_open:
             self.stats.failed_open += 1
-            metrics.ratelimit("fail_open", policy=policy.name)
+            _count_ratelimit("fail_open", policy.name)
             await self.app(scope, receive, send)
             return
         self.stats.failed_closed += 1
-        metrics.ratelimit("fail_closed", policy=policy.name)
+        _count_ratelimit("fail_closed", policy.name)
         error = ServiceUnavailable(
             "rate limiting is unavailable; this endpoint refuses requests until it is back",
             headers={"Retry-After": "1"},

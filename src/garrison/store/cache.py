@@ -30,12 +30,19 @@ from typing import Any, TypeVar
 import orjson
 
 from garrison.log import get_logger
-from garrison.metrics import registry as metrics
 from garrison.store.base import KeyValueStore
 
 T = TypeVar("T")
 log = get_logger("garrison.cache")
 _VERSION_TTL = 30 * 24 * 3600.0  # versions outlive any entry written under them
+
+
+def _count_cache(result: str, namespace: str = "default") -> None:
+    # Imported here, not at the top: `garrison serve` must set PROMETHEUS_MULTIPROC_DIR
+    # before prometheus-client is first imported, or its forked workers count in memory.
+    from garrison.metrics import registry
+
+    registry.cache(result, namespace=namespace)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -62,7 +69,7 @@ class Cache:
 
     def _failed(self, operation: str, exc: Exception) -> None:
         self.stats.errors += 1
-        metrics.cache("error")
+        _count_cache("error")
         log.warning("cache.unavailable", operation=operation, error=type(exc).__name__)
 
     async def _version(self, name: str) -> int:
@@ -153,10 +160,10 @@ class Cache:
         hit, value = await self.get(namespace, key)
         if hit:
             self.stats.hits += 1
-            metrics.cache("hit", namespace=namespace)
+            _count_cache("hit", namespace=namespace)
             return value  # type: ignore[no-any-return]
         self.stats.misses += 1
-        metrics.cache("miss", namespace=namespace)
+        _count_cache("miss", namespace=namespace)
         flight_key = f"{namespace}\0{key}"
         flight = self._flights.get(flight_key)
         if flight is None:

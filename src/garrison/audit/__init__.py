@@ -1,0 +1,1 @@
+"""The audit trail: a hash-chained, searchable record of every change and attempt."""

@@ -1,0 +1,214 @@
+"""Appending to the audit log, sealing entries into the hash chain, and searching. Never
+commits: the caller's transaction (the request boundary, the CLI, ``events`` or the
+worker) does."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import ColumnElement, Row, Table, bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from garrison.audit import chain
+from garrison.audit.models import AuditChain, AuditEntry
+from garrison.db.types import utcnow
+from garrison.outbox import service as outbox_service
+
+if TYPE_CHECKING:
+    from garrison.events import Event
+
+HEAD_ID = 1
+_entries: Table = AuditEntry.__table__  # type: ignore[assignment]
+_chain: Table = AuditChain.__table__  # type: ignore[assignment]
+# Built once: constructing an INSERT per call costs more CPU than the statement's round trip.
+_INSERT_ENTRY = insert(_entries)
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    return value[:length] if value is not None else None
+
+
+async def append(session: AsyncSession, *, event: Event) -> None:
+    """Insert the entry for ``event`` in the caller's transaction (one statement, no lock
+    shared with other writers). After commit the worker seals it into the hash chain and
+    writes its outbox message."""
+    context = event.context
+    await session.execute(
+        _INSERT_ENTRY,
+        {
+            "event_id": event.id,
+            "occurred_at": utcnow(),
+            "actor_kind": event.actor.kind,
+            "actor_id": _clip(event.actor.id, 191),
+            "ip": _clip(context.ip, 45),
+            "user_agent": _clip(context.user_agent, 512),
+            "request_id": _clip(context.request_id, 128),
+            "action": event.action[:128],
+            "target_type": _clip(event.target_type, 64),
+            "target_id": _clip(event.target_id, 191),
+            "outcome": event.outcome,
+            "changes": chain.encode_changes(event.changes),
+            "data": chain.encode_data(event.data),
+        },
+    )
+
+
+async def has_unsealed(session: AsyncSession) -> bool:
+    query = select(_entries.c.id).where(_entries.c.seq.is_(None)).limit(1)
+    return (await session.execute(query)).first() is not None
+
+
+async def seal(session: AsyncSession, *, limit: int) -> int:
+    """Chain up to ``limit`` committed, unsealed entries (oldest first) and write their
+    outbox messages; returns how many.
+
+    The head row is locked (``SELECT … FOR UPDATE`` on MySQL/MariaDB; ``BEGIN IMMEDIATE``
+    on SQLite), so two sealers queue and the chain never forks. An entry whose transaction
+    commits late is simply sealed in a later batch, after entries inserted before it.
+    """
+    head = (
+        await session.execute(
+            select(_chain.c.seq, _chain.c.last_hash).where(_chain.c.id == HEAD_ID).with_for_update()
+        )
+    ).one()
+    rows = (
+        await session.execute(
+            select(_entries).where(_entries.c.seq.is_(None)).order_by(_entries.c.id).limit(limit)
+        )
+    ).all()
+    if not rows:
+        return 0
+    seq, prev = int(head.seq), str(head.last_hash)
+    sealed: list[dict[str, Any]] = []
+    for row in rows:
+        seq += 1
+        fields = {**row._asdict(), "seq": seq}
+        digest = chain.entry_hash(prev, fields)
+        sealed.append({"b_id": row.id, "b_seq": seq, "b_prev": prev, "b_hash": digest})
+        prev = digest
+    await session.execute(
+        update(_entries)
+        .where(_entries.c.id == bindparam("b_id"))
+        .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash")),
+        sealed,
+    )
+    await session.execute(
+        update(_chain).where(_chain.c.id == HEAD_ID).values(seq=seq, last_hash=prev)
+    )
+    await outbox_service.enqueue(session, messages=[_message(row) for row in rows])
+    return len(rows)
+
+
+def _message(row: Row[Any]) -> outbox_service.NewMessage:
+    """The outbox message for an entry: the event as consumers receive it."""
+    payload = {
+        "id": row.event_id,
+        "action": row.action,
+        "occurred_at": chain.canonical_time(row.occurred_at),
+        "actor": {"kind": row.actor_kind, "id": row.actor_id},
+        "target": {"type": row.target_type, "id": row.target_id},
+        "outcome": row.outcome,
+        "request_id": row.request_id,
+        "changes": orjson.loads(row.changes) if row.changes else {},
+        "data": orjson.loads(row.data) if row.data else {},
+    }
+    return outbox_service.NewMessage(
+        event_id=row.event_id,
+        topic=row.action,
+        target_type=row.target_type,
+        target_id=row.target_id,
+        payload=payload,
+    )
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Search filters; every one is optional. ``action`` is a dotted prefix: ``auth`` matches
+    ``auth`` and ``auth.login.failed`` but not ``authz.x``."""
+
+    actor_kind: str | None = None
+    actor_id: str | None = None
+    action: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _conditions(query: AuditQuery) -> list[ColumnElement[bool]]:
+    e = AuditEntry
+    where: list[ColumnElement[bool]] = []
+    if query.actor_kind:
+        where.append(e.actor_kind == query.actor_kind)
+    if query.actor_id:
+        where.append(e.actor_id == query.actor_id)
+    if query.action:
+        prefix = query.action.rstrip(".")
+        where.append(
+            or_(e.action == prefix, e.action.like(_escape_like(prefix) + ".%", escape="\\"))
+        )
+    if query.target_type:
+        where.append(e.target_type == query.target_type)
+    if query.target_id:
+        where.append(e.target_id == query.target_id)
+    if query.outcome:
+        where.append(e.outcome == query.outcome)
+    if query.since:
+        where.append(e.occurred_at >= query.since)
+    if query.until:
+        where.append(e.occurred_at < query.until)
+    return where
+
+
+def encode_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"s{entry_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The position a cursor stands for, or ``None`` when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if not raw.startswith("s") or not raw[1:].isdigit() or len(raw) > 21:
+        return None
+    return int(raw[1:])
+
+
+async def search(
+    session: AsyncSession, *, query: AuditQuery, limit: int, after: int | None = None
+) -> tuple[Sequence[Row[Any]], int | None]:
+    """Newest first. ``after`` is the ``id`` the previous page ended at; returns the page
+    and the ``id`` to continue from (``None`` on the last page)."""
+    where = _conditions(query)
+    if after is not None:
+        where.append(_entries.c.id < after)
+    rows = (
+        await session.execute(
+            select(_entries).where(*where).order_by(_entries.c.id.desc()).limit(limit + 1)
+        )
+    ).all()
+    if len(rows) > limit:
+        return rows[:limit], int(rows[limit - 1].id)
+    return rows, None
+
+
+async def export_batch(
+    session: AsyncSession, *, query: AuditQuery, limit: int, after: int
+) -> Sequence[Row[Any]]:
+    """Oldest first, the ``limit`` entries after ``id`` ``after`` (for the NDJSON export)."""
+    where = [*_conditions(query), _entries.c.id > after]
+    return (
+        await session.execute(select(_entries).where(*where).order_by(_entries.c.id).limit(limit))
+    ).all()
