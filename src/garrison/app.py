@@ -13,6 +13,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from garrison import __version__
+from garrison.auth.admin_router import router as admin_router
+from garrison.auth.apikeys_router import router as api_keys_router
+from garrison.auth.router import router as auth_router
+from garrison.auth.router import well_known as auth_well_known
+from garrison.auth.runtime import AuthRuntime
 from garrison.db.engine import Database
 from garrison.db.migrate import head_revisions
 from garrison.gateway.access_log import AccessLogMiddleware
@@ -75,9 +80,12 @@ def create_app(settings: Settings) -> FastAPI:
             settings=settings.health,
             expected_revisions=head_revisions(),
         )
+        app.state.auth = AuthRuntime(settings, db, store)
         try:
+            await app.state.auth.start()
             yield
         finally:
+            await app.state.auth.stop()
             await store.close()
             await db.dispose()
 
@@ -94,6 +102,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     install_exception_handlers(app)
     app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(api_keys_router)
+    app.include_router(admin_router)
+    app.include_router(auth_well_known)
     return app
 
 

@@ -7,8 +7,10 @@ import typer
 
 from garrison import __version__
 from garrison.cli import config as config_cmd
+from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
 from garrison.cli import serve as serve_cmd
+from garrison.cli import users as users_cmd
 
 app = typer.Typer(
     name="garrison",
@@ -19,6 +21,8 @@ app = typer.Typer(
 )
 app.add_typer(migrate_cmd.app, name="migrate")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(users_cmd.app, name="users")
+app.add_typer(keys_cmd.app, name="keys")
 app.command("serve")(serve_cmd.serve)
 
 
