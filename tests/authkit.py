@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from fastapi import APIRouter
 
 from garrison.app import create_app
 from garrison.auth import service
+from garrison.auth.deps import CurrentPrincipal, require
 from garrison.auth.runtime import AuthRuntime
 from garrison.events import Actor
 from garrison.settings import Settings
@@ -59,8 +61,26 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+probe = APIRouter(prefix="/api/v1/_probe")
+
+
+@probe.get("/records", dependencies=[require("records:read")])
+async def read_records(principal: CurrentPrincipal) -> dict[str, Any]:
+    """A stand-in for a domain endpoint guarded by a permission."""
+    return {"kind": principal.kind, "id": principal.id, "key": principal.key}
+
+
+@probe.get("/reports", dependencies=[require("reports:read")])
+async def read_reports(principal: CurrentPrincipal) -> dict[str, Any]:
+    return {"kind": principal.kind}
+
+
 @asynccontextmanager
-async def auth_app(settings: Settings) -> AsyncIterator[AuthApp]:
+async def auth_app(
+    settings: Settings, *, client_addr: tuple[str, int] = ("127.0.0.1", 50000)
+) -> AsyncIterator[AuthApp]:
     await migrated(settings)
-    async with start(create_app(settings)) as running:
+    app = create_app(settings)
+    app.include_router(probe)
+    async with start(app, client_addr=client_addr) as running:
         yield AuthApp(running, settings)
