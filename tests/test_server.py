@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +58,19 @@ class Server:
             raise AssertionError(f"{needle!r} not logged; output so far:\n{''.join(self.lines)}")
         return found[0]
 
+    def wait_for_port(self, port: int, timeout: float = 30) -> None:
+        """Block until the port accepts connections: granian logs "Started worker" when the
+        worker process exists, and the worker only listens once the app is loaded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+                return
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.01)  # a refused connect returns at once; pace the retries
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -78,6 +92,7 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[Server, int]]:
     )
     try:
         server.wait_for_log("Started worker-1")
+        server.wait_for_port(port)
         yield server, port
     finally:
         server.stop()
@@ -157,6 +172,7 @@ def test_production_with_mariadb_and_redis(tmp_path: Path) -> None:
             env,
         )
         server.wait_for_log("Started worker-1")
+        server.wait_for_port(port)
         response = httpx.get(f"http://127.0.0.1:{port}/api/health/ready", timeout=10)
         assert response.status_code == 200
         body = response.json()

@@ -124,7 +124,14 @@ async def rotate(
     """Publish a new key now; it signs after the activation delay. Older keys retire then,
     and stay published until every token they signed has expired."""
     now = utcnow()
-    signs_from = now + timedelta(seconds=settings.key_activation_delay)
+    signing = await session.scalar(
+        select(SigningKey.kid)
+        .where(SigningKey.retired_at.is_(None), SigningKey.signs_from <= now)
+        .limit(1)
+    )
+    # With no key signing yet (a fresh install), waiting would leave nothing to sign with.
+    delay = settings.key_activation_delay if signing is not None else 0
+    signs_from = now + timedelta(seconds=delay)
     last_token_expires = signs_from + timedelta(seconds=settings.access_token_ttl + settings.leeway)
     await session.execute(
         update(SigningKey)

@@ -14,9 +14,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from garrison.auth import rbac, refresh
+from garrison.auth import refresh
 from garrison.auth.clock import utcnow
-from garrison.auth.models import User, UserRole
+from garrison.auth.models import Role, User, UserRole
 from garrison.errors import Conflict, NotFound, ValidationFailed
 from garrison.events import Actor, Event, emit
 
@@ -78,7 +78,10 @@ async def create_user(
     except IntegrityError:
         raise Conflict("a user with this e-mail address exists", pointer="#/email") from None
     for name in sorted(set(roles)):
-        await rbac.get_role(session, name=name)
+        if await session.get(Role, name) is None:
+            raise ValidationFailed(
+                "unknown role", errors=[{"pointer": "#/roles", "detail": f"no role {name!r}"}]
+            )
         session.add(UserRole(user_id=user.id, role_name=name))
     await session.flush()
     await emit(
