@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from garrison import __version__
 from garrison.auth.admin_router import router as admin_router
 from garrison.auth.apikeys_router import router as api_keys_router
+from garrison.auth.email_router import router as auth_email_router
 from garrison.auth.router import router as auth_router
 from garrison.auth.router import well_known as auth_well_known
 from garrison.auth.runtime import AuthRuntime
@@ -103,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_exception_handlers(app)
     app.include_router(health_router)
     app.include_router(auth_router)
+    app.include_router(auth_email_router)
     app.include_router(api_keys_router)
     app.include_router(admin_router)
     app.include_router(auth_well_known)

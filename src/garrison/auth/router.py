@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from garrison.auth import rbac, service, users
+from garrison.auth import email_flows, rbac, service, users
 from garrison.auth.bodies import form_fields, is_form, json_object, validate
 from garrison.auth.deps import AuthDep, CurrentPrincipal
 from garrison.auth.errors import InvalidCredentials, OAuthError
@@ -85,8 +85,14 @@ async def register(body: Registration, auth: AuthDep, session: ReadSession) -> M
     if mode == "closed":
         raise Forbidden("registration is closed; ask an administrator for an account")
     if mode == "invite":
-        raise Forbidden("registration needs an invitation")
-    user_id = await service.register(auth, email=body.email, password=body.password)
+        if not body.invite_token:
+            raise Forbidden("registration needs an invitation (invite_token)")
+        user_id = await email_flows.accept_invite(
+            auth, token=body.invite_token, email=body.email, password=body.password
+        )
+    else:
+        user_id = await service.register(auth, email=body.email, password=body.password)
+        await email_flows.send_verification(auth, user_id=user_id)
     return await _me(session, user_id)
 
 

@@ -17,6 +17,7 @@ from garrison.auth.lockout import Lockout
 from garrison.auth.passwords import Hasher
 from garrison.db.engine import Database
 from garrison.log import get_logger
+from garrison.mail import Mailer, open_mailer
 from garrison.settings import Settings
 from garrison.store.base import KeyValueStore
 
@@ -52,6 +53,7 @@ class AuthRuntime:
         self.keyring = KeyRing(db, Sealer(settings.secret_key.get_secret_value()))
         self.lockout = Lockout(store, settings.auth)
         self.api_keys = ApiKeyCache(ttl=settings.auth.api_key_cache_seconds)
+        self.mailer: Mailer = open_mailer(settings)
         self._boot: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
