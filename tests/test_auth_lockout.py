@@ -16,6 +16,7 @@ from garrison.store.memory import MemoryStore
 from garrison.store.redis import RedisStore
 from tests.authkit import PASSWORD, auth_app
 from tests.conftest import make_settings
+from tests.test_server import free_port
 
 
 class Clock:
@@ -139,3 +140,35 @@ async def test_client_secret_guessing_is_locked_out(tmp_path: Path) -> None:
         )
         assert locked.status_code == 429
         assert int(locked.headers["retry-after"]) > 0
+
+
+async def test_store_outage_fails_open(tmp_path: Path) -> None:
+    dead = RedisStore(
+        f"redis://127.0.0.1:{free_port()}/0", prefix="garrison-test-dead:", timeout=0.2
+    )
+    lockout = Lockout(dead, _settings(), clock=Clock())
+    await lockout.check("account", "a@example.com", "192.0.2.1")
+    assert await lockout.failed("account", "a@example.com", "192.0.2.1") == 0
+    await lockout.succeeded("account", "a@example.com")
+    await dead.close()
+
+
+async def test_lockout_is_recorded_as_an_event(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from garrison.log import configure_logging
+
+    settings = make_settings(tmp_path, auth={"lockout_threshold": 1})
+    stream = io.StringIO()
+    settings.log.format = "json"
+    configure_logging(settings, stream=stream)
+    async with auth_app(settings) as kit:
+        email = await kit.user()
+        await kit.client.post("/api/v1/auth/login", json={"email": email, "password": "nope nope"})
+    events = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    [lock] = [e for e in events if e.get("action") == "auth.lockout"]
+    assert lock["outcome"] == "denied"
+    assert lock["ip"] == "127.0.0.1"
+    assert lock["request_id"]
+    assert email not in stream.getvalue()

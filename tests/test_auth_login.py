@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -218,3 +220,27 @@ async def test_no_secret_reaches_the_logs(tmp_path: Path, database_url: str) -> 
         key.json()["key"],
     ):
         assert secret not in text
+
+
+async def test_hashing_runs_off_the_event_loop(
+    kit: AuthApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 runs in worker threads, so the loop keeps serving while logins hash."""
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    original = kit.runtime.hasher._verify
+
+    def recording(stored: str, password: str) -> bool:
+        seen.append(threading.get_ident())
+        return original(stored, password)
+
+    monkeypatch.setattr(kit.runtime.hasher, "_verify", recording)
+    email = await kit.user()
+    burst = [
+        kit.client.post("/api/v1/auth/login", json={"email": email, "password": f"wrong {n}"})
+        for n in range(6)
+    ]
+    results = await asyncio.gather(*burst, kit.client.get("/api/health/live"))
+    assert results[-1].status_code == 200
+    assert len(seen) == 6
+    assert loop_thread not in seen

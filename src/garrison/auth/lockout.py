@@ -18,8 +18,11 @@ from collections.abc import Callable
 
 from garrison.auth.errors import LockedOut
 from garrison.auth.opaque import digest
+from garrison.log import get_logger
 from garrison.settings import AuthSettings
-from garrison.store.base import KeyValueStore
+from garrison.store.base import KeyValueStore, StoreUnavailable
+
+log = get_logger("garrison.auth.lockout")
 
 _PREFIX = "auth:lock:"
 
@@ -52,7 +55,16 @@ class Lockout:
         return max(0.0, float(raw) - self.clock())
 
     async def check(self, kind: str, subject: str, ip: str | None) -> None:
-        """Raise ``LockedOut`` when the subject, the IP or the deployment is locked."""
+        """Raise ``LockedOut`` when the subject, the IP or the deployment is locked.
+
+        Without its store the lockout fails open (logged): the password check still runs
+        at argon2's cost, and an outage of Redis must not lock every user out."""
+        try:
+            await self._check(kind, subject, ip)
+        except StoreUnavailable:
+            log.warning("auth.lockout.store_unavailable", during="check")
+
+    async def _check(self, kind: str, subject: str, ip: str | None) -> None:
         waits = [await self._remaining(kind, subject)]
         if ip:
             waits.append(await self._remaining("ip", ip))
@@ -83,6 +95,13 @@ class Lockout:
 
     async def failed(self, kind: str, subject: str, ip: str | None) -> float:
         """Count a failure; returns the lock it caused in seconds (0 when none)."""
+        try:
+            return await self._failed(kind, subject, ip)
+        except StoreUnavailable:
+            log.warning("auth.lockout.store_unavailable", during="count")
+            return 0.0
+
+    async def _failed(self, kind: str, subject: str, ip: str | None) -> float:
         await self.store.incr(self._global_key(), ttl=120)
         duration = await self._count(kind, subject, self.settings.lockout_threshold)
         if ip:
@@ -93,5 +112,8 @@ class Lockout:
 
     async def succeeded(self, kind: str, subject: str) -> None:
         count_key, until_key = self._keys(kind, subject)
-        await self.store.delete(count_key)
-        await self.store.delete(until_key)
+        try:
+            await self.store.delete(count_key)
+            await self.store.delete(until_key)
+        except StoreUnavailable:
+            log.warning("auth.lockout.store_unavailable", during="reset")

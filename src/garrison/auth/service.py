@@ -21,7 +21,7 @@ from garrison.auth.passwords import check_policy
 from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
 from garrison.db.retry import transact
-from garrison.errors import Forbidden
+from garrison.errors import Forbidden, ValidationFailed
 from garrison.events import Actor, Event, emit, emit_standalone
 from garrison.gateway.context import current_context
 
@@ -50,7 +50,7 @@ async def register(
     check_policy(password, runtime.settings.auth)
     password_hash = await runtime.hasher.hash(password)
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(session: AsyncSession) -> str:
         user = await users.create_user(
             session,
             email=normalised,
@@ -63,6 +63,30 @@ async def register(
 
     user_id: str = await transact(runtime.db, work)
     return user_id
+
+
+async def count_failure(
+    runtime: AuthRuntime,
+    kind: str,
+    subject: str,
+    ip: str | None,
+    *,
+    target: tuple[str, str | None],
+) -> None:
+    """Count a failed attempt; when it starts a lockout, record an ``auth.lockout`` event."""
+    seconds = await runtime.lockout.failed(kind, subject, ip)
+    if seconds > 0:
+        await emit_standalone(
+            runtime.db,
+            Event(
+                "auth.lockout",
+                Actor.anonymous(),
+                target[0],
+                target[1],
+                outcome="denied",
+                data={"kind": kind, "seconds": seconds},
+            ),
+        )
 
 
 async def _tokens_for_user(
@@ -87,8 +111,8 @@ async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair
     ip = current_context().ip
     try:
         normalised = users.normalise_email(email)
-    except Exception:
-        normalised = email.strip().lower()
+    except ValidationFailed:
+        normalised = email.strip().lower()  # no such user; still do the same work
     await runtime.lockout.check("account", normalised, ip)
     async with runtime.db.read_session() as session:
         user = await users.find_by_email(session, email=normalised)
@@ -97,7 +121,7 @@ async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair
         status = user.status if user is not None else None
     ok = await runtime.hasher.verify(stored, password)
     if not ok or user_id is None:
-        await runtime.lockout.failed("account", normalised, ip)
+        await count_failure(runtime, "account", normalised, ip, target=("user", user_id))
         await emit_standalone(
             runtime.db,
             Event(
@@ -128,28 +152,28 @@ async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair
         await runtime.hasher.hash(password) if runtime.hasher.needs_rehash(stored or "") else None
     )
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    uid: str = user_id
+
+    async def work(session: AsyncSession) -> tuple[int, list[str], set[str], refresh.NewRefresh]:
         if new_hash is not None:
-            await users.rehash(session, user_id=user_id, password_hash=new_hash)
-        user = await users.get_user(session, user_id=user_id)
-        roles, permissions = await rbac.permissions_of(session, user_id=user_id)
-        family = await refresh.start_family(
-            session, user_id=user_id, settings=runtime.settings.auth
-        )
+            await users.rehash(session, user_id=uid, password_hash=new_hash)
+        user = await users.get_user(session, user_id=uid)
+        roles, permissions = await rbac.permissions_of(session, user_id=uid)
+        family = await refresh.start_family(session, user_id=uid, settings=runtime.settings.auth)
         await emit(
             session,
             Event(
                 "auth.login.succeeded",
-                Actor("user", user_id),
+                Actor("user", uid),
                 "user",
-                user_id,
+                uid,
                 data={"family_id": family.family_id, "rehashed": new_hash is not None},
             ),
         )
         return user.token_generation, roles, permissions, family
 
     generation, roles, permissions, family = await transact(runtime.db, work)
-    access, expires_in = await _tokens_for_user(runtime, user_id, generation, roles, permissions)
+    access, expires_in = await _tokens_for_user(runtime, uid, generation, roles, permissions)
     return TokenPair(access, expires_in, family.token, " ".join(sorted(permissions)))
 
 
@@ -157,7 +181,9 @@ async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
     if not token.startswith("grt_") or len(token) > 128:
         raise OAuthError("invalid_grant", "the refresh token is invalid")
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(
+        session: AsyncSession,
+    ) -> refresh.Rejected | tuple[refresh.Rotated, int, list[str], set[str]]:
         outcome = await refresh.rotate(session, token=token, settings=runtime.settings.auth)
         if isinstance(outcome, refresh.Rejected):
             if outcome.reason == "reused" and outcome.family_id is not None:
@@ -223,7 +249,7 @@ async def client_credentials(
     async with runtime.db.read_session() as session:
         client = await clients.check_secret(session, client_id=client_id, secret=secret)
     if client is None:
-        await runtime.lockout.failed("client", client_id, ip)
+        await count_failure(runtime, "client", client_id, ip, target=("service_client", None))
         await emit_standalone(
             runtime.db,
             Event(
@@ -275,7 +301,7 @@ async def logout(runtime: AuthRuntime, *, principal: Principal, refresh_token: s
             await runtime.store.set(DENY_PREFIX + principal.token_id, b"1", ttl=ttl)
     user_id = principal.user_id
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(session: AsyncSession) -> None:
         family = None
         if refresh_token:
             found = await refresh.family_of(session, token=refresh_token)
@@ -300,7 +326,7 @@ async def change_password(
         stored, email = user.password_hash, user.email
     await runtime.lockout.check("account", email, ip)
     if not await runtime.hasher.verify(stored, current):
-        await runtime.lockout.failed("account", email, ip)
+        await count_failure(runtime, "account", email, ip, target=("user", user_id))
         await emit_standalone(
             runtime.db,
             Event("auth.password.change_failed", actor, "user", user_id, outcome="denied"),
