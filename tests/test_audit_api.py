@@ -1,6 +1,6 @@
 """The audit trail through HTTP: changes made through the API appear in the search with their
 actor, request context and diff; denied attempts are kept; the search, its filters, cursor
-pagination and the NDJSON export; only loopback callers (until RBAC) may read."""
+pagination and the NDJSON export; only callers holding ``audit:read`` may read."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from garrison import events
-from garrison.app import create_app
 from garrison.audit.sealer import seal_pending
 from garrison.db import Database
 from garrison.deps import DatabaseDep, WriteSession
 from garrison.errors import Conflict, Unauthorized
 from garrison.events import Actor, Event
 from garrison.settings import Settings
-from tests.conftest import make_settings, migrated, start
+from tests.authkit import auth_app, bearer
+from tests.conftest import make_settings, migrated
 from tests.test_gateway import assert_problem
 
 router = APIRouter(prefix="/api/v1/_audited")
@@ -75,12 +75,25 @@ async def api_settings(tmp_path: Path, fresh_database_url: str) -> Settings:
     return settings
 
 
+async def empty_audit_log(db: Database) -> None:
+    """Forget what setting up the admin wrote (signing key, user, login), ids included, so
+    each test reads only its own entries."""
+    async with db.transaction() as session:
+        if db.is_sqlite:
+            await session.execute(text("DELETE FROM audit_entries"))
+        else:
+            await session.execute(text("TRUNCATE TABLE audit_entries"))
+
+
 @pytest.fixture
 async def client(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(api_settings)
-    app.include_router(router)
-    async with start(app) as running:
-        yield running.client
+    """A client holding an admin token (the audit log needs ``audit:read``)."""
+    async with auth_app(api_settings) as api:
+        api.running.app.include_router(router)
+        token = await api.token(role="admin")
+        await empty_audit_log(api.running.app.state.db)
+        api.client.headers.update(bearer(token))
+        yield api.client
 
 
 async def search(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
@@ -203,12 +216,13 @@ async def test_bad_parameters_are_named(
     assert errors[0]["parameter"] == parameter
 
 
-async def test_only_loopback_callers_read(api_settings: Settings) -> None:
-    app = create_app(api_settings)
-    async with start(app, client_addr=("203.0.113.9", 4000)) as running:
+async def test_only_audit_readers_read(api_settings: Settings) -> None:
+    async with auth_app(api_settings) as api:
+        user = bearer(await api.token(role="user"))
         for path in ("/api/v1/audit", "/api/v1/audit/export"):
-            body = assert_problem(await running.client.get(path), 403)
-            assert "audit:read" in str(body["detail"])
+            assert_problem(await api.client.get(path), 401)
+            body = assert_problem(await api.client.get(path, headers=user), 403)
+            assert "audit:read" in str(body)
 
 
 @hsettings(

@@ -19,6 +19,7 @@ from garrison.quotas import service
 from garrison.settings import Settings
 from garrison.store import Cache, MemoryStore, Rate
 from garrison.types import Scope
+from tests.authkit import AuthApp, bearer
 from tests.conftest import make_settings, migrated, start
 
 BASE = "/api/v1/admin/quotas"
@@ -48,7 +49,10 @@ async def quota_app(quota_settings: Settings) -> FastAPI:
 
 @pytest.fixture
 async def admin(quota_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client holding an admin token (quotas need ``quotas:admin``)."""
     async with start(quota_app) as running:
+        api = AuthApp(running, quota_app.state.settings)
+        running.client.headers.update(bearer(await api.token(role="admin")))
         yield running.client
 
 
@@ -102,14 +106,20 @@ async def test_bad_input_names_the_field_and_changes_nothing(
     assert (await admin.get(BASE)).json() == before
 
 
-async def test_only_loopback_callers_are_admins(quota_app: FastAPI) -> None:
-    async with start(quota_app, client_addr=("203.0.113.9", 4000)) as running:
-        response = await running.client.put(f"{BASE}/role/x", json={"requests_per_minute": 5})
+async def test_only_admins_manage_quotas(quota_app: FastAPI) -> None:
+    async with start(quota_app) as running:
+        api = AuthApp(running, quota_app.state.settings)
+        user = bearer(await api.token(role="user"))
+        anonymous = await running.client.put(f"{BASE}/role/x", json={"requests_per_minute": 5})
+        assert anonymous.status_code == 401
+        response = await running.client.put(
+            f"{BASE}/role/x", json={"requests_per_minute": 5}, headers=user
+        )
         assert response.status_code == 403
         assert response.headers["content-type"] == "application/problem+json"
-        assert (await running.client.get(BASE)).status_code == 403
-    async with start(quota_app) as running:
-        assert (await running.client.get(BASE)).status_code == 200
+        assert (await running.client.get(BASE, headers=user)).status_code == 403
+        admin = bearer(await api.token(role="admin"))
+        assert (await running.client.get(BASE, headers=admin)).status_code == 200
 
 
 async def test_an_api_key_quota_replaces_the_default(admin: httpx.AsyncClient) -> None:

@@ -75,6 +75,19 @@ class Server:
             raise AssertionError(f"{needle!r} not logged; output so far:\n{''.join(self.lines)}")
         return found[0]
 
+    def wait_for_port(self, port: int, timeout: float = 30) -> None:
+        """Block until the port accepts connections: granian logs "Started worker" when the
+        worker process exists, and the worker only listens once the app is loaded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+                return
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.01)  # a refused connect returns at once; pace the retries
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

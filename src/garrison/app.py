@@ -18,6 +18,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from garrison import __version__
 from garrison.audit.router import router as audit_router
+from garrison.auth.admin_router import router as admin_router
+from garrison.auth.apikeys_router import router as api_keys_router
+from garrison.auth.email_router import router as auth_email_router
+from garrison.auth.identify import principal_key
+from garrison.auth.router import router as auth_router
+from garrison.auth.router import well_known as auth_well_known
+from garrison.auth.runtime import AuthRuntime
 from garrison.db.engine import Database
 from garrison.db.migrate import head_revisions
 from garrison.gateway.access_log import AccessLogMiddleware
@@ -102,9 +109,10 @@ def _middleware(
     ]
 
 
-def create_app(settings: Settings, *, identify: Identify | None = None) -> FastAPI:
-    """``identify`` names the caller for rate limits (``user:<id>``, ``key:<id>``, …);
-    without it every caller is keyed by its client address."""
+def create_app(settings: Settings, *, identify: Identify | None = principal_key) -> FastAPI:
+    """``identify`` names the caller for rate limits (``user:<id>``, ``key:<id>``, …; by
+    default the authenticated principal); when it returns None the caller is keyed by its
+    client address."""
     stats = RateLimitStats()
     tracer = create_provider(settings.tracing) if settings.tracing.enabled else None
 
@@ -127,6 +135,8 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
             settings=settings.health,
             expected_revisions=head_revisions(),
         )
+        app.state.auth = AuthRuntime(settings, db, store)
+        await app.state.auth.start()
         sampler: asyncio.Task[None] | None = None
         if settings.metrics.enabled:
             instrument_database(db)
@@ -152,6 +162,7 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler
             await app.state.rate_limiter.close()
+            await app.state.auth.stop()
             await store.close()
             await db.dispose()
             if tracer is not None:
@@ -177,6 +188,11 @@ def create_app(settings: Settings, *, identify: Identify | None = None) -> FastA
     app.include_router(metrics_router)
     app.include_router(audit_router)
     app.include_router(outbox_router)
+    app.include_router(auth_router)
+    app.include_router(auth_email_router)
+    app.include_router(api_keys_router)
+    app.include_router(admin_router)
+    app.include_router(auth_well_known)
     return app
 
 

@@ -12,9 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison import events
 from garrison.db.engine import Database
-from garrison.errors import Forbidden
-from garrison.gateway.client_ip import is_loopback
-from garrison.gateway.scope import state
 from garrison.settings import Settings
 from garrison.store.base import KeyValueStore
 
@@ -45,18 +42,8 @@ async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def require_admin(request: Request) -> None:
-    """The one admin check for admin endpoints (``dependencies=[AdminOnly]``).
-
-    Until the auth domain's ``require()`` is wired in, only loopback callers (after the
-    trusted-proxy rules) pass; swap this body for the admin permission check."""
-    if not is_loopback(state(request.scope).get("client_ip")):
-        raise Forbidden("admin endpoints answer only loopback callers until auth is set up")
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 StoreDep = Annotated[KeyValueStore, Depends(get_store)]
 WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
 ReadSession = Annotated[AsyncSession, Depends(read_session, scope="function")]
-AdminOnly = Depends(require_admin)

@@ -1,9 +1,17 @@
 """Imports every domain's tables so the metadata is complete (for migrations and tests)."""
 
 from garrison.audit import models as audit_models
+from garrison.auth import models as auth_models
 from garrison.ops import models as ops_models
 from garrison.outbox import models as outbox_models
 from garrison.quotas import models as quotas_models
 from garrison.records import models as records_models
 
-__all__ = ["audit_models", "ops_models", "outbox_models", "quotas_models", "records_models"]
+__all__ = [
+    "audit_models",
+    "auth_models",
+    "ops_models",
+    "outbox_models",
+    "quotas_models",
+    "records_models",
+]

@@ -236,6 +236,43 @@ class WorkerSettings(BaseModel):
     )
 
 
+class AuthSettings(BaseModel):
+    issuer: str | None = Field(default=None, description="default: http.public_url")
+    audience: str = "garrison"
+    access_token_ttl: int = Field(default=900, ge=60, le=86_400, description="seconds")
+    refresh_idle_ttl: int = Field(default=1_209_600, ge=60, description="seconds unused")
+    refresh_absolute_ttl: int = Field(default=2_592_000, ge=60, description="seconds per family")
+    leeway: int = Field(default=30, ge=0, le=60, description="clock skew allowed, seconds")
+    argon2_memory_kib: int = Field(default=19_456, ge=19_456)
+    argon2_time_cost: int = Field(default=2, ge=2)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    password_min_length: int = Field(default=8, ge=8)
+    password_max_length: int = Field(default=128, ge=64, le=4096)
+    registration: Literal["open", "invite", "closed"] = "open"
+    key_activation_delay: int = Field(
+        default=600, ge=0, description="seconds a new signing key is published before it signs"
+    )
+    api_key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    lockout_threshold: int = Field(default=5, ge=1, description="failures before a lockout")
+    lockout_base_seconds: float = Field(default=30.0, gt=0)
+    lockout_max_seconds: float = Field(default=900.0, gt=0)
+    lockout_window_seconds: float = Field(default=3600.0, gt=0, description="failure memory")
+    lockout_ip_threshold: int = Field(default=30, ge=1)
+    lockout_global_per_minute: int = Field(default=1000, ge=1, description="all failures")
+    verify_token_ttl: int = Field(default=86_400, ge=60)
+    reset_token_ttl: int = Field(default=3600, ge=60)
+
+
+class SmtpSettings(BaseModel):
+    host: str | None = Field(default=None, description="None: write .eml files (development)")
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "Garrison <no-reply@localhost>"
+    timeout: float = Field(default=10.0, gt=0)
+
+
 class _ProdDatabaseEnv(BaseSettings):
     """The specification's production database variables (no GARRISON_ prefix)."""
 
@@ -258,6 +295,7 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "routes": _auth_routes(None, None),
         },
         "worker": {"in_process": True},
+        "auth": {"registration": "open"},
     },
     "staging": {
         "http": {"host": "0.0.0.0", "hsts": True, "secure_cookies": True},  # noqa: S104
@@ -268,6 +306,7 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "routes": _auth_routes(30, 10),
         },
         "worker": {"in_process": False},
+        "auth": {"registration": "invite"},
     },
     "production": {
         "http": {"host": "0.0.0.0", "hsts": True, "secure_cookies": True},  # noqa: S104
@@ -278,6 +317,7 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "routes": _auth_routes(10, 5),
         },
         "worker": {"in_process": False},
+        "auth": {"registration": "closed"},
     },
 }
 
@@ -307,6 +347,8 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:
@@ -333,6 +375,12 @@ class Settings(BaseSettings):
         if self.database_url is None:
             raise ConfigError(f"{ENV_PREFIX}DATABASE_URL", "is not set")
         return self.database_url
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of Garrison's tokens: ``auth.issuer``, else the public URL."""
+        value = self.auth.issuer or self.http.public_url or "http://localhost:3000"
+        return value.rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:
@@ -414,6 +462,10 @@ def check_settings(settings: Settings) -> None:
         ("redis://", "rediss://", "unix://")
     ):
         raise ConfigError(f"{ENV_PREFIX}REDIS_URL", "must start with redis://, rediss://")
+    if settings.auth.lockout_max_seconds < settings.auth.lockout_base_seconds:
+        raise ConfigError(
+            f"{ENV_PREFIX}AUTH__LOCKOUT_MAX_SECONDS", "must be at least AUTH__LOCKOUT_BASE_SECONDS"
+        )
     if strict:
         if settings.secret_key is None:
             raise ConfigError(f"{ENV_PREFIX}SECRET_KEY", f"is required in {settings.env}")

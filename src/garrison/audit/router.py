@@ -9,28 +9,22 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response, StreamingResponse
 
 from garrison.audit import service
 from garrison.audit.schemas import AuditPage, entry_dict
+from garrison.auth.deps import require
+from garrison.auth.principal import Principal
 from garrison.deps import DatabaseDep, ReadSession, SettingsDep
-from garrison.errors import Forbidden, ValidationFailed
-from garrison.gateway.client_ip import is_loopback
-from garrison.gateway.scope import state
+from garrison.errors import ValidationFailed
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 NDJSON = "application/x-ndjson"
 ACTOR_KINDS = ("user", "api_key", "service", "system", "anonymous")
 
 
-def require_audit_read(request: Request) -> None:
-    """Until RBAC lands: only callers on loopback may read the audit log."""
-    if not is_loopback(state(request.scope).get("client_ip")):
-        raise Forbidden("reading the audit log needs the audit:read permission")
-
-
-AuditReader = Annotated[None, Depends(require_audit_read)]
+AuditReader = Annotated[Principal, require("audit:read")]
 
 
 def _invalid(parameter: str, detail: str) -> ValidationFailed:

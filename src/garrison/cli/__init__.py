@@ -8,10 +8,12 @@ import typer
 from garrison import __version__
 from garrison.cli import audit as audit_cmd
 from garrison.cli import config as config_cmd
+from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
 from garrison.cli import quotas as quotas_cmd
 from garrison.cli import schema as schema_cmd
 from garrison.cli import serve as serve_cmd
+from garrison.cli import users as users_cmd
 from garrison.cli import worker as worker_cmd
 
 app = typer.Typer(
@@ -26,6 +28,8 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(schema_cmd.app, name="schema")
 app.add_typer(quotas_cmd.app, name="quotas")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(users_cmd.app, name="users")
+app.add_typer(keys_cmd.app, name="keys")
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
 

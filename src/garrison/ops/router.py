@@ -8,11 +8,14 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from garrison.auth.deps import optional_principal
+from garrison.errors import GarrisonError
 from garrison.gateway.client_ip import is_loopback
 from garrison.gateway.scope import state
 from garrison.ops.health import MEDIA_TYPE, HealthReport, HealthService
 
 router = APIRouter(prefix="/api/health", tags=["health"])
+HEALTH_PERMISSION = "health:read"
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {MEDIA_TYPE: {}}, "description": "pass or warn"},
@@ -20,11 +23,23 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _health_response(request: Request, report: HealthReport) -> Response:
+async def _is_operator(request: Request) -> bool:
+    """Loopback callers, and callers whose credential holds ``health:read``."""
     settings = request.app.state.settings
-    operator = settings.health.details == "loopback" and is_loopback(
-        state(request.scope).get("client_ip")
-    )
+    if settings.health.details == "loopback" and is_loopback(state(request.scope).get("client_ip")):
+        return True
+    if "authorization" not in request.headers and "x-api-key" not in request.headers:
+        return False
+    try:
+        principal = await optional_principal(request)
+    except GarrisonError:
+        return False  # a bad credential gets the public view, never an error
+    return principal is not None and principal.can(HEALTH_PERMISSION)
+
+
+async def _health_response(request: Request, report: HealthReport) -> Response:
+    settings = request.app.state.settings
+    operator = await _is_operator(request)
     body = report.detailed(settings.env) if operator else report.public()
     return Response(orjson.dumps(body), status_code=report.http_status, media_type=MEDIA_TYPE)
 
@@ -32,13 +47,13 @@ def _health_response(request: Request, report: HealthReport) -> Response:
 @router.get("", responses=_RESPONSES, summary="Overall health (dependencies included)")
 async def health(request: Request) -> Response:
     service: HealthService = request.app.state.health
-    return _health_response(request, await service.report())
+    return await _health_response(request, await service.report())
 
 
 @router.get("/ready", responses=_RESPONSES, summary="Ready to serve traffic")
 async def ready(request: Request) -> Response:
     service: HealthService = request.app.state.health
-    return _health_response(request, await service.report())
+    return await _health_response(request, await service.report())
 
 
 @router.get("/live", responses=_RESPONSES, summary="The process is alive")

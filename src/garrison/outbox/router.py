@@ -7,28 +7,22 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from garrison import events
 from garrison.audit.chain import canonical_time
+from garrison.auth.deps import require
+from garrison.auth.principal import Principal
 from garrison.deps import ReadSession, WriteSession
-from garrison.errors import Forbidden, NotFound
-from garrison.events import Actor, Event
-from garrison.gateway.client_ip import is_loopback
-from garrison.gateway.scope import state
+from garrison.errors import NotFound
+from garrison.events import Event
 from garrison.outbox import service
 
 router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"])
 
 
-def require_outbox_admin(request: Request) -> None:
-    """Until RBAC lands: only callers on loopback may manage the outbox."""
-    if not is_loopback(state(request.scope).get("client_ip")):
-        raise Forbidden("managing the outbox needs the admin role")
-
-
-OutboxAdmin = Annotated[None, Depends(require_outbox_admin)]
+OutboxAdmin = Annotated[Principal, require("outbox:admin")]
 
 
 class ParkedMessage(BaseModel):
@@ -87,7 +81,7 @@ async def retry(
         session,
         Event(
             action="outbox.message.requeued",
-            actor=Actor.anonymous(),
+            actor=_admin.actor,
             target_type="outbox_message",
             target_id=str(message_id),
         ),

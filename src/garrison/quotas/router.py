@@ -6,15 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Request, Response
 
-from garrison.deps import AdminOnly, ReadSession, WriteSession
-from garrison.events import Actor
+from garrison.auth.deps import require
+from garrison.auth.principal import Principal
+from garrison.deps import ReadSession, WriteSession
 from garrison.quotas import service
 from garrison.quotas.schemas import SUBJECT_PATTERN, QuotaIn, QuotaOut, SubjectType
 
-router = APIRouter(prefix="/api/v1/admin/quotas", tags=["admin"], dependencies=[AdminOnly])
+router = APIRouter(prefix="/api/v1/admin/quotas", tags=["admin"])
+QuotaAdmin = Annotated[Principal, require("quotas:admin")]
 Subject = Annotated[str, Path(pattern=SUBJECT_PATTERN, description="API key id or role name")]
-# The admin performing the change; the authenticated principal once auth is wired in.
-ADMIN_ACTOR = Actor.system()
 
 
 def _invalidate_after_commit(request: Request, background: BackgroundTasks) -> None:
@@ -24,18 +24,21 @@ def _invalidate_after_commit(request: Request, background: BackgroundTasks) -> N
 
 
 @router.get("", summary="Every quota")
-async def list_quotas(session: ReadSession) -> list[QuotaOut]:
+async def list_quotas(_admin: QuotaAdmin, session: ReadSession) -> list[QuotaOut]:
     return [QuotaOut.model_validate(q) for q in await service.list_quotas(session)]
 
 
 @router.get("/{subject_type}/{subject}", summary="One quota")
-async def get_quota(session: ReadSession, subject_type: SubjectType, subject: Subject) -> QuotaOut:
+async def get_quota(
+    _admin: QuotaAdmin, session: ReadSession, subject_type: SubjectType, subject: Subject
+) -> QuotaOut:
     quota = await service.get_quota(session, subject_type=subject_type, subject=subject)
     return QuotaOut.model_validate(quota)
 
 
 @router.put("/{subject_type}/{subject}", summary="Create or replace a quota")
 async def put_quota(
+    admin: QuotaAdmin,
     request: Request,
     response: Response,
     background: BackgroundTasks,
@@ -50,7 +53,7 @@ async def put_quota(
         subject=subject,
         requests_per_minute=body.requests_per_minute,
         burst=body.burst,
-        actor=ADMIN_ACTOR,
+        actor=admin.actor,
     )
     response.status_code = 201 if created else 200
     _invalidate_after_commit(request, background)
@@ -59,6 +62,7 @@ async def put_quota(
 
 @router.delete("/{subject_type}/{subject}", status_code=204, summary="Remove a quota")
 async def delete_quota(
+    admin: QuotaAdmin,
     request: Request,
     background: BackgroundTasks,
     session: WriteSession,
@@ -66,7 +70,7 @@ async def delete_quota(
     subject: Subject,
 ) -> Response:
     await service.delete_quota(
-        session, subject_type=subject_type, subject=subject, actor=ADMIN_ACTOR
+        session, subject_type=subject_type, subject=subject, actor=admin.actor
     )
     _invalidate_after_commit(request, background)
     return Response(status_code=204)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    String,
     Table,
 )
 from sqlalchemy.types import TypeEngine
@@ -35,8 +36,10 @@ from garrison.records.types import AsciiId, ExactText, UtcDateTime
 
 MAX_IDENTIFIER = 64
 ON_DELETE = {"cascade": "CASCADE", "set_null": "SET NULL", "restrict": "RESTRICT"}
-# Relation targets that are not collections: name → (table, id column).
-EXTERNAL_TARGETS: dict[str, tuple[str, str]] = {}
+# Relation targets that are not collections: name → (table, id column). The column type
+# of such a relation matches the target's id exactly (MySQL refuses a foreign key across
+# character sets).
+EXTERNAL_TARGETS: dict[str, tuple[str, str]] = {"users": ("auth_users", "id")}
 
 
 def identifier(prefix: str, table: str, columns: list[str]) -> str:
@@ -64,7 +67,7 @@ def column_type(field: FieldSpec) -> TypeEngine[Any]:
         case "json":
             return JSON()
         case "relation":
-            return AsciiId()
+            return String(36) if field.collection in EXTERNAL_TARGETS else AsciiId()
     raise AssertionError(field.type)  # pragma: no cover
 
 
@@ -109,7 +112,7 @@ def build_table(spec: CollectionSpec, metadata: MetaData | None = None) -> Table
         if field.type == "relation":
             target, column = relation_target(field)
             if target not in metadata.tables:  # a stub so the foreign key can resolve
-                Table(target, metadata, Column(column, AsciiId(), primary_key=True))
+                Table(target, metadata, Column(column, column_type(field), primary_key=True))
     columns: list[Any] = [
         Column("id", AsciiId(), primary_key=True),
         Column("created_at", UtcDateTime(), nullable=False),

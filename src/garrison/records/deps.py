@@ -1,27 +1,53 @@
 """Who is calling the records API, as the records service sees it.
 
-The two dependencies below are the only place the records domain learns about the caller:
-``current_caller`` (any caller, anonymous included) and ``collections_admin`` (may define
-collections). They are wired to the authentication service's principal.
+Authenticated principals need ``records:read`` to list and view and ``records:write`` to
+create, change and delete (API keys can be narrower than their owner); beyond that the
+collection's rules decide, in the SQL. Anonymous callers hold no permission and get only
+what a collection's rules open to everyone (an empty rule). ``collections:manage`` (held by
+the admin role) defines collections and bypasses record rules.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from garrison.errors import Unauthorized
+from garrison.auth.deps import CurrentPrincipal, OptionalPrincipal
+from garrison.auth.errors import InsufficientScope
+from garrison.auth.principal import Principal
+from garrison.events import Actor
 from garrison.records.query import Caller
 
-
-async def current_caller(request: Request) -> Caller:
-    raise Unauthorized("authentication is not configured for the records API yet")
+MANAGE = "collections:manage"
 
 
-async def collections_admin(request: Request) -> Caller:
-    raise Unauthorized("authentication is not configured for the records API yet")
+def caller_of(principal: Principal | None) -> Caller:
+    if principal is None:
+        return Caller(actor=Actor.anonymous())
+    return Caller(
+        actor=principal.actor,
+        id=principal.user_id or principal.id,
+        role=principal.roles[0] if principal.roles else None,
+        admin=principal.can(MANAGE),
+    )
 
 
-CallerDep = Annotated[Caller, Depends(current_caller)]
+def _needs(permission: str) -> object:
+    async def check(principal: OptionalPrincipal) -> Caller:
+        if principal is not None and not principal.can(permission):
+            raise InsufficientScope(permission)
+        return caller_of(principal)
+
+    return Depends(check)
+
+
+async def collections_admin(principal: CurrentPrincipal) -> Caller:
+    if not principal.can(MANAGE):
+        raise InsufficientScope(MANAGE)
+    return caller_of(principal)
+
+
+ReaderDep = Annotated[Caller, _needs("records:read")]
+WriterDep = Annotated[Caller, _needs("records:write")]
 AdminDep = Annotated[Caller, Depends(collections_admin)]

@@ -17,7 +17,7 @@ from garrison.errors import PreconditionFailed
 from garrison.records import idempotency, query, service
 from garrison.records.cache import CollectionCache
 from garrison.records.collections import Collection
-from garrison.records.deps import CallerDep
+from garrison.records.deps import ReaderDep, WriterDep
 from garrison.records.errors import RecordNotFound
 from garrison.records.query import Caller
 from garrison.records.schemas import RecordPage
@@ -76,7 +76,7 @@ async def list_records(
     name: str,
     request: Request,
     db: DatabaseDep,
-    caller: CallerDep,
+    caller: ReaderDep,
     filter: Annotated[str | None, Query(max_length=4096, description="filter expression")] = None,
     sort: Annotated[str | None, Query(max_length=500, description="e.g. -created_at,title")] = None,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
@@ -112,7 +112,7 @@ async def create_record(
     data: Data,
     request: Request,
     db: DatabaseDep,
-    caller: CallerDep,
+    caller: WriterDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     scope = f"{caller.actor.kind}:{caller.actor.id}:{name}"
@@ -153,7 +153,7 @@ async def get_record(
     record_id: str,
     request: Request,
     db: DatabaseDep,
-    caller: CallerDep,
+    caller: ReaderDep,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
     async def work(session: AsyncSession, collection: Collection) -> dict[str, Any] | None:
@@ -206,7 +206,7 @@ async def patch_record(
     data: Data,
     request: Request,
     db: DatabaseDep,
-    caller: CallerDep,
+    caller: WriterDep,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
     return await _update(name, record_id, data, "patch", request, db, caller, if_match)
@@ -219,7 +219,7 @@ async def replace_record(
     data: Data,
     request: Request,
     db: DatabaseDep,
-    caller: CallerDep,
+    caller: WriterDep,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
     return await _update(name, record_id, data, "replace", request, db, caller, if_match)
@@ -231,7 +231,7 @@ async def delete_record(
     record_id: str,
     request: Request,
     db: DatabaseDep,
-    caller: CallerDep,
+    caller: WriterDep,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
     version = parse_if_match(if_match)

@@ -171,7 +171,8 @@ def _json_value(value: Any) -> Any:
 
 def output(row: Mapping[str, Any], fields: list[str] | None = None) -> dict[str, Any]:
     """A stored row as the API shows it (optionally only ``fields``, plus ``id``)."""
-    result = {key: _json_value(value) for key, value in row.items()}
+    # str(): row keys can be SQLAlchemy's quoted_name (a str subclass orjson refuses).
+    result = {str(key): _json_value(value) for key, value in row.items()}
     if fields is not None:
         keep = set(fields) | {"id"}
         result = {key: value for key, value in result.items() if key in keep}

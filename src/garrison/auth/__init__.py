@@ -1,0 +1,1 @@
+"""Authentication and authorisation: users, tokens, roles, API keys, service clients."""

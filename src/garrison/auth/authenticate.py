@@ -1,0 +1,121 @@
+"""Turning a request's credential into a ``Principal``.
+
+Accepted: ``Authorization: Bearer <access token>``, ``Authorization: Bearer gar_…`` (an API
+key) and ``X-API-Key: gar_…``. Every check that can change after issuance is made against
+current state: a user token needs an active user whose token generation still matches and
+a ``jti`` that logout did not deny; permissions come from the user's roles now; a service
+token needs its client still active; an API key must be unrevoked, unexpired and its owner
+active.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from garrison.auth import apikeys, clients, rbac, tokens
+from garrison.auth.clock import aware, utcnow
+from garrison.auth.errors import InvalidToken
+from garrison.auth.models import User
+from garrison.auth.opaque import API_KEY_PREFIX
+from garrison.auth.principal import Principal
+from garrison.auth.runtime import AuthRuntime
+from garrison.db.retry import transact
+from garrison.errors import ServiceUnavailable
+from garrison.store.base import StoreUnavailable
+
+DENY_PREFIX = "auth:deny:"
+
+
+def credential(headers: dict[str, str]) -> tuple[str, str] | None:
+    """("jwt" | "api_key", value) from the headers, or None when there is none."""
+    api_key = headers.get("x-api-key")
+    if api_key:
+        return "api_key", api_key.strip()
+    value = headers.get("authorization")
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise InvalidToken("use Authorization: Bearer <token>")
+    return ("api_key" if token.startswith(API_KEY_PREFIX) else "jwt"), token
+
+
+async def _user_principal(session: AsyncSession, claims: tokens.AccessClaims) -> Principal:
+    user = await session.get(User, claims.sub)
+    if user is None or user.status != "active":
+        raise InvalidToken("the access token's user is not active")
+    if claims.generation != user.token_generation:
+        raise InvalidToken("the access token has been revoked")
+    roles, permissions = await rbac.permissions_of(session, user_id=user.id)
+    return Principal(
+        kind="user",
+        id=user.id,
+        user_id=user.id,
+        permissions=frozenset(permissions),
+        roles=tuple(roles),
+        token_id=claims.jti,
+        token_expires=claims.exp,
+    )
+
+
+async def _service_principal(session: AsyncSession, claims: tokens.AccessClaims) -> Principal:
+    client = await clients.get_client(session, client_id=claims.client_id)
+    if client is None or client.status != "active" or claims.sub != client.client_id:
+        raise InvalidToken("the access token's client is not active")
+    return Principal(
+        kind="service",
+        id=client.client_id,
+        user_id=None,
+        permissions=rbac.narrow(client.scopes, claims.scope),
+        token_id=claims.jti,
+        token_expires=claims.exp,
+    )
+
+
+async def _jwt(runtime: AuthRuntime, token: str) -> Principal:
+    claims = await tokens.verify(token, runtime.keyring, runtime.settings)
+    try:
+        denied = await runtime.store.get(DENY_PREFIX + claims.jti)
+    except StoreUnavailable:
+        # Fail closed: a logged-out token must not come back because the store is down.
+        raise ServiceUnavailable("credentials cannot be checked right now") from None
+    if denied is not None:
+        raise InvalidToken("the access token has been revoked")
+    async with runtime.db.read_session() as session:
+        if claims.is_service:
+            return await _service_principal(session, claims)
+        return await _user_principal(session, claims)
+
+
+async def _api_key(runtime: AuthRuntime, secret: str) -> Principal:
+    if not secret.startswith(API_KEY_PREFIX) or len(secret) > 128:
+        raise InvalidToken("the API key is invalid")
+    async with runtime.db.read_session() as session:
+        row = await apikeys.find_active(session, secret=secret)
+        if row is None:
+            raise InvalidToken("the API key is invalid, expired or revoked")
+        owner = await session.get(User, row.user_id)
+        if owner is None or owner.status != "active":
+            raise InvalidToken("the API key's owner is not active")
+        _roles, held = await rbac.permissions_of(session, user_id=row.user_id)
+        last = row.last_used_at
+        stale = last is None or aware(last) < utcnow() - apikeys.LAST_USED_RESOLUTION
+    if stale:
+        await transact(runtime.db, lambda s: apikeys.touch(s, key_id=row.id))
+    return Principal(
+        kind="api_key",
+        id=row.id,
+        user_id=row.user_id,
+        permissions=rbac.narrow(held, row.scopes),
+    )
+
+
+async def authenticate(runtime: AuthRuntime, headers: dict[str, str]) -> Principal | None:
+    found = credential(headers)
+    if found is None:
+        return None
+    kind, value = found
+    if kind == "api_key":
+        return await _api_key(runtime, value)
+    return await _jwt(runtime, value)

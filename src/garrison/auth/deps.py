@@ -1,0 +1,67 @@
+"""FastAPI dependencies: the auth runtime, the caller's principal, and ``require()``.
+
+    @router.get("/things", dependencies=[require("things:read")])
+    async def things(principal: CurrentPrincipal) -> ...
+
+No credential → 401 ``WWW-Authenticate: Bearer realm="garrison"``; a bad one → 401 with
+``error="invalid_token"``; a good one without the permission → 403 ``insufficient_scope``.
+The principal is left in ``state(scope)["principal"]`` and its id in ``["user_id"]`` (the
+access log reads it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from garrison.auth.authenticate import authenticate
+from garrison.auth.errors import InsufficientScope, InvalidToken
+from garrison.auth.principal import Principal
+from garrison.auth.runtime import AuthRuntime
+from garrison.gateway.scope import state
+
+
+def get_auth(request: Request) -> AuthRuntime:
+    runtime: AuthRuntime = request.app.state.auth
+    return runtime
+
+
+AuthDep = Annotated[AuthRuntime, Depends(get_auth)]
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    values = state(request.scope)
+    if "principal" in values:
+        cached: Principal | None = values["principal"]
+        return cached
+    headers = {k: v for k, v in request.headers.items() if k in ("authorization", "x-api-key")}
+    principal = await authenticate(get_auth(request), headers)
+    values["principal"] = principal
+    if principal is not None:
+        values["user_id"] = principal.user_id or principal.id
+    return principal
+
+
+async def current_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise InvalidToken("authentication is required", presented=False)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def require(permission: str) -> Any:
+    """A dependency that lets only principals holding ``permission`` through."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.can(permission):
+            raise InsufficientScope(permission)
+        return principal
+
+    check.__name__ = f"require_{permission.replace(':', '_').replace('*', 'all')}"
+    return Depends(check)

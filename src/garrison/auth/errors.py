@@ -1,0 +1,103 @@
+"""Auth errors, as subclasses of Garrison's tree (so every one is problem+json).
+
+Unauthorized
+├── InvalidCredentials     401  wrong e-mail or password (one answer for both)
+└── InvalidToken           401  missing, forged, expired or revoked bearer credential
+Forbidden
+├── InsufficientScope      403  authenticated, but without the permission
+└── AccountDisabled        403
+TooManyRequests
+└── LockedOut              429  brute-force lockout, with Retry-After
+BadRequest
+└── OAuthError             400/401  RFC 6749 token-endpoint errors (``error`` member kept)
+ValidationFailed
+└── WeakPassword           422
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from garrison.errors import (
+    BadRequest,
+    Forbidden,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
+
+REALM = "garrison"
+
+
+class InvalidCredentials(Unauthorized):
+    slug, title = "invalid-credentials", "Invalid Credentials"
+
+    def __init__(self) -> None:
+        super().__init__("the e-mail address or password is wrong")
+
+
+class InvalidToken(Unauthorized):
+    slug, title = "invalid-token", "Invalid Token"
+
+    def __init__(self, detail: str = "the access token is invalid", *, presented: bool = True):
+        # RFC 6750 §3.1: no error code when the request carried no credential at all.
+        challenge = f'Bearer realm="{REALM}"'
+        if presented:
+            challenge += ', error="invalid_token"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class InsufficientScope(Forbidden):
+    slug, title = "insufficient-scope", "Insufficient Scope"
+
+    def __init__(self, permission: str) -> None:
+        super().__init__(
+            f"this needs the permission {permission!r}",
+            headers={
+                "WWW-Authenticate": (
+                    f'Bearer realm="{REALM}", error="insufficient_scope", scope="{permission}"'
+                )
+            },
+            required=permission,
+        )
+
+
+class AccountDisabled(Forbidden):
+    slug, title = "account-disabled", "Account Disabled"
+
+
+class LockedOut(TooManyRequests):
+    slug, title = "locked-out", "Too Many Failed Attempts"
+
+    def __init__(self, retry_after: float) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(
+            f"too many failed attempts; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+            retry_after=seconds,
+        )
+
+
+class OAuthError(BadRequest):
+    """An RFC 6749 §5.2 error; the body keeps ``error`` and ``error_description``."""
+
+    slug, title = "oauth-error", "OAuth Error"
+
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        *,
+        status: int = 400,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(description, headers=headers, error=error, error_description=description)
+        self.status = status  # type: ignore[misc]
+
+
+class WeakPassword(ValidationFailed):
+    slug, title = "weak-password", "Password Not Accepted"
+
+    def __init__(self, reason: str, pointer: str = "#/password") -> None:
+        super().__init__(reason, errors=[{"pointer": pointer, "detail": reason}])

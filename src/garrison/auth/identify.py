@@ -1,0 +1,62 @@
+"""``principal_key(scope)``: who is calling, cheaply, for the rate limiter.
+
+Reads ``Authorization: Bearer`` / ``X-API-Key`` and returns ``user:<id>``, ``client:<id>``
+or ``key:<id>``, or None when there is no credential or it does not check out. JWTs are
+verified with the keys already in memory (no database, no network); API keys are looked up
+by hash with a short in-process cache. It never raises: a broken credential is None here,
+and the endpoint answers it with 401 later.
+"""
+
+from __future__ import annotations
+
+from garrison.auth import apikeys, tokens
+from garrison.auth.authenticate import credential
+from garrison.auth.errors import InvalidToken
+from garrison.auth.opaque import digest
+from garrison.auth.runtime import AuthRuntime
+from garrison.gateway.scope import header
+from garrison.log import get_logger
+from garrison.types import Scope
+
+log = get_logger("garrison.auth.identify")
+
+
+def _runtime(scope: Scope) -> AuthRuntime | None:
+    app = scope.get("app")
+    runtime = getattr(getattr(app, "state", None), "auth", None)
+    return runtime if isinstance(runtime, AuthRuntime) else None
+
+
+async def principal_key(scope: Scope) -> str | None:
+    runtime = _runtime(scope)
+    if runtime is None:
+        return None
+    headers: dict[str, str] = {}
+    for name in (b"authorization", b"x-api-key"):
+        raw = header(scope, name)
+        if raw is not None:
+            headers[name.decode()] = raw.decode("latin-1")
+    try:
+        found = credential(headers)
+    except InvalidToken:
+        return None
+    if found is None:
+        return None
+    kind, value = found
+    try:
+        if kind == "jwt":
+            claims = tokens.verify_cached(value, runtime.keyring, runtime.settings)
+            if claims is None:
+                return None
+            return f"client:{claims.client_id}" if claims.is_service else f"user:{claims.sub}"
+        hashed = digest(value)
+        hit, key_id = runtime.api_keys.get(hashed)
+        if not hit:
+            async with runtime.db.read_session() as session:
+                row = await apikeys.find_active(session, secret=value)
+            key_id = row.id if row is not None else None
+            runtime.api_keys.put(hashed, key_id)
+        return f"key:{key_id}" if key_id else None
+    except Exception as exc:  # identification must never break a request
+        log.warning("auth.identify.failed", error=type(exc).__name__)
+        return None

@@ -1,0 +1,249 @@
+"""``/api/v1/auth``: register, login, token, logout, me, password; and the well-known
+documents (JWKS, RFC 8414 metadata)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import JSONResponse
+from starlette.responses import Response
+
+from garrison.auth import email_flows, rbac, service, users
+from garrison.auth.bodies import form_fields, is_form, json_object, validate
+from garrison.auth.deps import AuthDep, CurrentPrincipal
+from garrison.auth.errors import InvalidCredentials, OAuthError
+from garrison.auth.passwords import check_policy
+from garrison.auth.schemas import (
+    Credentials,
+    LogoutRequest,
+    Me,
+    PasswordChange,
+    Registration,
+    TokenResponse,
+)
+from garrison.deps import ReadSession
+from garrison.errors import Forbidden
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+well_known = APIRouter(tags=["auth"])
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_JSON_OR_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": Credentials.model_json_schema()},
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                }
+            },
+        },
+    }
+}
+_TOKEN_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"enum": ["refresh_token", "client_credentials"]},
+                        "refresh_token": {"type": "string"},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                        "scope": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _tokens(pair: service.TokenPair) -> JSONResponse:
+    body = TokenResponse(
+        access_token=pair.access_token,
+        expires_in=pair.expires_in,
+        refresh_token=pair.refresh_token,
+        scope=pair.scope or None,
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), headers=NO_STORE)
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=Me)
+async def register(body: Registration, auth: AuthDep, session: ReadSession) -> Me:
+    mode = auth.settings.auth.registration
+    if mode == "closed":
+        raise Forbidden("registration is closed; ask an administrator for an account")
+    if mode == "invite":
+        if not body.invite_token:
+            raise Forbidden("registration needs an invitation (invite_token)")
+        user_id = await email_flows.accept_invite(
+            auth, token=body.invite_token, email=body.email, password=body.password
+        )
+    else:
+        user_id = await service.register(auth, email=body.email, password=body.password)
+        await email_flows.send_verification(auth, user_id=user_id)
+    return await _me(session, user_id)
+
+
+@router.post("/login", response_model=TokenResponse, openapi_extra=_JSON_OR_FORM)
+async def login(request: Request, auth: AuthDep) -> JSONResponse:
+    if is_form(request):
+        fields = await form_fields(request)
+        data: dict[str, Any] = {
+            "email": fields.get("username", fields.get("email", "")),
+            "password": fields.get("password", ""),
+        }
+    else:
+        data = await json_object(request)
+    credentials = validate(Credentials, data)
+    pair = await service.login(auth, email=credentials.email, password=credentials.password)
+    return _tokens(pair)
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    value = request.headers.get("authorization")
+    if not value or not value.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise OAuthError(
+            "invalid_client",
+            "malformed Basic credentials",
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="garrison"'},
+        ) from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise OAuthError(
+            "invalid_client",
+            "malformed Basic credentials",
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="garrison"'},
+        )
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+
+@router.post("/token", response_model=TokenResponse, openapi_extra=_TOKEN_FORM)
+async def token(request: Request, auth: AuthDep) -> JSONResponse:
+    if not is_form(request):
+        raise OAuthError("invalid_request", "send application/x-www-form-urlencoded")
+    fields = await form_fields(request)
+    grant = fields.get("grant_type")
+    if grant == "refresh_token":
+        value = fields.get("refresh_token")
+        if not value:
+            raise OAuthError("invalid_request", "refresh_token is required")
+        return _tokens(await service.refresh_grant(auth, token=value))
+    if grant == "client_credentials":
+        basic = _basic(request)
+        if basic is not None:
+            client_id, secret = basic
+        else:
+            client_id, secret = fields.get("client_id", ""), fields.get("client_secret", "")
+        if not client_id or not secret:
+            raise OAuthError(
+                "invalid_client",
+                "client authentication is required",
+                status=401,
+                headers={"WWW-Authenticate": 'Basic realm="garrison"'},
+            )
+        pair = await service.client_credentials(
+            auth,
+            client_id=client_id[:128],
+            secret=secret[:256],
+            scope=fields.get("scope"),
+            basic=basic is not None,
+        )
+        return _tokens(pair)
+    if not grant:
+        raise OAuthError("invalid_request", "grant_type is required")
+    raise OAuthError("unsupported_grant_type", f"grant_type {grant[:40]!r} is not supported")
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(
+    principal: CurrentPrincipal, auth: AuthDep, body: LogoutRequest | None = None
+) -> Response:
+    await service.logout(
+        auth, principal=principal, refresh_token=body.refresh_token if body else None
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _me(session: ReadSession, user_id: str) -> Me:
+    user = await users.get_user(session, user_id=user_id)
+    roles, permissions = await rbac.permissions_of(session, user_id=user_id)
+    return Me(
+        id=user.id,
+        email=user.email,
+        status=user.status,
+        roles=roles,
+        email_verified=user.email_verified_at is not None,
+        created_at=user.created_at,
+        permissions=sorted(permissions),
+    )
+
+
+@router.get("/me", response_model=Me)
+async def me(principal: CurrentPrincipal, session: ReadSession) -> Me:
+    if principal.user_id is None:
+        raise Forbidden("this credential does not belong to a user")
+    return await _me(session, principal.user_id)
+
+
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(
+    body: PasswordChange, principal: CurrentPrincipal, auth: AuthDep
+) -> Response:
+    if principal.kind != "user" or principal.user_id is None:
+        raise Forbidden("only users change passwords")
+    check_policy(body.new_password, auth.settings.auth, pointer="#/new_password")
+    ok = await service.change_password(
+        auth,
+        user_id=principal.user_id,
+        current=body.current_password,
+        new=body.new_password,
+        actor=principal.actor,
+    )
+    if not ok:
+        raise InvalidCredentials()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@well_known.get("/.well-known/jwks.json", summary="Public signing keys (JWKS)")
+async def jwks(auth: AuthDep) -> JSONResponse:
+    return JSONResponse(
+        await auth.keyring.jwks(),
+        headers={"Cache-Control": "public, max-age=300"},
+        media_type="application/jwk-set+json",
+    )
+
+
+@well_known.get("/.well-known/oauth-authorization-server", summary="RFC 8414 metadata")
+async def metadata(auth: AuthDep) -> JSONResponse:
+    issuer = auth.settings.issuer
+    return JSONResponse(
+        {
+            "issuer": issuer,
+            "token_endpoint": f"{issuer}/api/v1/auth/token",
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "grant_types_supported": ["refresh_token", "client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "response_types_supported": [],
+            "service_documentation": f"{issuer}/api/docs",
+        },
+        headers={"Cache-Control": "public, max-age=3600"},
+    )

@@ -1,0 +1,151 @@
+"""Access tokens: JWTs per RFC 9068, signed with the key ring's current EdDSA key.
+
+Verification (RFC 8725): the algorithm comes from a fixed allow-list, never from the token;
+the key comes from the ``kid`` looked up in Garrison's own key ring, never from ``jku``,
+``x5u`` or ``jwk`` headers; ``typ`` must be ``at+jwt``; ``iss``, ``aud``, ``exp``, ``nbf``,
+``iat``, ``sub``, ``jti`` and ``client_id`` are required; clock skew is at most
+``auth.leeway`` seconds. Any failure is ``InvalidToken`` (401), never a 500.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from garrison.auth.errors import InvalidToken
+from garrison.auth.keys import ALGORITHM, KeyRing
+from garrison.settings import Settings
+
+TOKEN_TYPE = "at+jwt"  # noqa: S105 - the JOSE typ value
+FIRST_PARTY_CLIENT = "garrison"
+ALLOWED_ALGORITHMS = [ALGORITHM]
+_REQUIRED = ["iss", "aud", "exp", "nbf", "iat", "sub", "jti"]
+_KID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    jti: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    sub: str
+    client_id: str
+    jti: str
+    exp: int
+    iat: int
+    scope: frozenset[str]
+    generation: int | None
+
+    @property
+    def is_service(self) -> bool:
+        return self.client_id != FIRST_PARTY_CLIENT
+
+
+async def issue(
+    keyring: KeyRing,
+    settings: Settings,
+    *,
+    subject: str,
+    client_id: str,
+    scope: list[str],
+    roles: list[str] | None = None,
+    generation: int | None = None,
+    now: int,
+) -> IssuedToken:
+    key = await keyring.signing_key()
+    ttl = settings.auth.access_token_ttl
+    jti = uuid.uuid4().hex
+    claims: dict[str, Any] = {
+        "iss": settings.issuer,
+        "aud": settings.auth.audience,
+        "sub": subject,
+        "client_id": client_id,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": jti,
+        "scope": " ".join(sorted(scope)),
+    }
+    if roles is not None:
+        claims["roles"] = sorted(roles)
+    if generation is not None:
+        claims["gen"] = generation
+    assert key.private is not None
+    token = jwt.encode(
+        claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": TOKEN_TYPE}
+    )
+    return IssuedToken(token=token, jti=jti, expires_in=ttl)
+
+
+def _header(token: str) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidToken("the access token is malformed") from None
+    if header.get("alg") not in ALLOWED_ALGORITHMS:
+        raise InvalidToken("the access token's algorithm is not accepted")
+    if str(header.get("typ", "")).lower() not in (TOKEN_TYPE, "application/" + TOKEN_TYPE):
+        raise InvalidToken("the token is not an access token (typ)")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not _KID.match(kid):
+        raise InvalidToken("the access token's key id is missing or malformed")
+    return header
+
+
+async def verify(token: str, keyring: KeyRing, settings: Settings) -> AccessClaims:
+    header = _header(token)
+    key = await keyring.public_key(header["kid"])
+    if key is None:
+        raise InvalidToken("the access token was signed with an unknown key")
+    return decode_with(token, key, settings)
+
+
+def decode_with(token: str, key: Any, settings: Settings) -> AccessClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=ALLOWED_ALGORITHMS,
+            audience=settings.auth.audience,
+            issuer=settings.issuer,
+            leeway=settings.auth.leeway,
+            options={"require": _REQUIRED, "verify_signature": True},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("the access token has expired") from None
+    except jwt.PyJWTError:
+        raise InvalidToken("the access token is invalid") from None
+    sub, client_id, jti = claims.get("sub"), claims.get("client_id"), claims.get("jti")
+    scope = claims.get("scope", "")
+    generation = claims.get("gen")
+    if not (isinstance(sub, str) and isinstance(client_id, str) and isinstance(jti, str)):
+        raise InvalidToken("the access token lacks required claims")
+    if not isinstance(scope, str) or (generation is not None and not isinstance(generation, int)):
+        raise InvalidToken("the access token has malformed claims")
+    return AccessClaims(
+        sub=sub,
+        client_id=client_id,
+        jti=jti,
+        exp=int(claims["exp"]),
+        iat=int(claims["iat"]),
+        scope=frozenset(scope.split()),
+        generation=generation,
+    )
+
+
+def verify_cached(token: str, keyring: KeyRing, settings: Settings) -> AccessClaims | None:
+    """Verification with the keys already in memory, for cheap identification; never raises."""
+    try:
+        header = _header(token)
+        key = keyring.cached_public_key(header["kid"])
+        return decode_with(token, key, settings) if key is not None else None
+    except InvalidToken:
+        return None
