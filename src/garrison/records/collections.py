@@ -39,7 +39,7 @@ class Collection:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 def _collection(row: CollectionRow) -> Collection:

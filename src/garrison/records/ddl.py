@@ -31,8 +31,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from garrison.db.types import UtcDateTime
 from garrison.records.spec import CollectionSpec, FieldSpec, IndexSpec, Rules, table_name
-from garrison.records.types import AsciiId, ExactText, UtcDateTime
+from garrison.records.types import AsciiId, ExactText
 
 MAX_IDENTIFIER = 64
 ON_DELETE = {"cascade": "CASCADE", "set_null": "SET NULL", "restrict": "RESTRICT"}

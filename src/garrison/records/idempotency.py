@@ -40,7 +40,7 @@ class Replay:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 def check_key(key: str) -> str:

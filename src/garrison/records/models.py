@@ -10,7 +10,8 @@ from sqlalchemy import JSON, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.db.base import Base
-from garrison.records.types import AsciiId, UtcDateTime
+from garrison.db.types import UtcDateTime
+from garrison.records.types import AsciiId
 
 
 class CollectionRow(Base):

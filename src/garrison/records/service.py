@@ -21,7 +21,7 @@ from garrison.records.validation import Mode, output, validate
 
 
 def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 def _integrity_problem(collection: Collection, exc: IntegrityError) -> Exception:

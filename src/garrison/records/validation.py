@@ -51,9 +51,8 @@ def _datetime(value: Any) -> datetime:
         except ValueError:
             pass
         else:
-            if parsed.tzinfo is not None:
-                parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-            return parsed
+            # Stored and compared as aware UTC (naive input is taken as UTC).
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     raise InvalidValue("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
 
 
@@ -163,7 +162,8 @@ def validate(
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return aware.isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     return value

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from garrison.records.types import AsciiId, UtcDateTime
+from garrison.db.types import UtcDateTime
+from garrison.records.types import AsciiId
 
 revision = "0005"
 down_revision = "0004"
