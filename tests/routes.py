@@ -54,3 +54,12 @@ async def whoami(item_id: str, request: Request) -> dict[str, Any]:
         "request_id": state(request.scope).get("request_id"),
         "item": item_id,
     }
+
+
+@router.get("/db-busy")
+async def db_busy() -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    raise OperationalError("UPDATE t", {}, sqlite3.OperationalError("database is locked"))

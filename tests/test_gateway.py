@@ -377,3 +377,10 @@ async def test_no_input_causes_a_server_error(
     assert response.status_code < 500
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_busy_database_is_503_not_500(gw: httpx.AsyncClient) -> None:
+    response = await gw.get("/api/v1/_test/db-busy")
+    body = assert_problem(response, 503)
+    assert response.headers["retry-after"] == "1"
+    assert "UPDATE" not in str(body)

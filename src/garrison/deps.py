@@ -16,29 +16,35 @@ from garrison.settings import Settings
 from garrison.store.base import KeyValueStore
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+def database_of(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_store(request: Request) -> KeyValueStore:
+# Dependencies are coroutines on purpose: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a thread hop per request for what is an attribute read.
+async def get_database(request: Request) -> Database:
+    return database_of(request)
+
+
+async def get_store(request: Request) -> KeyValueStore:
     store: KeyValueStore = request.app.state.store
     return store
 
 
 async def write_session(request: Request) -> AsyncIterator[AsyncSession]:
     # Denied/failed attempts reported during the request are written after its transaction.
-    async with events.deferring_standalone(), get_database(request).transaction() as session:
+    async with events.deferring_standalone(), database_of(request).transaction() as session:
         yield session
 
 
 async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_database(request).read_session() as session:
+    async with database_of(request).read_session() as session:
         yield session
 
 

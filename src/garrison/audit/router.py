@@ -39,7 +39,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def audit_query(
+async def audit_query(
     actor: Annotated[
         str | None, Query(max_length=220, description="`kind` or `kind:id`, e.g. `user:42`")
     ] = None,

@@ -22,9 +22,13 @@ from garrison.auth.runtime import AuthRuntime
 from garrison.gateway.scope import state
 
 
-def get_auth(request: Request) -> AuthRuntime:
+def auth_of(request: Request) -> AuthRuntime:
     runtime: AuthRuntime = request.app.state.auth
     return runtime
+
+
+async def get_auth(request: Request) -> AuthRuntime:
+    return auth_of(request)  # a coroutine: a plain def dependency costs a thread hop
 
 
 AuthDep = Annotated[AuthRuntime, Depends(get_auth)]
@@ -36,7 +40,7 @@ async def optional_principal(request: Request) -> Principal | None:
         cached: Principal | None = values["principal"]
         return cached
     headers = {k: v for k, v in request.headers.items() if k in ("authorization", "x-api-key")}
-    principal = await authenticate(get_auth(request), headers)
+    principal = await authenticate(auth_of(request), headers)
     values["principal"] = principal
     if principal is not None:
         values["user_id"] = principal.user_id or principal.id

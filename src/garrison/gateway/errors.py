@@ -14,12 +14,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from garrison.db.retry import is_transient
 from garrison.errors import (
     GarrisonError,
     MalformedBody,
+    ServiceUnavailable,
     ValidationFailed,
     error_for_status,
     problem_response,
@@ -83,6 +86,21 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A lost connection, a deadlock or a lock wait is the database being briefly away or
+    busy: 503 with Retry-After, not a 500. Anything else is unexpected."""
+    assert isinstance(exc, DBAPIError)
+    if is_transient(exc):
+        log.warning("http.database_unavailable", error=type(exc.orig).__name__)
+        return _problem(
+            request,
+            ServiceUnavailable(
+                "the database is briefly unavailable; retry shortly", headers={"Retry-After": "1"}
+            ),
+        )
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("http.unhandled_exception", exc_info=exc)
     return _problem(request, GarrisonError(_INTERNAL_DETAIL))
@@ -99,6 +117,7 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GarrisonError, _garrison_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
 
 

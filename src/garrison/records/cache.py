@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from garrison.records import collections as registry
-from garrison.records.collections import Collection
+from garrison.records.collections import Collection, Executor
 
 TTL = 2.0
 
@@ -23,7 +21,7 @@ class CollectionCache:
         self.ttl = ttl
         self._entries: dict[str, tuple[float, Collection]] = {}
 
-    async def get(self, session: AsyncSession, name: str) -> Collection:
+    async def get(self, session: Executor, name: str) -> Collection:
         entry = self._entries.get(name)
         now = time.monotonic()
         if entry is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Table, delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from garrison import events
 from garrison.errors import ValidationFailed
@@ -23,6 +23,9 @@ from garrison.records.errors import CollectionExists, CollectionNotFound, Confir
 from garrison.records.ids import uuid7
 from garrison.records.models import CollectionRow, SchemaChangeRow
 from garrison.records.spec import CollectionSpec
+
+# Reads run on a session or, on the hot path, straight on a connection.
+Executor = AsyncSession | AsyncConnection
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,18 @@ async def _row(session: AsyncSession, name: str, *, lock: bool = False) -> Colle
     return row
 
 
-async def get_collection(session: AsyncSession, *, name: str) -> Collection:
-    return _collection(await _row(session, name))
+async def get_collection(session: Executor, *, name: str) -> Collection:
+    """The collection's definition (columns, not the ORM row: this also runs on a bare
+    connection, which is what the read path uses)."""
+    query = select(CollectionRow.spec, CollectionRow.version).where(CollectionRow.name == name)
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise CollectionNotFound(f"there is no collection {name!r}")
+    spec = CollectionSpec.model_validate(row.spec)
+    return Collection(spec=spec, version=row.version, table=ddl.build_table(spec))
 
 
-async def version_of(session: AsyncSession, *, name: str) -> int | None:
+async def version_of(session: Executor, *, name: str) -> int | None:
     version: int | None = await session.scalar(
         select(CollectionRow.version).where(CollectionRow.name == name)
     )

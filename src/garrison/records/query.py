@@ -15,10 +15,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.events import Actor
-from garrison.records.collections import Collection
+from garrison.records.collections import Collection, Executor
 from garrison.records.errors import InvalidFilter, RuleDenied
 from garrison.records.filters import FilterError, Node, parse
 from garrison.records.spec import Action, FieldSpec
@@ -195,7 +194,7 @@ def _after(collection: Collection, keys: list[SortKey], values: list[Any]) -> Co
 
 
 async def get_record(
-    session: AsyncSession, *, collection: Collection, record_id: str, caller: Caller
+    session: Executor, *, collection: Collection, record_id: str, caller: Caller
 ) -> dict[str, Any] | None:
     table = collection.table
     query = select(table).where(table.c.id == record_id)
@@ -207,7 +206,7 @@ async def get_record(
 
 
 async def list_records(
-    session: AsyncSession,
+    session: Executor,
     *,
     collection: Collection,
     caller: Caller,

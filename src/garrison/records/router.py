@@ -8,10 +8,11 @@ from typing import Annotated, Any, TypeVar
 import orjson
 from fastapi import APIRouter, Body, Header, Query, Request
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from starlette.responses import Response
 
 from garrison.db.engine import Database
+from garrison.db.retry import is_transient
 from garrison.deps import DatabaseDep
 from garrison.errors import PreconditionFailed
 from garrison.records import idempotency, query, service
@@ -55,17 +56,18 @@ async def with_collection(
     request: Request,
     open_session: Callable[[], Any],
     name: str,
-    work: Callable[[AsyncSession, Collection], Awaitable[T]],
+    work: Callable[[Any, Collection], Awaitable[T]],
 ) -> T:
-    """Run ``work`` with the collection's table; a table that changed under a cached
-    definition (another worker changed the schema) is reloaded and the work retried once."""
+    """Run ``work`` with the collection's table. A table that changed under a cached
+    definition (another worker changed the schema), or a connection that died, gets the
+    work retried once from the start."""
     cache: CollectionCache = request.app.state.collections
     for attempt in (1, 2):
         try:
             async with open_session() as session:
                 return await work(session, await cache.get(session, name))
         except DBAPIError as exc:
-            if attempt == 2 or not _stale_table(exc):
+            if attempt == 2 or not (_stale_table(exc) or is_transient(exc)):
                 raise
             cache.forget(name)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -86,7 +88,7 @@ async def list_records(
 ) -> Response:
     selected = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
 
-    async def work(session: AsyncSession, collection: Collection) -> query.Page:
+    async def work(session: AsyncConnection, collection: Collection) -> query.Page:
         return await query.list_records(
             session,
             collection=collection,
@@ -99,7 +101,7 @@ async def list_records(
             count=count,
         )
 
-    page = await with_collection(request, db.read_session, name, work)
+    page = await with_collection(request, db.read_engine.connect, name, work)
     body: dict[str, Any] = {"items": page.items, "next_cursor": page.next_cursor}
     if count:
         body["total"] = page.total
@@ -156,12 +158,12 @@ async def get_record(
     caller: ReaderDep,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
-    async def work(session: AsyncSession, collection: Collection) -> dict[str, Any] | None:
+    async def work(session: AsyncConnection, collection: Collection) -> dict[str, Any] | None:
         return await query.get_record(
             session, collection=collection, record_id=record_id, caller=caller
         )
 
-    row = await with_collection(request, db.read_session, name, work)
+    row = await with_collection(request, db.read_engine.connect, name, work)
     if row is None:
         raise RecordNotFound(f"no record {record_id!r} in {name!r}")
     tag = etag(row)
