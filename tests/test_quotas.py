@@ -212,3 +212,32 @@ def test_cli_sets_lists_and_deletes_quotas(tmp_path: Path) -> None:
     assert "no quota" in missing.stderr
     assert garrison("quotas", "list", env=env).stdout == ""
     assert garrison("quotas", "--help").returncode == 0
+
+
+async def test_a_role_quota_applies_to_that_roles_tokens(quota_settings: Settings) -> None:
+    """Wired as in production: the limiter identifies callers from their access token and
+    reads their roles from it, so a quota set on a role limits that role's users."""
+    await migrated(quota_settings)
+    app = create_app(quota_settings)  # the default identify: the authenticated principal
+    role = unique("tier")
+    async with start(app) as running:
+        api = AuthApp(running, quota_settings)
+        admin = bearer(await api.token(role="admin"))
+        made = await running.client.post(
+            "/api/v1/admin/roles",
+            json={"name": role, "permissions": ["records:read"]},
+            headers=admin,
+        )
+        assert made.status_code == 201, made.text
+        put = await running.client.put(
+            f"{BASE}/role/{role}", json={"requests_per_minute": 2, "burst": 2}, headers=admin
+        )
+        assert put.status_code == 201
+        limited = bearer(await api.token(role=role))
+        statuses = [
+            (await running.client.get("/api/v1/auth/me", headers=limited)).status_code
+            for _ in range(3)
+        ]
+        assert statuses == [200, 200, 429]
+        # An admin's own requests keep the default policy.
+        assert (await running.client.get("/api/v1/auth/me", headers=admin)).status_code == 200

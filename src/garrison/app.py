@@ -21,7 +21,7 @@ from garrison.audit.router import router as audit_router
 from garrison.auth.admin_router import router as admin_router
 from garrison.auth.apikeys_router import router as api_keys_router
 from garrison.auth.email_router import router as auth_email_router
-from garrison.auth.identify import principal_key
+from garrison.auth.identify import principal_key, principal_roles
 from garrison.auth.router import router as auth_router
 from garrison.auth.router import well_known as auth_well_known
 from garrison.auth.runtime import AuthRuntime
@@ -102,7 +102,11 @@ def _middleware(
         # limiter becomes a problem, never a bare 500), and before body limit, content type
         # and the router, so a refused request costs no body read and no validation.
         Middleware(
-            RateLimitMiddleware, settings=settings.rate_limit, identify=identify, stats=stats
+            RateLimitMiddleware,
+            settings=settings.rate_limit,
+            identify=identify,
+            roles=principal_roles if identify is principal_key else None,
+            stats=stats,
         ),
         Middleware(BodyLimitMiddleware, max_bytes=http.max_body_bytes),
         Middleware(ContentTypeMiddleware, allowed=http.allowed_content_types),

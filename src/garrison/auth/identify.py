@@ -14,11 +14,12 @@ from garrison.auth.authenticate import credential
 from garrison.auth.errors import InvalidToken
 from garrison.auth.opaque import digest
 from garrison.auth.runtime import AuthRuntime
-from garrison.gateway.scope import header
+from garrison.gateway.scope import header, state
 from garrison.log import get_logger
 from garrison.types import Scope
 
 log = get_logger("garrison.auth.identify")
+ROLES_KEY = "identified_roles"
 
 
 def _runtime(scope: Scope) -> AuthRuntime | None:
@@ -48,6 +49,7 @@ async def principal_key(scope: Scope) -> str | None:
             claims = tokens.verify_cached(value, runtime.keyring, runtime.settings)
             if claims is None:
                 return None
+            state(scope)[ROLES_KEY] = claims.roles
             return f"client:{claims.client_id}" if claims.is_service else f"user:{claims.sub}"
         hashed = digest(value)
         hit, key_id = runtime.api_keys.get(hashed)
@@ -60,3 +62,11 @@ async def principal_key(scope: Scope) -> str | None:
     except Exception as exc:  # identification must never break a request
         log.warning("auth.identify.failed", error=type(exc).__name__)
         return None
+
+
+async def principal_roles(scope: Scope) -> tuple[str, ...]:
+    """The roles of the caller ``principal_key`` identified from an access token (for
+    per-role quotas); empty for API keys, which carry quotas of their own, and anonymous
+    callers."""
+    roles: tuple[str, ...] = state(scope).get(ROLES_KEY, ())
+    return roles

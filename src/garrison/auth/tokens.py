@@ -43,6 +43,7 @@ class AccessClaims:
     iat: int
     scope: frozenset[str]
     generation: int | None
+    roles: tuple[str, ...] = ()
 
     @property
     def is_service(self) -> bool:
@@ -138,6 +139,7 @@ def decode_with(token: str, key: Any, settings: Settings) -> AccessClaims:
         iat=int(claims["iat"]),
         scope=frozenset(scope.split()),
         generation=generation,
+        roles=tuple(r for r in claims.get("roles") or () if isinstance(r, str)),
     )
 
 
