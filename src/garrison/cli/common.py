@@ -50,3 +50,30 @@ def _reason(exc: BaseException) -> str:
     if len(args) >= 2 and isinstance(args[0], int):
         return f"{args[1]} ({args[0]})"
     return str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+
+
+def load_handlers(settings: Settings) -> None:
+    """Import the outbox handler modules named in the settings (exit 2 naming the one that
+    cannot be imported)."""
+    from garrison.outbox.registry import import_handler_modules
+
+    try:
+        import_handler_modules(settings.worker.handler_modules)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+
+
+def prepare_schema(settings: Settings) -> None:
+    """Development migrates the database; elsewhere pending migrations stop the command
+    (exit 3) with the command to run."""
+    from garrison.db import migrate
+
+    if settings.is_development:
+        run_db(migrate.upgrade(settings.db_url, settings.db))
+        return
+    status = run_db(migrate.status(settings.db_url, settings.db))
+    if status.pending:
+        fail(
+            f"{len(status.pending)} migration(s) pending; run `garrison migrate up` first",
+            EXIT_SCHEMA,
+        )

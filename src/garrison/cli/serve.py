@@ -8,12 +8,10 @@ from typing import Annotated
 
 import typer
 
-from garrison.cli.common import EXIT_CONFIG, EXIT_SCHEMA, fail, run_db, settings_or_exit
-from garrison.db import migrate
+from garrison.cli.common import fail, load_handlers, prepare_schema, settings_or_exit
 from garrison.log import get_logger
-from garrison.outbox.registry import import_handler_modules
 from garrison.server import run_server
-from garrison.settings import ConfigError, Settings
+from garrison.settings import Settings
 
 # Set for the worker processes: prometheus-client reads it when it is first imported.
 PROMETHEUS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -28,19 +26,8 @@ def serve(
     settings = settings_or_exit()
     log = get_logger("garrison.serve")
     if settings.worker.in_process:  # fail here, in one line, not in every server worker
-        try:
-            import_handler_modules(settings.worker.handler_modules)
-        except ConfigError as exc:
-            fail(str(exc), EXIT_CONFIG)
-    if settings.is_development:
-        run_db(migrate.upgrade(settings.db_url, settings.db))
-    else:
-        status = run_db(migrate.status(settings.db_url, settings.db))
-        if status.pending:
-            fail(
-                f"{len(status.pending)} migration(s) pending; run `garrison migrate up` first",
-                EXIT_SCHEMA,
-            )
+        load_handlers(settings)
+    prepare_schema(settings)
     bind_host = host or settings.http.host
     bind_port = port or settings.http.port
     log.info("garrison.starting", env=settings.env, host=bind_host, port=bind_port)

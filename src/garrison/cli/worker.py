@@ -8,12 +8,10 @@ from typing import Annotated
 
 import typer
 
-from garrison.cli.common import EXIT_CONFIG, EXIT_SCHEMA, fail, run_db, settings_or_exit
-from garrison.db import migrate
+from garrison.cli.common import load_handlers, prepare_schema, run_db, settings_or_exit
 from garrison.db.engine import Database
-from garrison.outbox.registry import import_handler_modules
 from garrison.outbox.worker import Worker
-from garrison.settings import ConfigError, Settings
+from garrison.settings import Settings
 
 
 async def _run(settings: Settings, *, once: bool) -> int:
@@ -43,19 +41,8 @@ def worker(
     """Run the background worker (outbox delivery, audit retention). SIGTERM stops it after
     the batch in hand."""
     settings = settings_or_exit()
-    try:
-        import_handler_modules(settings.worker.handler_modules)
-    except ConfigError as exc:
-        fail(str(exc), EXIT_CONFIG)
-    if settings.is_development:
-        run_db(migrate.upgrade(settings.db_url, settings.db))
-    else:
-        status = run_db(migrate.status(settings.db_url, settings.db))
-        if status.pending:
-            fail(
-                f"{len(status.pending)} migration(s) pending; run `garrison migrate up` first",
-                EXIT_SCHEMA,
-            )
+    load_handlers(settings)
+    prepare_schema(settings)
     delivered = run_db(_run(settings, once=once))
     if once:
         typer.echo(f"claimed {delivered} message(s)")
