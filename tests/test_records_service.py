@@ -333,3 +333,24 @@ async def test_collection_cache_follows_versions(db: Database, posts: Collection
         fresh = await cache.get(session, "posts")
     assert fresh.version == first.version + 1
     assert "extra" in fresh.table.c
+
+
+def test_dates_and_datetimes_are_validated() -> None:
+    from datetime import UTC, date, datetime
+
+    from garrison.records.spec import CollectionSpec
+    from garrison.records.validation import validate
+
+    spec = CollectionSpec.model_validate(
+        {
+            "name": "events",
+            "fields": [{"name": "day", "type": "date"}, {"name": "at", "type": "datetime"}],
+        }
+    )
+    values, errors = validate(
+        spec, {"day": "2026-01-31", "at": "2026-01-31T12:00:00+02:00"}, "create"
+    )
+    assert errors == []
+    assert values == {"day": date(2026, 1, 31), "at": datetime(2026, 1, 31, 10, 0, tzinfo=UTC)}
+    _, errors = validate(spec, {"day": "31/01/2026", "at": "noon"}, "create")
+    assert {e["pointer"] for e in errors} == {"#/day", "#/at"}

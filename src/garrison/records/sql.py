@@ -13,7 +13,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 from typing import Literal as TypingLiteral
 
@@ -33,6 +33,7 @@ from garrison.records.filters import (
     Operand,
     Or,
 )
+from garrison.records.values import parse_date, parse_datetime
 
 Kind = TypingLiteral["text", "integer", "number", "boolean", "date", "datetime", "json"]
 _ORDERED: frozenset[str] = frozenset({"text", "integer", "number", "date", "datetime"})
@@ -82,23 +83,15 @@ def coerce(value: LiteralValue, kind: Kind) -> Any:
             return value
         raise ValueError("expects true or false")
     if kind == "date":
-        if isinstance(value, str):
-            try:
-                return date.fromisoformat(value)
-            except ValueError:
-                pass
-        raise ValueError("expects a date as 'YYYY-MM-DD'")
+        day = parse_date(value)
+        if day is None:
+            raise ValueError("expects a date as 'YYYY-MM-DD'")
+        return day
     if kind == "datetime":
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                pass
-            else:
-                if parsed.tzinfo is not None:
-                    parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-                return parsed
-        raise ValueError("expects an ISO 8601 date-time")
+        moment = parse_datetime(value)
+        if moment is None:
+            raise ValueError("expects an ISO 8601 date-time")
+        return moment.replace(tzinfo=None)  # naive UTC, like @now
     raise ValueError("can only be compared with null")
 
 

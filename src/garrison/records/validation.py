@@ -17,6 +17,7 @@ from jsonschema import validators
 
 from garrison.records.ids import is_uuid
 from garrison.records.spec import SYSTEM_FIELDS, CollectionSpec, FieldSpec
+from garrison.records.values import parse_date, parse_datetime
 
 Mode = Literal["create", "replace", "patch"]
 INT64 = (-(2**63), 2**63 - 1)
@@ -44,18 +45,6 @@ def _text(value: Any, field: FieldSpec) -> str:
     return value
 
 
-def _datetime(value: Any) -> datetime:
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            # Stored and compared as aware UTC (naive input is taken as UTC).
-            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    raise InvalidValue("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
-
-
 def convert(value: Any, field: FieldSpec) -> Any:
     """The stored value for ``value``, or ``InvalidValue`` saying what is wrong."""
     match field.type:
@@ -78,14 +67,15 @@ def convert(value: Any, field: FieldSpec) -> Any:
                 raise InvalidValue("must be true or false")
             return value
         case "date":
-            if isinstance(value, str):
-                try:
-                    return date.fromisoformat(value)
-                except ValueError:
-                    pass
-            raise InvalidValue("must be a date, e.g. 2026-01-31")
+            day = parse_date(value)
+            if day is None:
+                raise InvalidValue("must be a date, e.g. 2026-01-31")
+            return day
         case "datetime":
-            return _datetime(value)
+            moment = parse_datetime(value)
+            if moment is None:
+                raise InvalidValue("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+            return moment
         case "email":
             text = _text(value, field)
             if not _EMAIL.match(text):
