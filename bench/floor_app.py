@@ -5,6 +5,7 @@ route."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -47,6 +48,15 @@ async def floor_list(score: int, request: Request) -> Response:
 
 
 def create() -> FastAPI:
+    if os.environ.get("GARRISON_BENCH_AUDIT") == "off":
+        # The comparison run of bench/audit_api_cost.py: the event seam only logs, as it did
+        # before the audit domain existed, so the difference is the audit and outbox work.
+        from garrison import events
+
+        async def log_only(session: object, event: events.Event) -> None:
+            events._log(event)
+
+        events.emit = log_only  # type: ignore[assignment]
     app = create_app_from_env()
     inner = app.router.lifespan_context
 

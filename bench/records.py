@@ -45,7 +45,7 @@ ITEMS = {
         {"name": "score", "type": "integer", "indexed": True},
         {"name": "done", "type": "boolean"},
     ],
-    "rules": {"list": "", "view": ""},
+    "rules": {"list": "", "view": "", "create": ""},  # public (bench/audit_api_cost.py writes)
 }
 LUA = """
 local ids = {}
