@@ -43,7 +43,9 @@ end
 """
 
 
-def run(url: str, data_dir: Path, audit: str, duration: int, work: Path) -> dict[str, float]:
+def run(
+    url: str, data_dir: Path, audit: str, duration: int, work: Path, *, in_process: bool
+) -> dict[str, float]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GARRISON_", "PROD_DB_"))}
     env |= {
@@ -52,6 +54,7 @@ def run(url: str, data_dir: Path, audit: str, duration: int, work: Path) -> dict
         "GARRISON_LOG__FORMAT": "json",
         "GARRISON_LOG__LEVEL": "info",
         "GARRISON_BENCH_AUDIT": audit,
+        "GARRISON_WORKER__IN_PROCESS": "true" if in_process else "false",
         "PYTHONPATH": str(ROOT),
     }
     code = (
@@ -83,6 +86,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="no in-process worker: the write path alone (nothing seals entries meanwhile)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="garrison-audit-") as tmp:
         work = Path(tmp)
@@ -92,7 +100,16 @@ def main() -> None:
         try:
             for _ in range(args.rounds):
                 for audit in ("off", "on"):
-                    results[audit].append(run(url, work / "var", audit, args.duration, work))
+                    results[audit].append(
+                        run(
+                            url,
+                            work / "var",
+                            audit,
+                            args.duration,
+                            work,
+                            in_process=not args.no_worker,
+                        )
+                    )
         finally:
             asyncio.run(_admin(f"DROP DATABASE IF EXISTS `{name}`"))
     on = median(r["rps"] for r in results["on"])
