@@ -151,6 +151,9 @@ async def prepare(rows: int, data_dir: Path) -> tuple[str, list[str]]:
     return url, sample
 
 
+EXTRA_ENV: dict[str, str] = {}  # --env KEY=VALUE: settings for the server under test
+
+
 def start_server(
     url: str, data_dir: Path, port: int, workers: int, log: Path
 ) -> subprocess.Popen[bytes]:
@@ -161,6 +164,7 @@ def start_server(
         "GARRISON_LOG__FORMAT": "json",
         "GARRISON_LOG__LEVEL": "info",
         "PYTHONPATH": str(ROOT),
+        **EXTRA_ENV,
     }
     code = (
         "from garrison.server import run_server; "
@@ -284,7 +288,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     args = parser.parse_args()
+    EXTRA_ENV.update(item.split("=", 1) for item in args.env)
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     sizes = [int(s) for s in args.sizes.split(",")]
