@@ -78,3 +78,22 @@ def check_redis() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+def production_env(database_url: str, redis_url: str, data_dir: str, secret: str) -> dict[str, str]:
+    """The variables of a production start as the README gives it: ``PROD_DB_*`` pointing
+    at ``database_url``, Redis, and a real secret."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(database_url)
+    return {
+        "GARRISON_ENV": "production",
+        "GARRISON_DATA_DIR": data_dir,
+        "GARRISON_REDIS_URL": redis_url,
+        "GARRISON_SECRET_KEY": secret,
+        "PROD_DB_HOST": parsed.host or "127.0.0.1",
+        "PROD_DB_PORT": str(parsed.port or 3306),
+        "PROD_DB_NAME": parsed.database or "",
+        "PROD_DB_USERNAME": parsed.username or "root",
+        "PROD_DB_PASSWORD": parsed.password or "",
+    }

@@ -120,21 +120,8 @@ def test_two_processes_share_one_quota_exactly(
 def test_production_burst_of_21_gets_429(tmp_path: Path, shared_redis: tuple[str, str]) -> None:
     redis_url, prefix = shared_redis
     url = services.create_mysql_database()
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    env = {
-        "GARRISON_ENV": "production",
-        "GARRISON_DATA_DIR": str(tmp_path),
-        "GARRISON_REDIS_URL": redis_url,
-        "GARRISON_REDIS_PREFIX": prefix,
-        "GARRISON_SECRET_KEY": GOOD_SECRET,
-        "PROD_DB_HOST": parsed.host or "127.0.0.1",
-        "PROD_DB_PORT": str(parsed.port or 3306),
-        "PROD_DB_NAME": parsed.database or "",
-        "PROD_DB_USERNAME": parsed.username or "root",
-        "PROD_DB_PASSWORD": parsed.password or "",
-    }
+    env = services.production_env(url, redis_url, str(tmp_path), GOOD_SECRET)
+    env["GARRISON_REDIS_PREFIX"] = prefix
     server: Server | None = None
     try:
         from tests.test_cli import garrison

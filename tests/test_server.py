@@ -75,19 +75,6 @@ class Server:
             raise AssertionError(f"{needle!r} not logged; output so far:\n{''.join(self.lines)}")
         return found[0]
 
-    def wait_for_port(self, port: int, timeout: float = 30) -> None:
-        """Block until the port accepts connections: granian logs "Started worker" when the
-        worker process exists, and the worker only listens once the app is loaded."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
-                return
-            except ConnectionRefusedError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.01)  # a refused connect returns at once; pace the retries
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -163,20 +150,7 @@ def test_production_with_mariadb_and_redis(tmp_path: Path) -> None:
     then serve reports ready."""
     url = services.create_mysql_database()
     redis_url = services.check_redis()
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    env = {
-        "GARRISON_ENV": "production",
-        "GARRISON_DATA_DIR": str(tmp_path),
-        "GARRISON_REDIS_URL": redis_url,
-        "GARRISON_SECRET_KEY": GOOD_SECRET,
-        "PROD_DB_HOST": parsed.host or "127.0.0.1",
-        "PROD_DB_PORT": str(parsed.port or 3306),
-        "PROD_DB_NAME": parsed.database or "",
-        "PROD_DB_USERNAME": parsed.username or "root",
-        "PROD_DB_PASSWORD": parsed.password or "",
-    }
+    env = services.production_env(url, redis_url, str(tmp_path), GOOD_SECRET)
     server: Server | None = None
     try:
         from tests.test_cli import garrison
