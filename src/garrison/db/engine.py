@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from garrison.db.fastread import FastReader
 from garrison.settings import DatabaseSettings
 
 
@@ -99,6 +100,8 @@ class Database:
             # SQLite: the same file with plain BEGIN, so readers never wait for the writer's
             # RESERVED lock. MySQL/MariaDB: a pool of autocommit connections for reads.
             self.read_engine = create_engine(url, settings, writer=False)
+        # Hot-path reads (records get and list) run on the driver directly; see fastread.
+        self.fast_read = FastReader(self.read_engine, settings)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
@@ -120,5 +123,6 @@ class Database:
             yield conn
 
     async def dispose(self) -> None:
+        await self.fast_read.dispose()
         await self.engine.dispose()
         await self.read_engine.dispose()

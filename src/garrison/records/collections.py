@@ -16,6 +16,7 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from garrison import events
+from garrison.db.fastread import FastReader, rows_of
 from garrison.errors import ValidationFailed
 from garrison.events import Actor, Event
 from garrison.records import ddl
@@ -24,8 +25,8 @@ from garrison.records.ids import uuid7
 from garrison.records.models import CollectionRow, SchemaChangeRow
 from garrison.records.spec import CollectionSpec
 
-# Reads run on a session or, on the hot path, straight on a connection.
-Executor = AsyncSession | AsyncConnection
+# Reads run on a session or connection or, on the hot path, on the FastReader.
+Executor = AsyncSession | AsyncConnection | FastReader
 
 
 @dataclass(frozen=True)
@@ -69,20 +70,19 @@ async def _row(session: AsyncSession, name: str, *, lock: bool = False) -> Colle
 
 
 async def get_collection(session: Executor, *, name: str) -> Collection:
-    """The collection's definition (columns, not the ORM row: this also runs on a bare
-    connection, which is what the read path uses)."""
+    """The collection's definition (columns, not the ORM row: this also runs on the
+    FastReader, which is what the read path uses)."""
     query = select(CollectionRow.spec, CollectionRow.version).where(CollectionRow.name == name)
-    row = (await session.execute(query)).first()
-    if row is None:
+    rows = await rows_of(session, query)
+    if not rows:
         raise CollectionNotFound(f"there is no collection {name!r}")
-    spec = CollectionSpec.model_validate(row.spec)
-    return Collection(spec=spec, version=row.version, table=ddl.build_table(spec))
+    spec = CollectionSpec.model_validate(rows[0]["spec"])
+    return Collection(spec=spec, version=rows[0]["version"], table=ddl.build_table(spec))
 
 
 async def version_of(session: Executor, *, name: str) -> int | None:
-    version: int | None = await session.scalar(
-        select(CollectionRow.version).where(CollectionRow.name == name)
-    )
+    rows = await rows_of(session, select(CollectionRow.version).where(CollectionRow.name == name))
+    version: int | None = rows[0]["version"] if rows else None
     return version
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
+from garrison.db.fastread import rows_of
 from garrison.events import Actor
 from garrison.records.collections import Collection, Executor
 from garrison.records.errors import InvalidFilter, RuleDenied
@@ -201,8 +202,8 @@ async def get_record(
     clause = rule_clause(collection, "view", caller)
     if clause is not None:
         query = query.where(clause)
-    row = (await session.execute(query)).mappings().first()
-    return dict(row) if row is not None else None
+    rows = await rows_of(session, query)
+    return rows[0] if rows else None
 
 
 async def list_records(
@@ -237,15 +238,13 @@ async def list_records(
         query = query.where(_after(collection, keys, _decode_cursor(keys, cursor)))
     order = [table.c[k.name].desc() if k.descending else table.c[k.name].asc() for k in keys]
     limit = max(1, min(limit, MAX_LIMIT))
-    rows = [
-        dict(r) for r in (await session.execute(query.order_by(*order).limit(limit + 1))).mappings()
-    ]
+    rows = await rows_of(session, query.order_by(*order).limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
     total = None
     if count:
         counted = select(func.count()).select_from(table).where(*conditions)
-        total = int((await session.execute(counted)).scalar_one())
+        total = int(next(iter((await rows_of(session, counted))[0].values())))
     return Page(
         items=[output(row, fields) for row in rows],
         next_cursor=_encode_cursor(keys, rows[-1]) if more and rows else None,

@@ -8,12 +8,10 @@ from typing import Annotated, Any, TypeVar
 import orjson
 from fastapi import APIRouter, Body, Header, Query, Request
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from starlette.responses import Response
 
-from garrison.db.engine import Database
 from garrison.db.retry import is_transient
-from garrison.deps import DatabaseDep
+from garrison.deps import database_of
 from garrison.errors import PreconditionFailed
 from garrison.records import idempotency, query, service
 from garrison.records.cache import CollectionCache
@@ -53,19 +51,16 @@ def _stale_table(exc: DBAPIError) -> bool:
 
 
 async def with_collection(
-    request: Request,
-    open_session: Callable[[], Any],
-    name: str,
-    work: Callable[[Any, Collection], Awaitable[T]],
+    request: Request, name: str, work: Callable[[Collection], Awaitable[T]]
 ) -> T:
-    """Run ``work`` with the collection's table. A table that changed under a cached
-    definition (another worker changed the schema), or a connection that died, gets the
-    work retried once from the start."""
+    """Run ``work`` with the collection. A table that changed under a cached definition
+    (another worker changed the schema), or a connection that died, gets the work retried
+    once from the start; ``work`` opens its own transaction when it writes."""
     cache: CollectionCache = request.app.state.collections
+    reader = database_of(request).fast_read
     for attempt in (1, 2):
         try:
-            async with open_session() as session:
-                return await work(session, await cache.get(session, name))
+            return await work(await cache.get(reader, name))
         except DBAPIError as exc:
             if attempt == 2 or not (_stale_table(exc) or is_transient(exc)):
                 raise
@@ -77,7 +72,6 @@ async def with_collection(
 async def list_records(
     name: str,
     request: Request,
-    db: DatabaseDep,
     caller: ReaderDep,
     filter: Annotated[str | None, Query(max_length=4096, description="filter expression")] = None,
     sort: Annotated[str | None, Query(max_length=500, description="e.g. -created_at,title")] = None,
@@ -87,10 +81,11 @@ async def list_records(
     count: bool = False,
 ) -> Response:
     selected = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+    db = database_of(request)
 
-    async def work(session: AsyncConnection, collection: Collection) -> query.Page:
+    async def work(collection: Collection) -> query.Page:
         return await query.list_records(
-            session,
+            db.fast_read,
             collection=collection,
             caller=caller,
             filter=filter,
@@ -101,7 +96,7 @@ async def list_records(
             count=count,
         )
 
-    page = await with_collection(request, db.read_engine.connect, name, work)
+    page = await with_collection(request, name, work)
     body: dict[str, Any] = {"items": page.items, "next_cursor": page.next_cursor}
     if count:
         body["total"] = page.total
@@ -113,10 +108,10 @@ async def create_record(
     name: str,
     data: Data,
     request: Request,
-    db: DatabaseDep,
     caller: WriterDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
+    db = database_of(request)
     scope = f"{caller.actor.kind}:{caller.actor.id}:{name}"
     if idempotency_key is not None:
         key = idempotency.check_key(idempotency_key)
@@ -129,18 +124,19 @@ async def create_record(
                 {"Idempotent-Replayed": "true", "ETag": etag(replay.body)},
             )
 
-    async def work(session: AsyncSession, collection: Collection) -> dict[str, Any]:
-        record = await service.create_record(
-            session, collection=collection, data=data, caller=caller
-        )
-        if idempotency_key is not None:
-            await idempotency.complete(
-                session, scope=scope, key=idempotency_key, status=201, body=record
+    async def work(collection: Collection) -> dict[str, Any]:
+        async with db.transaction() as session:
+            record = await service.create_record(
+                session, collection=collection, data=data, caller=caller
             )
+            if idempotency_key is not None:
+                await idempotency.complete(
+                    session, scope=scope, key=idempotency_key, status=201, body=record
+                )
         return record
 
     try:
-        record = await with_collection(request, db.transaction, name, work)
+        record = await with_collection(request, name, work)
     except BaseException:
         if idempotency_key is not None:
             await idempotency.abandon(db, scope=scope, key=idempotency_key)
@@ -154,16 +150,17 @@ async def get_record(
     name: str,
     record_id: str,
     request: Request,
-    db: DatabaseDep,
     caller: ReaderDep,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
-    async def work(session: AsyncConnection, collection: Collection) -> dict[str, Any] | None:
+    db = database_of(request)
+
+    async def work(collection: Collection) -> dict[str, Any] | None:
         return await query.get_record(
-            session, collection=collection, record_id=record_id, caller=caller
+            db.fast_read, collection=collection, record_id=record_id, caller=caller
         )
 
-    row = await with_collection(request, db.read_engine.connect, name, work)
+    row = await with_collection(request, name, work)
     if row is None:
         raise RecordNotFound(f"no record {record_id!r} in {name!r}")
     tag = etag(row)
@@ -180,24 +177,25 @@ async def _update(
     data: dict[str, Any],
     mode: Mode,
     request: Request,
-    db: Database,
     caller: Caller,
     if_match: str | None,
 ) -> Response:
     version = parse_if_match(if_match)
+    db = database_of(request)
 
-    async def work(session: AsyncSession, collection: Collection) -> dict[str, Any]:
-        return await service.update_record(
-            session,
-            collection=collection,
-            record_id=record_id,
-            data=data,
-            mode=mode,
-            caller=caller,
-            if_match=version,
-        )
+    async def work(collection: Collection) -> dict[str, Any]:
+        async with db.transaction() as session:
+            return await service.update_record(
+                session,
+                collection=collection,
+                record_id=record_id,
+                data=data,
+                mode=mode,
+                caller=caller,
+                if_match=version,
+            )
 
-    record = await with_collection(request, db.transaction, name, work)
+    record = await with_collection(request, name, work)
     return _json(record, headers={"ETag": etag(record)})
 
 
@@ -207,11 +205,10 @@ async def patch_record(
     record_id: str,
     data: Data,
     request: Request,
-    db: DatabaseDep,
     caller: WriterDep,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
-    return await _update(name, record_id, data, "patch", request, db, caller, if_match)
+    return await _update(name, record_id, data, "patch", request, caller, if_match)
 
 
 @router.put("/{record_id}", summary="Replace a record")
@@ -220,11 +217,10 @@ async def replace_record(
     record_id: str,
     data: Data,
     request: Request,
-    db: DatabaseDep,
     caller: WriterDep,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
-    return await _update(name, record_id, data, "replace", request, db, caller, if_match)
+    return await _update(name, record_id, data, "replace", request, caller, if_match)
 
 
 @router.delete("/{record_id}", status_code=204, summary="Delete a record")
@@ -232,16 +228,17 @@ async def delete_record(
     name: str,
     record_id: str,
     request: Request,
-    db: DatabaseDep,
     caller: WriterDep,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
     version = parse_if_match(if_match)
+    db = database_of(request)
 
-    async def work(session: AsyncSession, collection: Collection) -> None:
-        await service.delete_record(
-            session, collection=collection, record_id=record_id, caller=caller, if_match=version
-        )
+    async def work(collection: Collection) -> None:
+        async with db.transaction() as session:
+            await service.delete_record(
+                session, collection=collection, record_id=record_id, caller=caller, if_match=version
+            )
 
-    await with_collection(request, db.transaction, name, work)
+    await with_collection(request, name, work)
     return Response(status_code=204)

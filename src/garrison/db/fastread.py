@@ -1,0 +1,231 @@
+"""Hot-path reads: Core SELECTs run straight on the driver, compiled once per shape.
+
+The records API's get-by-id and list are the platform's hottest paths. Through SQLAlchemy's
+async execution layer each one pays for a pooled ``AsyncConnection``, greenlet switches, an
+execution context and a result object: more CPU than the query itself. ``FastReader`` keeps
+SQLAlchemy for what it is good at (building the statement, compiling it for the dialect,
+the column types' conversions) and does the rest itself:
+
+- the compiled form is cached by SQLAlchemy's own cache key, so a statement of a known
+  shape is never compiled twice; values come from the key's extracted parameters;
+- on MySQL/MariaDB the statement runs on a pool of autocommit ``asyncmy`` connections
+  (on SQLite, on the reader engine's connection with ``exec_driver_sql``);
+- rows come back as dicts after the columns' result processors (``UtcDateTime`` gives
+  aware UTC datetimes, booleans are ``bool``, JSON is parsed), as through the ORM.
+
+Driver errors are raised as SQLAlchemy ``DBAPIError`` so callers and the error middleware
+treat them exactly as before (a lost connection is transient and retried by the caller).
+Reads only: nothing here begins, commits or locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import Select
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from garrison.settings import DatabaseSettings
+
+Processor = Callable[[Any], Any] | None
+# Hooks for metrics and tracing: called with the elapsed seconds / around each statement.
+QueryObserver = Callable[[float], None]
+QuerySpan = Callable[[], AbstractContextManager[Any]]
+
+CACHE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement compiled for the dialect, with what it takes to bind and read it."""
+
+    sql: str
+    names: tuple[str, ...]  # the bound parameters, in positional order
+    defaults: dict[str, Any]  # values fixed at compile time
+    binders: tuple[Processor, ...]
+    columns: tuple[str, ...]
+    readers: tuple[Processor, ...]
+    slots: tuple[str | None, ...]  # the parameter each cache-key value fills
+
+    def bind(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for name, binder in zip(self.names, self.binders, strict=True):
+            value = values[name]
+            out.append(value if binder is None or value is None else binder(value))
+        return tuple(out)
+
+    def rows(self, raw: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        columns, readers = self.columns, self.readers
+        if not any(readers):
+            return [dict(zip(columns, row, strict=True)) for row in raw]
+        return [
+            {
+                name: value if reader is None or value is None else reader(value)
+                for name, reader, value in zip(columns, readers, row, strict=True)
+            }
+            for row in raw
+        ]
+
+
+def _prepare(
+    statement: Select[Any], dialect: Dialect, key_params: Sequence[Any], *, expand: bool
+) -> Prepared:
+    compiled = statement.compile(
+        dialect=dialect, compile_kwargs={"render_postcompile": True} if expand else {}
+    )
+    names = tuple(compiled.positiontup or ())
+    binds = compiled.binds
+    binders = tuple(
+        binds[name].type._cached_bind_processor(dialect) if name in binds else None
+        for name in names
+    )
+    columns = tuple(str(c.key) for c in statement.selected_columns)
+    readers = tuple(
+        c.type._cached_result_processor(dialect, None) for c in statement.selected_columns
+    )
+    return Prepared(
+        sql=compiled.string,
+        names=names,
+        defaults=dict(compiled.params),
+        binders=binders,
+        columns=columns,
+        readers=readers,
+        slots=tuple(compiled.bind_names.get(param) for param in key_params),
+    )
+
+
+class FastReader:
+    """Runs SELECTs for the hot read paths; see the module docstring."""
+
+    def __init__(self, engine: AsyncEngine, settings: DatabaseSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.dialect = engine.dialect
+        self.is_sqlite = self.dialect.name == "sqlite"
+        self._cache: OrderedDict[Any, Prepared] = OrderedDict()
+        self._pool: Any = None
+        self._pool_lock = asyncio.Lock()
+        self.observe: QueryObserver | None = None
+        self.span: QuerySpan | None = None
+
+    # -- statements ---------------------------------------------------------------------
+
+    def prepare(self, statement: Select[Any]) -> tuple[Prepared, tuple[Any, ...]]:
+        """The compiled statement and its positional parameters."""
+        key = statement._generate_cache_key()
+        if key is None:  # pragma: no cover - every records statement is cacheable
+            prepared = _prepare(statement, self.dialect, (), expand=True)
+            return prepared, prepared.bind(prepared.defaults)
+        cached = self._cache.get(key.key)
+        if cached is None:
+            prepared = _prepare(statement, self.dialect, key.bindparams, expand=False)
+            if "__[POSTCOMPILE_" in prepared.sql:
+                # An expanding IN list: its width is part of the SQL, so compile it with
+                # this statement's values and don't keep it.
+                prepared = _prepare(statement, self.dialect, (), expand=True)
+                return prepared, prepared.bind(prepared.defaults)
+            self._cache[key.key] = prepared
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+            return prepared, prepared.bind(prepared.defaults)
+        self._cache.move_to_end(key.key)
+        # This statement's values, matched to the compiled parameters by their position in
+        # the cache key (the mechanism SQLAlchemy's own statement cache uses).
+        values = dict(cached.defaults)
+        for slot, param in zip(cached.slots, key.bindparams, strict=True):
+            if slot is not None:
+                values[slot] = param.effective_value
+        return cached, cached.bind(values)
+
+    # -- running --------------------------------------------------------------------------
+
+    async def all(self, statement: Select[Any]) -> list[dict[str, Any]]:
+        prepared, params = self.prepare(statement)
+        raw = await self._run(prepared.sql, params)
+        return prepared.rows(raw)
+
+    async def _run(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        started = time.perf_counter()
+        span = self.span() if self.span is not None else None
+        try:
+            if span is not None:
+                with span:
+                    return await self._execute(sql, params)
+            return await self._execute(sql, params)
+        finally:
+            if self.observe is not None:
+                self.observe(time.perf_counter() - started)
+
+    async def _execute(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        if self.is_sqlite:
+            async with self.engine.connect() as conn:
+                result = await conn.exec_driver_sql(sql, params)
+                return list(result.all())
+        import asyncmy.errors
+
+        pool = self._pool or await self._open_pool()
+        try:
+            async with pool.acquire() as conn, conn.cursor() as cursor:
+                await cursor.execute(sql, params)
+                rows: Sequence[Sequence[Any]] = await cursor.fetchall()
+                return rows
+        except asyncmy.errors.Error as exc:
+            raise DBAPIError.instance(
+                sql, params, exc, asyncmy.errors.Error, dialect=self.dialect
+            ) from exc
+
+    async def _open_pool(self) -> Any:
+        import asyncmy
+        import asyncmy.errors
+
+        async with self._pool_lock:
+            if self._pool is None:
+                url = make_url(self.engine.url)
+                try:
+                    self._pool = await asyncmy.create_pool(
+                        minsize=1,
+                        maxsize=self.settings.pool_size + self.settings.max_overflow,
+                        pool_recycle=self.settings.pool_recycle,
+                        host=url.host or "127.0.0.1",
+                        port=url.port or 3306,
+                        user=url.username or "",
+                        password=url.password or "",
+                        db=url.database or "",
+                        charset=str(url.query.get("charset", "utf8mb4")),
+                        autocommit=True,
+                        connect_timeout=self.settings.connect_timeout,
+                        init_command="SET time_zone = '+00:00'",
+                    )
+                except asyncmy.errors.Error as exc:
+                    raise DBAPIError.instance(
+                        "connect", (), exc, asyncmy.errors.Error, dialect=self.dialect
+                    ) from exc
+            return self._pool
+
+    async def dispose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            await pool.wait_closed()
+
+
+async def rows_of(
+    source: FastReader | AsyncSession | AsyncConnection, statement: Select[Any]
+) -> list[dict[str, Any]]:
+    """The statement's rows as dicts, on a ``FastReader`` or inside a session/connection
+    (a write path reads in its own transaction)."""
+    if isinstance(source, FastReader):
+        return await source.all(statement)
+    result = await source.execute(statement)
+    return [{str(k): v for k, v in row.items()} for row in result.mappings()]

@@ -1,0 +1,180 @@
+"""The hot-path reader on both backends: the same rows and types as through SQLAlchemy, a
+compiled statement reused with new values (never the first call's), IN lists of any
+width, and driver errors surfacing as SQLAlchemy errors the callers already handle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Select, inspect, literal_column, select, text
+from sqlalchemy.exc import DBAPIError
+
+from garrison.db import Database
+from garrison.db.fastread import FastReader, rows_of
+from garrison.db.retry import is_transient
+from garrison.events import Actor
+from garrison.records import collections as registry
+from garrison.records import query, service
+from garrison.records.collections import Collection
+from garrison.records.query import Caller
+from tests.conftest import make_settings, migrated
+
+ADMIN = Caller(actor=Actor("user", "admin-1"), id="admin-1", role="admin", admin=True)
+ALICE = Caller(actor=Actor("user", "alice"), id="alice", role="user")
+BOB = Caller(actor=Actor("user", "bob"), id="bob", role="user")
+THINGS: dict[str, Any] = {
+    "name": "things",
+    "fields": [
+        {"name": "title", "type": "text", "max_length": 50},
+        {"name": "n", "type": "integer", "indexed": True},
+        {"name": "ratio", "type": "number"},
+        {"name": "ok", "type": "boolean"},
+        {"name": "day", "type": "date"},
+        {"name": "at", "type": "datetime"},
+        {"name": "meta", "type": "json"},
+        {"name": "kind", "type": "select", "values": ["a", "b"]},
+    ],
+    "rules": {"list": "owner = @auth.id", "view": "owner = @auth.id", "create": ""},
+}
+
+
+@pytest.fixture
+async def db(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
+    settings = make_settings(tmp_path, database_url=database_url)
+    await migrated(settings)
+    database = Database(settings.db_url, settings.db)
+    yield database
+
+    def cleanup(conn: Connection) -> None:
+        for name in inspect(conn).get_table_names():
+            if name.startswith("c_"):
+                conn.execute(text(f"DROP TABLE {name}"))
+        conn.execute(text("DELETE FROM garrison_collections"))
+        conn.execute(text("DELETE FROM garrison_schema_changes"))
+
+    async with database.transaction() as session:
+        await (await session.connection()).run_sync(cleanup)
+    await database.dispose()
+
+
+@pytest.fixture
+async def things(db: Database) -> Collection:
+    async with db.transaction() as session:
+        collection = await registry.create_collection(session, data=THINGS, actor=ADMIN.actor)
+        for i in range(6):
+            await service.create_record(
+                session,
+                collection=collection,
+                caller=ALICE if i % 2 == 0 else BOB,
+                data={
+                    "title": f"thing {i}",
+                    "n": i,
+                    "ratio": i / 4,
+                    "ok": i % 3 == 0,
+                    "day": f"2026-01-0{i + 1}",
+                    "at": f"2026-01-0{i + 1}T10:00:00.25Z" if i else None,
+                    "meta": {"i": i, "tags": ["x"]} if i != 2 else None,
+                    "kind": "a" if i < 3 else "b",
+                },
+            )
+    return collection
+
+
+async def test_rows_and_types_match_sqlalchemy(db: Database, things: Collection) -> None:
+    table = things.table
+    statement = select(table).order_by(table.c.n)
+    async with db.read_session() as session:
+        expected = await rows_of(session, statement)
+    got = await db.fast_read.all(statement)
+    assert got == expected
+    assert len(got) == 6
+    first, second = got[0], got[1]
+    assert first["ok"] is True
+    assert second["ok"] is False
+    assert first["at"] is None
+    assert second["at"].utcoffset().total_seconds() == 0
+    assert first["meta"] == {"i": 0, "tags": ["x"]}
+    assert got[2]["meta"] is None
+    assert second["day"].isoformat() == "2026-01-02"
+    assert first["created_at"].tzinfo is not None
+
+
+async def test_a_cached_statement_takes_each_calls_values(db: Database, things: Collection) -> None:
+    table = things.table
+    for n in (3, 1, 4, 0, 5):
+        rows = await db.fast_read.all(select(table.c.n, table.c.title).where(table.c.n == n))
+        assert rows == [{"n": n, "title": f"thing {n}"}]
+    # Same shape, values in other positions (limit and two comparisons).
+    for low, high, limit in ((0, 5, 2), (2, 4, 10), (4, 5, 1)):
+        statement = (
+            select(table.c.n)
+            .where(table.c.n >= low, table.c.n <= high)
+            .order_by(table.c.n)
+            .limit(limit)
+        )
+        rows = await db.fast_read.all(statement)
+        assert [r["n"] for r in rows] == list(range(low, high + 1))[:limit]
+
+
+async def test_in_lists_of_any_width(db: Database, things: Collection) -> None:
+    table = things.table
+    for values in ([1], [0, 2, 4], [5, 3], list(range(50))):
+        rows = await db.fast_read.all(select(table.c.n).where(table.c.n.in_(values)))
+        assert sorted(r["n"] for r in rows) == sorted(v for v in values if v < 6)
+
+
+async def test_rules_with_each_callers_values(db: Database, things: Collection) -> None:
+    """The rule's @auth.id is a bound value: a statement compiled for Alice must not answer
+    Bob with Alice's rows."""
+    for caller, owner in ((ALICE, "alice"), (BOB, "bob"), (ALICE, "alice")):
+        page = await query.list_records(db.fast_read, collection=things, caller=caller, count=True)
+        assert {item["owner"] for item in page.items} == {owner}
+        assert page.total == 3
+
+
+async def test_driver_errors_are_sqlalchemy_errors(db: Database, things: Collection) -> None:
+    table = things.table
+    await db.fast_read.all(select(table.c.n))
+    async with db.transaction() as session:
+        await session.execute(text("DROP TABLE c_things"))
+    with pytest.raises(DBAPIError) as caught:
+        await db.fast_read.all(select(table.c.n))
+    message = str(caught.value.orig).lower()
+    assert "no such table" in message or "doesn't exist" in message
+    # The reader still works afterwards.
+    assert await db.fast_read.all(select(literal_column("1").label("one"))) == [{"one": 1}]
+
+
+async def test_a_killed_connection_is_replaced(db: Database, things: Collection) -> None:
+    """The server closing a pooled connection (KILL, wait_timeout, a restart): the pool
+    drops the dead connection at checkout or, if the close is still in flight, the read
+    fails with a transient error (which the records router retries) and the next works."""
+    if db.is_sqlite:
+        pytest.skip("MariaDB connections only")
+    connection_id: Select[Any] = select(literal_column("CONNECTION_ID()").label("id"))
+    first = (await db.fast_read.all(connection_id))[0]["id"]
+    async with db.transaction() as session:
+        await session.execute(text(f"KILL {int(first)}"))
+    statement = select(things.table.c.n).where(things.table.c.n == 1)
+    failure: DBAPIError | None = None
+    try:
+        rows = await db.fast_read.all(statement)
+    except DBAPIError as exc:
+        failure = exc
+        rows = await db.fast_read.all(statement)
+    assert failure is None or is_transient(failure)
+    assert rows == [{"n": 1}]
+    assert (await db.fast_read.all(connection_id))[0]["id"] != first
+
+
+async def test_dispose_then_use_again(db: Database, things: Collection) -> None:
+    reader = FastReader(db.read_engine, db.settings)
+    try:
+        assert len(await reader.all(select(things.table.c.id))) == 6
+        await reader.dispose()
+        assert len(await reader.all(select(things.table.c.id))) == 6
+    finally:
+        await reader.dispose()
