@@ -21,12 +21,11 @@ from garrison.events import Actor
 from garrison.records.collections import Collection, Executor
 from garrison.records.errors import InvalidFilter, RuleDenied
 from garrison.records.filters import FilterError, Node, parse
+from garrison.records.params import DEFAULT_LIMIT, MAX_LIMIT
 from garrison.records.spec import Action, FieldSpec
 from garrison.records.sql import AuthValues, ColumnRef, Kind, Resolver, coerce, compile_expression
-from garrison.records.validation import output
+from garrison.records.validation import output, select_fields
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 MAX_SORT_FIELDS = 4
 _KINDS: dict[str, Kind] = {
     "text": "text",
@@ -66,6 +65,9 @@ class Caller:
 
 @dataclass(frozen=True)
 class Page:
+    """A page of records. Values are as stored (datetimes, dates): ``validation.encode``
+    writes them as the API shows them, with no per-value Python on the way."""
+
     items: list[dict[str, Any]]
     next_cursor: str | None
     total: int | None = None
@@ -246,7 +248,7 @@ async def list_records(
         counted = select(func.count()).select_from(table).where(*conditions)
         total = int(next(iter((await rows_of(session, counted))[0].values())))
     return Page(
-        items=[output(row, fields) for row in rows],
+        items=rows if fields is None else [select_fields(row, fields) for row in rows],
         next_cursor=_encode_cursor(keys, rows[-1]) if more and rows else None,
         total=total,
     )

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import orjson
 from jsonschema import validators
 
 from garrison.records.ids import is_uuid
@@ -163,7 +164,18 @@ def output(row: Mapping[str, Any], fields: list[str] | None = None) -> dict[str,
     """A stored row as the API shows it (optionally only ``fields``, plus ``id``)."""
     # str(): row keys can be SQLAlchemy's quoted_name (a str subclass orjson refuses).
     result = {str(key): _json_value(value) for key, value in row.items()}
-    if fields is not None:
-        keep = set(fields) | {"id"}
-        result = {key: value for key, value in result.items() if key in keep}
-    return result
+    return result if fields is None else select_fields(result, fields)
+
+
+def select_fields(row: Mapping[str, Any], fields: list[str]) -> dict[str, Any]:
+    keep = set(fields) | {"id"}
+    return {key: value for key, value in row.items() if key in keep}
+
+
+_ENCODE_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+def encode(body: Any) -> bytes:
+    """JSON for a response body whose records may hold stored values: datetimes come out
+    as ``output`` writes them (UTC, ``Z``), dates as ``YYYY-MM-DD``."""
+    return orjson.dumps(body, option=_ENCODE_OPTIONS)
