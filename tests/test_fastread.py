@@ -18,6 +18,7 @@ from garrison.db.retry import is_transient
 from garrison.events import Actor
 from garrison.records import collections as registry
 from garrison.records import query, service
+from garrison.records.cache import CollectionCache
 from garrison.records.collections import Collection
 from garrison.records.query import Caller
 from tests.conftest import make_settings, migrated
@@ -178,3 +179,50 @@ async def test_dispose_then_use_again(db: Database, things: Collection) -> None:
         assert len(await reader.all(select(things.table.c.id))) == 6
     finally:
         await reader.dispose()
+
+
+async def test_get_by_shape_answers_each_caller_and_id(db: Database, things: Collection) -> None:
+    page = await query.list_records(db.fast_read, collection=things, caller=ADMIN)
+    by_owner = {item["owner"]: item["id"] for item in page.items}
+    for caller in (ALICE, BOB, ALICE):
+        for owner, record_id in by_owner.items():
+            row = await query.get_record(
+                db.fast_read, collection=things, record_id=record_id, caller=caller
+            )
+            if owner == caller.id:
+                assert row is not None
+                assert row["id"] == record_id
+            else:
+                assert row is None  # the rule hides it: the same SQL shape, other values
+
+
+def test_now_is_never_part_of_a_reused_statement(things: Collection) -> None:
+    assert query.read_shape(things, "list", ALICE, "n > 1") is not None
+    assert query.read_shape(things, "list", ALICE, "at < @now") is None
+    alice, bob = (query.read_shape(things, "list", c, "n > 1") for c in (ALICE, BOB))
+    assert alice != bob
+
+
+async def test_a_collection_made_again_under_its_name_is_not_the_old_one(
+    db: Database, things: Collection
+) -> None:
+    """Dropped and created again, a collection starts at version 1 again: the cache and the
+    reused statements must still tell the two apart (the old rule must not apply)."""
+    cache = CollectionCache(ttl=0)
+    before = await cache.get(db.fast_read, "things")
+    assert len((await query.list_records(db.fast_read, collection=before, caller=BOB)).items) == 3
+    async with db.transaction() as session:
+        await registry.delete_collection(session, name="things", confirm=True, actor=ADMIN.actor)
+    public = THINGS | {"rules": {"list": "", "view": "", "create": ""}}
+    async with db.transaction() as session:
+        await registry.create_collection(session, data=public, actor=ADMIN.actor)
+        made = await registry.get_collection(session, name="things")
+        for i in range(4):
+            await service.create_record(
+                session, collection=made, caller=ALICE, data={"title": f"again {i}", "n": i}
+            )
+    after = await cache.get(db.fast_read, "things")
+    assert after.version == before.version
+    assert after.stamp != before.stamp
+    page = await query.list_records(db.fast_read, collection=after, caller=BOB)
+    assert sorted(item["title"] for item in page.items) == [f"again {i}" for i in range(4)]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from garrison.settings import DatabaseSettings
 
 Processor = Callable[[Any], Any] | None
+AnySelect = Select[*tuple[Any, ...]]  # a SELECT of any columns
 # Hooks for metrics and tracing: called with the elapsed seconds / around each statement.
 QueryObserver = Callable[[float], None]
 QuerySpan = Callable[[], AbstractContextManager[Any]]
@@ -55,7 +56,7 @@ class Prepared:
     defaults: dict[str, Any]  # values fixed at compile time
     binders: tuple[Processor, ...]
     columns: tuple[str, ...]
-    readers: tuple[Processor, ...]
+    readers: tuple[tuple[str, Callable[[Any], Any]], ...]  # only columns that convert
     slots: tuple[str | None, ...]  # the parameter each cache-key value fills
 
     def bind(self, values: dict[str, Any]) -> tuple[Any, ...]:
@@ -66,20 +67,18 @@ class Prepared:
         return tuple(out)
 
     def rows(self, raw: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-        columns, readers = self.columns, self.readers
-        if not any(readers):
-            return [dict(zip(columns, row, strict=True)) for row in raw]
-        return [
-            {
-                name: value if reader is None or value is None else reader(value)
-                for name, reader, value in zip(columns, readers, row, strict=True)
-            }
-            for row in raw
-        ]
+        columns = self.columns
+        rows = [dict(zip(columns, row, strict=True)) for row in raw]
+        for name, reader in self.readers:
+            for row in rows:
+                value = row[name]
+                if value is not None:
+                    row[name] = reader(value)
+        return rows
 
 
 def _prepare(
-    statement: Select[Any], dialect: Dialect, key_params: Sequence[Any], *, expand: bool
+    statement: AnySelect, dialect: Dialect, key_params: Sequence[Any], *, expand: bool
 ) -> Prepared:
     compiled = statement.compile(
         dialect=dialect, compile_kwargs={"render_postcompile": True} if expand else {}
@@ -92,7 +91,9 @@ def _prepare(
     )
     columns = tuple(str(c.key) for c in statement.selected_columns)
     readers = tuple(
-        c.type._cached_result_processor(dialect, None) for c in statement.selected_columns
+        (name, reader)
+        for name, column in zip(columns, statement.selected_columns, strict=True)
+        if (reader := column.type._cached_result_processor(dialect, None)) is not None
     )
     return Prepared(
         sql=compiled.string,
@@ -114,6 +115,7 @@ class FastReader:
         self.dialect = engine.dialect
         self.is_sqlite = self.dialect.name == "sqlite"
         self._cache: OrderedDict[Any, Prepared] = OrderedDict()
+        self._shapes: OrderedDict[Hashable, tuple[Prepared, dict[str, Any]]] = OrderedDict()
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
         self.observe: QueryObserver | None = None
@@ -121,7 +123,7 @@ class FastReader:
 
     # -- statements ---------------------------------------------------------------------
 
-    def prepare(self, statement: Select[Any]) -> tuple[Prepared, tuple[Any, ...]]:
+    def prepare(self, statement: AnySelect) -> tuple[Prepared, tuple[Any, ...]]:
         """The compiled statement and its positional parameters."""
         key = statement._generate_cache_key()
         if key is None:  # pragma: no cover - every records statement is cacheable
@@ -150,8 +152,33 @@ class FastReader:
 
     # -- running --------------------------------------------------------------------------
 
-    async def all(self, statement: Select[Any]) -> list[dict[str, Any]]:
+    async def all(self, statement: AnySelect) -> list[dict[str, Any]]:
         prepared, params = self.prepare(statement)
+        raw = await self._run(prepared.sql, params)
+        return prepared.rows(raw)
+
+    async def all_by_shape(
+        self,
+        shape: Hashable,
+        build: Callable[[], AnySelect],
+        values: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows of the statement ``build()`` returns, where ``shape`` determines that
+        statement completely except for the named ``bindparam``s in ``values``. A known
+        shape skips building the statement and computing its cache key: the compiled form
+        and its fixed values are reused as they are. The caller vouches for the shape: it
+        must change whenever anything in the statement but ``values`` would."""
+        entry = self._shapes.get(shape)
+        if entry is None:
+            prepared = _prepare(build(), self.dialect, (), expand=True)
+            entry = (prepared, prepared.defaults)
+            self._shapes[shape] = entry
+            if len(self._shapes) > CACHE_SIZE:
+                self._shapes.popitem(last=False)
+        else:
+            self._shapes.move_to_end(shape)
+        prepared, defaults = entry
+        params = prepared.bind({**defaults, **values} if values else defaults)
         raw = await self._run(prepared.sql, params)
         return prepared.rows(raw)
 
@@ -221,7 +248,7 @@ class FastReader:
 
 
 async def rows_of(
-    source: FastReader | AsyncSession | AsyncConnection, statement: Select[Any]
+    source: FastReader | AsyncSession | AsyncConnection, statement: AnySelect
 ) -> list[dict[str, Any]]:
     """The statement's rows as dicts, on a ``FastReader`` or inside a session/connection
     (a write path reads in its own transaction)."""

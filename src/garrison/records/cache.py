@@ -29,7 +29,7 @@ class CollectionCache:
                 return entry[1]
             # Expired: one cheap query says whether the definition moved on. Keeping the same
             # Table object while it has not keeps SQLAlchemy's compiled statements cached.
-            if await registry.version_of(session, name=name) == entry[1].version:
+            if await registry.stamp_of(session, name=name) == entry[1].stamp:
                 self._entries[name] = (now, entry[1])
                 return entry[1]
         collection = await registry.get_collection(session, name=name)

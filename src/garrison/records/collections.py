@@ -31,11 +31,14 @@ Executor = AsyncSession | AsyncConnection | FastReader
 
 @dataclass(frozen=True)
 class Collection:
-    """A collection as the records service uses it: definition, version and table."""
+    """A collection as the records service uses it: definition, version and table.
+    ``stamp`` tells one definition from any other: the registry row's id (a collection
+    dropped and created again under the same name starts at version 1 again) and version."""
 
     spec: CollectionSpec
     version: int
     table: Table
+    stamp: tuple[str, int]
 
     @property
     def name(self) -> str:
@@ -48,7 +51,9 @@ def _now() -> datetime:
 
 def _collection(row: CollectionRow) -> Collection:
     spec = CollectionSpec.model_validate(row.spec)
-    return Collection(spec=spec, version=row.version, table=ddl.build_table(spec))
+    return Collection(
+        spec=spec, version=row.version, table=ddl.build_table(spec), stamp=(row.id, row.version)
+    )
 
 
 def _problems(exc: ValidationError) -> ValidationFailed:
@@ -72,18 +77,27 @@ async def _row(session: AsyncSession, name: str, *, lock: bool = False) -> Colle
 async def get_collection(session: Executor, *, name: str) -> Collection:
     """The collection's definition (columns, not the ORM row: this also runs on the
     FastReader, which is what the read path uses)."""
-    query = select(CollectionRow.spec, CollectionRow.version).where(CollectionRow.name == name)
+    query = select(CollectionRow.id, CollectionRow.spec, CollectionRow.version).where(
+        CollectionRow.name == name
+    )
     rows = await rows_of(session, query)
     if not rows:
         raise CollectionNotFound(f"there is no collection {name!r}")
-    spec = CollectionSpec.model_validate(rows[0]["spec"])
-    return Collection(spec=spec, version=rows[0]["version"], table=ddl.build_table(spec))
+    row = rows[0]
+    spec = CollectionSpec.model_validate(row["spec"])
+    return Collection(
+        spec=spec,
+        version=row["version"],
+        table=ddl.build_table(spec),
+        stamp=(row["id"], row["version"]),
+    )
 
 
-async def version_of(session: Executor, *, name: str) -> int | None:
-    rows = await rows_of(session, select(CollectionRow.version).where(CollectionRow.name == name))
-    version: int | None = rows[0]["version"] if rows else None
-    return version
+async def stamp_of(session: Executor, *, name: str) -> tuple[str, int] | None:
+    """The collection's current ``Collection.stamp`` (None: there is no such collection)."""
+    query = select(CollectionRow.id, CollectionRow.version).where(CollectionRow.name == name)
+    rows = await rows_of(session, query)
+    return (rows[0]["id"], rows[0]["version"]) if rows else None
 
 
 async def list_collections(session: AsyncSession) -> list[Collection]:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, false, func, or_, select
 
-from garrison.db.fastread import rows_of
+from garrison.db.fastread import FastReader, rows_of
 from garrison.events import Actor
 from garrison.records.collections import Collection, Executor
 from garrison.records.errors import InvalidFilter, RuleDenied
@@ -93,18 +93,38 @@ def parsed(text: str) -> Node:
     return parse(text)
 
 
+def check_action(collection: Collection, action: Action, caller: Caller) -> None:
+    """RuleDenied when the action is closed to everyone but administrators."""
+    if not caller.admin and getattr(collection.spec.rules, action) is None:
+        raise RuleDenied(f"only administrators may {action} records of {collection.name!r}")
+
+
 def rule_clause(
     collection: Collection, action: Action, caller: Caller
 ) -> ColumnElement[bool] | None:
     """The SQL condition the action's rule adds (None: no restriction)."""
+    check_action(collection, action, caller)
     if caller.admin:
         return None
     rule: str | None = getattr(collection.spec.rules, action)
-    if rule is None:
-        raise RuleDenied(f"only administrators may {action} records of {collection.name!r}")
+    if rule is None:  # pragma: no cover - check_action raised
+        raise AssertionError
     if rule == "":
         return None
     return compile_expression(parsed(rule), resolve=resolver(collection), auth=caller.auth)
+
+
+def read_shape(collection: Collection, action: Action, caller: Caller, *texts: str | None) -> Any:
+    """What determines a read statement besides its values (see ``FastReader.all_by_shape``):
+    the collection's definition, the rule and who it is evaluated for, and the request's
+    texts. None when something in it is ``@now``, whose value moves on every call."""
+    rule = None if caller.admin else getattr(collection.spec.rules, action)
+    if any(text and "@now" in text for text in (rule, *texts)):
+        return None
+    auth = (True,) if caller.admin else (caller.id, caller.role)
+    # The Table itself, not only the definition's stamp: holding it keeps the entry tied to
+    # exactly the columns the statement was compiled against.
+    return (collection.stamp, collection.table, action, *auth, *texts)
 
 
 def filter_clause(collection: Collection, text: str) -> ColumnElement[bool]:
@@ -200,11 +220,20 @@ async def get_record(
     session: Executor, *, collection: Collection, record_id: str, caller: Caller
 ) -> dict[str, Any] | None:
     table = collection.table
-    query = select(table).where(table.c.id == record_id)
-    clause = rule_clause(collection, "view", caller)
-    if clause is not None:
-        query = query.where(clause)
-    rows = await rows_of(session, query)
+
+    def build(value: Any) -> Select[Any]:
+        query = select(table).where(table.c.id == value)
+        clause = rule_clause(collection, "view", caller)
+        return query if clause is None else query.where(clause)
+
+    shape = read_shape(collection, "view", caller)
+    if isinstance(session, FastReader) and shape is not None:
+        check_action(collection, "view", caller)
+        rows = await session.all_by_shape(
+            ("get", shape), lambda: build(bindparam("record_id")), {"record_id": record_id}
+        )
+    else:
+        rows = await rows_of(session, build(record_id))
     return rows[0] if rows else None
 
 
@@ -221,12 +250,7 @@ async def list_records(
     count: bool = False,
 ) -> Page:
     table = collection.table
-    conditions: list[ColumnElement[bool]] = []
-    clause = rule_clause(collection, "list", caller)
-    if clause is not None:
-        conditions.append(clause)
-    if filter:
-        conditions.append(filter_clause(collection, filter))
+    check_action(collection, "list", caller)
     if fields is not None:
         unknown = [name for name in fields if name not in table.c]
         if unknown:
@@ -235,20 +259,41 @@ async def list_records(
                 errors=[{"parameter": "fields", "detail": f"unknown: {', '.join(unknown)}"}],
             )
     keys = parse_sort(collection, sort)
-    query: Select[Any] = select(table).where(*conditions)
-    if cursor:
-        query = query.where(_after(collection, keys, _decode_cursor(keys, cursor)))
-    order = [table.c[k.name].desc() if k.descending else table.c[k.name].asc() for k in keys]
     limit = max(1, min(limit, MAX_LIMIT))
-    rows = await rows_of(session, query.order_by(*order).limit(limit + 1))
+    after = _decode_cursor(keys, cursor) if cursor else None
+
+    def conditions() -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        clause = rule_clause(collection, "list", caller)
+        if clause is not None:
+            found.append(clause)
+        if filter:
+            found.append(filter_clause(collection, filter))
+        return found
+
+    def page() -> Select[Any]:
+        query: Select[Any] = select(table).where(*conditions())
+        if after is not None:
+            query = query.where(_after(collection, keys, after))
+        order = [table.c[k.name].desc() if k.descending else table.c[k.name].asc() for k in keys]
+        return query.order_by(*order).limit(limit + 1)
+
+    def counted() -> Select[Any]:
+        return select(func.count().label("total")).select_from(table).where(*conditions())
+
+    # A first page of a known shape reuses its compiled statement whole (cursors carry
+    # values, so later pages go through the statement cache instead).
+    shape = read_shape(collection, "list", caller, filter, sort) if after is None else None
+    if isinstance(session, FastReader) and shape is not None:
+        rows = await session.all_by_shape(("list", shape, limit), page)
+        totals = await session.all_by_shape(("count", shape), counted) if count else None
+    else:
+        rows = await rows_of(session, page())
+        totals = await rows_of(session, counted()) if count else None
     more = len(rows) > limit
     rows = rows[:limit]
-    total = None
-    if count:
-        counted = select(func.count()).select_from(table).where(*conditions)
-        total = int(next(iter((await rows_of(session, counted))[0].values())))
     return Page(
         items=rows if fields is None else [select_fields(row, fields) for row in rows],
         next_cursor=_encode_cursor(keys, rows[-1]) if more and rows else None,
-        total=total,
+        total=int(totals[0]["total"]) if totals is not None else None,
     )
