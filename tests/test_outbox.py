@@ -275,20 +275,26 @@ async def test_in_process_worker_delivers_and_stops_cleanly(
     settings = make_settings(tmp_path, database_url=database_url, worker={"poll_interval": 0.05})
     assert settings.worker.in_process  # the development default
     await migrated(settings)
-    seen = asyncio.Event()
-    expected: list[str] = []
+    delivered: set[str] = set()
+    arrived = asyncio.Event()
 
     async def handler(message: Message, db: Database) -> None:
-        if message.event_id in expected:
-            seen.set()
+        delivered.add(message.event_id)
+        arrived.set()
 
     registry.register("inproc", handler)
     try:
         app = create_app(settings)
         async with start(app):
             db: Database = app.state.db
-            expected.extend(await emit(db, ("inproc.ping", None)))
-            await asyncio.wait_for(seen.wait(), timeout=30)
+            # The worker may deliver before emit() has returned the ids: collect every
+            # delivery and wait until the expected ones are among them.
+            expected = await emit(db, ("inproc.ping", None))
+            async with asyncio.timeout(30):
+                while not set(expected) <= delivered:
+                    arrived.clear()
+                    if not set(expected) <= delivered:
+                        await arrived.wait()
             # Each pass seals before it delivers: the entry is already in the chain.
             async with db.read_session() as session:
                 seq = (

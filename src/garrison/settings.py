@@ -218,14 +218,14 @@ class TracingSettings(BaseModel):
 class AuditSettings(BaseModel):
     retention_days: int = Field(default=90, ge=1, le=36_500)
     purge_batch_size: int = Field(default=500, ge=1, le=10_000)
-    seal_batch_size: int = Field(default=500, ge=1, le=10_000)
+    seal_batch_size: int = Field(default=500, ge=1, le=2_000)  # one UPDATE per batch
     purge_interval_seconds: float = Field(default=3600.0, gt=0, description="worker job")
     export_batch_size: int = Field(default=500, ge=1, le=10_000)
 
 
 class WorkerSettings(BaseModel):
     in_process: bool = Field(default=True, description="run the worker inside `serve`")
-    batch_size: int = Field(default=50, ge=1, le=1000)
+    batch_size: int = Field(default=200, ge=1, le=1000)
     poll_interval: float = Field(default=1.0, gt=0, le=60, description="seconds when idle")
     lease_seconds: float = Field(default=60.0, gt=0, description="a claim expires after this")
     max_attempts: int = Field(default=10, ge=1, le=100)

@@ -119,10 +119,14 @@ class Worker:
         while not stop.is_set():
             try:
                 await self.maybe_purge()
-                if await self.run_once():
+                claimed = await self.run_once()
+                if claimed >= self.config.batch_size:
                     busy = True
-                    continue
-                if busy:
+                    continue  # a full batch: there is probably more waiting
+                # A part batch or none: the backlog is drained. Waiting for the next poll
+                # lets events gather into larger batches, instead of a few transactions per
+                # event while the API is busy.
+                if busy or claimed:
                     busy = False
                     async with self.db.read_session() as session:
                         remaining = await service.count(session)
