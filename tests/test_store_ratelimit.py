@@ -137,3 +137,19 @@ async def test_memory_limiter_stays_bounded() -> None:
     assert len(limiter._tat) <= 100
     # The most recent buckets are kept: k999 has spent one of its five.
     assert (await limiter.hit("k999", rate)).remaining == 3
+
+
+async def test_an_empty_bucket_allows_whatever_the_clock_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Floating point: at some clock readings (now + t) - t lands a hair above now. An
+    empty one-request bucket must still allow its first request at every one of them."""
+    import time
+
+    rate = Rate.per_minute(1, burst=1)
+    for step in range(2_000):
+        reading = 1_000.0 + step * 0.123_456_7
+        monkeypatch.setattr(time, "monotonic", lambda reading=reading: reading)
+        limiter = MemoryRateLimiter()
+        assert (await limiter.hit("k", rate)).allowed, reading
+        assert not (await limiter.hit("k", rate)).allowed, reading

@@ -92,6 +92,9 @@ class RateLimiter(Protocol):
     async def close(self) -> None: ...
 
 
+_EPSILON = 1e-9  # seconds
+
+
 class MemoryRateLimiter:
     """Exact within one process: a decision never awaits, so it cannot interleave."""
 
@@ -115,7 +118,9 @@ class MemoryRateLimiter:
         tat = max(self._tat.get(key, now), now)
         new_tat = tat + rate.interval * cost
         allow_at = new_tat - rate.tolerance
-        if now < allow_at:
+        # The epsilon: (now + t) - t can round to a hair above now, which would refuse an
+        # empty bucket's first request (the Redis script counts whole microseconds).
+        if allow_at - now > _EPSILON:
             return decide(rate, allowed=False, ahead=tat - now, retry_after=allow_at - now)
         if key not in self._tat and len(self._tat) >= self._max_keys:
             self._prune(now)
