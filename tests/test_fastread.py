@@ -226,3 +226,56 @@ async def test_a_collection_made_again_under_its_name_is_not_the_old_one(
     assert after.stamp != before.stamp
     page = await query.list_records(db.fast_read, collection=after, caller=BOB)
     assert sorted(item["title"] for item in page.items) == [f"again {i}" for i in range(4)]
+
+
+async def test_execute_in_writes_inside_the_sessions_transaction(
+    db: Database, things: Collection
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from garrison.db.fastread import execute_in
+
+    table = things.table
+    statement = insert(table)
+    moment = datetime(2026, 5, 1, 12, 30, 15, 250, tzinfo=UTC)
+
+    def row(record_id: str, n: int) -> dict[str, Any]:
+        return {
+            "id": record_id,
+            "created_at": moment,
+            "updated_at": moment,
+            "owner": "alice",
+            "version": 1,
+            "n": n,
+            "ok": True,
+            "at": moment,
+            "meta": {"via": "driver"},
+        }
+
+    async with db.transaction() as session:
+        await execute_in(session, statement, row("raw-1", 101))
+
+    async def write_then_fail() -> None:
+        async with db.transaction() as session:
+            await execute_in(session, statement, row("raw-2", 102))
+            raise RuntimeError
+
+    async def write_a_duplicate() -> None:
+        async with db.transaction() as session:
+            await execute_in(session, statement, row("raw-1", 103))
+
+    with pytest.raises(RuntimeError):  # rolled back with its transaction
+        await write_then_fail()
+    with pytest.raises(IntegrityError):  # a driver error, as SQLAlchemy's own
+        await write_a_duplicate()
+
+    # Stored exactly as SQLAlchemy would store it: comparisons and types read back right.
+    query = select(table).where(table.c.n > 100, table.c.at == moment, table.c.ok.is_(True))
+    async with db.read_session() as session:
+        rows = await rows_of(session, query)
+    assert [(r["id"], r["n"], r["at"], r["meta"]) for r in rows] == [
+        ("raw-1", 101, moment, {"via": "driver"})
+    ]

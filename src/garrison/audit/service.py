@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.audit import chain
 from garrison.audit.models import AuditChain, AuditEntry
+from garrison.db.fastread import execute_in
 from garrison.db.types import utcnow
 from garrison.outbox import service as outbox_service
 
@@ -39,7 +40,8 @@ async def append(session: AsyncSession, *, event: Event) -> None:
     shared with other writers). After commit the worker seals it into the hash chain and
     writes its outbox message."""
     context = event.context
-    await session.execute(
+    await execute_in(
+        session,
         _INSERT_ENTRY,
         {
             "event_id": event.id,
