@@ -35,7 +35,7 @@ def serve(env: dict[str, str], *extra: str) -> tuple[Server, int]:
     except BaseException:
         server.stop()
         raise
-    threading.Thread(target=_drain, args=(server,), daemon=True).start()
+    server.keep_draining()
     _wait_for_socket(port)
     return server, port
 
@@ -51,16 +51,6 @@ def _wait_for_socket(port: int, attempts: int = 500) -> None:
         except ConnectionRefusedError:
             pause.wait(0.01)
     raise AssertionError(f"nothing accepts connections on port {port}")
-
-
-def _drain(server: Server) -> None:
-    """Keep reading the server's output: a full pipe would block its access log."""
-    assert server.proc.stdout is not None
-    try:
-        for line in server.proc.stdout:
-            server.lines.append(line)
-    except ValueError:  # closed by Server.stop
-        return
 
 
 def clear_prefix(redis_url: str, prefix: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -74,6 +75,20 @@ class Server:
         if not found:
             raise AssertionError(f"{needle!r} not logged; output so far:\n{''.join(self.lines)}")
         return found[0]
+
+    def keep_draining(self) -> None:
+        """Read the rest of the output in the background: once the pipe is full the
+        server's logging, and so the server, would block."""
+
+        def drain() -> None:
+            assert self.proc.stdout is not None
+            try:
+                for line in self.proc.stdout:
+                    self.lines.append(line)
+            except ValueError:  # closed by stop()
+                return
+
+        threading.Thread(target=drain, daemon=True).start()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -174,3 +189,31 @@ def test_production_with_mariadb_and_redis(tmp_path: Path) -> None:
         if server:
             server.stop()
         services.drop_mysql_database(url)
+
+
+def test_one_worker_holds_more_than_a_thousand_keep_alive_clients(
+    dev_server: tuple[Server, int],
+) -> None:
+    """All 1,500 clients connect and stay connected before any of them is answered. With
+    granian's defaults (backpressure = backlog / workers = 1,024) the last ones would wait
+    in the accept queue for a connection to close, which none does: the test would hang."""
+    server, port = dev_server
+    server.keep_draining()  # 1,500 access-log lines
+    clients = 1_500
+
+    async def scenario() -> list[bytes]:
+        streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
+        request = b"GET /api/health/live HTTP/1.1\r\nHost: garrison\r\n\r\n"
+        for _reader, writer in streams:
+            writer.write(request)
+        try:
+            async with asyncio.timeout(60):
+                return await asyncio.gather(*(reader.readline() for reader, _ in streams))
+        finally:
+            for _reader, writer in streams:
+                writer.close()
+                await writer.wait_closed()
+
+    status_lines = asyncio.run(scenario())
+    assert len(status_lines) == clients
+    assert all(line.startswith(b"HTTP/1.1 200") for line in status_lines)

@@ -32,7 +32,13 @@ def run_server(
     shutdown_timeout: int,
     target: str = APP_FACTORY,
     factory: bool = True,
+    backlog: int = 16_384,
+    connections_per_worker: int = 10_000,
 ) -> None:
+    """``backlog`` is the listen queue (the kernel caps it at ``net.core.somaxconn``);
+    ``connections_per_worker`` is granian's backpressure: how many connections a worker
+    keeps open at once (granian's own default, ``backlog / workers``, would hold a
+    two-worker server to about 1,000 keep-alive clients)."""
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
@@ -50,4 +56,6 @@ def run_server(
         log_dictconfig=_log_config(),
         respawn_failed_workers=True,
         workers_kill_timeout=shutdown_timeout,
+        backlog=backlog,
+        backpressure=connections_per_worker,
     ).serve()

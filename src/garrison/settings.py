@@ -88,6 +88,15 @@ class HttpSettings(BaseModel):
     hsts_max_age: int = Field(default=31_536_000, ge=31_536_000)
     secure_cookies: bool = False
     shutdown_timeout: int = Field(default=30, ge=1, description="seconds to drain on SIGTERM")
+    backlog: int = Field(
+        default=16_384, ge=128, le=1_000_000, description="pending connections the kernel queues"
+    )
+    connections_per_worker: int = Field(
+        default=10_000,
+        ge=16,
+        le=1_000_000,
+        description="open connections each worker serves at once; more wait in the backlog",
+    )
 
     @field_validator("cors_origins")
     @classmethod

@@ -38,6 +38,8 @@ def serve(
         port=bind_port,
         workers=workers or settings.http.workers,
         shutdown_timeout=settings.http.shutdown_timeout,
+        backlog=settings.http.backlog,
+        connections_per_worker=settings.http.connections_per_worker,
     )
 
 
