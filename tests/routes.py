@@ -56,6 +56,13 @@ async def whoami(item_id: str, request: Request) -> dict[str, Any]:
     }
 
 
+@router.get("/pool-exhausted")
+async def pool_exhausted() -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    raise PoolTimeout("QueuePool limit of size 10 overflow 20 reached, connection timed out")
+
+
 @router.get("/db-busy")
 async def db_busy() -> None:
     import sqlite3

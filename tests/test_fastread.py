@@ -279,3 +279,31 @@ async def test_execute_in_writes_inside_the_sessions_transaction(
     assert [(r["id"], r["n"], r["at"], r["meta"]) for r in rows] == [
         ("raw-1", 101, moment, {"via": "driver"})
     ]
+
+
+async def test_no_free_connection_within_the_pool_timeout_is_a_pool_timeout(
+    database_url: str, tmp_path: Path, things: Collection
+) -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if database_url.startswith("sqlite"):
+        pytest.skip("the driver pool is MariaDB's")
+    settings = make_settings(
+        tmp_path, database_url=database_url, db={"pool_size": 1, "max_overflow": 0}
+    )
+    settings.db.pool_timeout = 0.2
+    database = Database(settings.db_url, settings.db)
+    reader = database.fast_read
+    try:
+        statement = select(things.table.c.n).where(things.table.c.n == 2)
+        assert await reader.all(statement) == [{"n": 2}]
+        pool = reader._pool
+        held = await pool.acquire()  # the pool's only connection
+        try:
+            with pytest.raises(PoolTimeout):
+                await reader.all(statement)
+        finally:
+            pool.release(held)
+        assert await reader.all(statement) == [{"n": 2}]
+    finally:
+        await database.dispose()

@@ -384,3 +384,10 @@ async def test_a_busy_database_is_503_not_500(gw: httpx.AsyncClient) -> None:
     body = assert_problem(response, 503)
     assert response.headers["retry-after"] == "1"
     assert "UPDATE" not in str(body)
+
+
+async def test_an_exhausted_connection_pool_is_503_not_500(gw: httpx.AsyncClient) -> None:
+    response = await gw.get("/api/v1/_test/pool-exhausted")
+    body = assert_problem(response, 503)
+    assert response.headers["retry-after"] == "1"
+    assert "QueuePool" not in str(body)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Insert, Select
 
@@ -203,7 +204,15 @@ class FastReader:
 
         pool = self._pool or await self._open_pool()
         try:
-            async with pool.acquire() as conn, conn.cursor() as cursor:
+            async with asyncio.timeout(self.settings.pool_timeout):
+                conn = await pool.acquire()
+        except TimeoutError:
+            # As SQLAlchemy's pool reports it (the error middleware makes it a 503).
+            raise PoolTimeout(
+                f"no reader connection came free within {self.settings.pool_timeout}s"
+            ) from None
+        try:
+            async with conn.cursor() as cursor:
                 await cursor.execute(sql, params)
                 rows: Sequence[Sequence[Any]] = await cursor.fetchall()
                 return rows
@@ -211,6 +220,8 @@ class FastReader:
             raise DBAPIError.instance(
                 sql, params, exc, asyncmy.errors.Error, dialect=self.dialect
             ) from exc
+        finally:
+            pool.release(conn)
 
     async def _open_pool(self) -> Any:
         import asyncmy

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -101,6 +102,16 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     return await _unexpected(request, exc)
 
 
+async def _pool_exhausted(request: Request, exc: Exception) -> Response:
+    """Every database connection stayed busy for the pool's whole timeout: the server is
+    overloaded, which is a 503 to retry, not a 500."""
+    log.warning("http.database_pool_exhausted")
+    return _problem(
+        request,
+        ServiceUnavailable("the server is busy; retry shortly", headers={"Retry-After": "1"}),
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("http.unhandled_exception", exc_info=exc)
     return _problem(request, GarrisonError(_INTERNAL_DETAIL))
@@ -118,6 +129,7 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(Exception, _unexpected)
 
 
