@@ -273,3 +273,35 @@ async def test_private_keys_are_sealed_at_rest(kit: AuthApp) -> None:
         )
         assert base64.b64encode(der).decode() not in row.private_key
         assert b"PRIVATE" not in row.private_key.encode()
+
+
+async def test_a_verified_token_is_remembered_only_while_it_and_its_key_are_valid(
+    kit: AuthApp,
+) -> None:
+    """Each token's signature is checked once per process; the remembered claims stop
+    counting when the token expires or its key is no longer published."""
+    from garrison.auth import tokens
+
+    runtime = kit.runtime
+    keyring, settings = runtime.keyring, runtime.settings
+    token = await kit.token()
+    claims = await tokens.verify(token, keyring, settings)
+    assert keyring.recall(token, leeway=settings.auth.leeway) == claims
+    assert (await kit.client.get("/api/v1/auth/me", headers=bearer(token))).status_code == 200
+
+    # The same text with one signature byte changed is another token: verified afresh.
+    head, body, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    forged = f"{head}.{body}.{flipped}"
+    assert keyring.recall(forged, leeway=settings.auth.leeway) is None
+    response = await kit.client.get("/api/v1/auth/me", headers=bearer(forged))
+    assert response.status_code == 401
+
+    # Expired (as far as the remembered entry goes): forgotten, and verified again.
+    kid = jwt.get_unverified_header(token)["kid"]
+    keyring.remember(token, kid=kid, expires=int(time.time()) - 3600, claims=claims)
+    assert keyring.recall(token, leeway=settings.auth.leeway) is None
+
+    # A key no longer published: its tokens are not taken from memory.
+    keyring.remember(token, kid="retired-kid", expires=claims.exp, claims=claims)
+    assert keyring.recall(token, leeway=settings.auth.leeway) is None

@@ -10,15 +10,17 @@ active.
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.auth import apikeys, clients, rbac, tokens
 from garrison.auth.clock import aware, utcnow
 from garrison.auth.errors import InvalidToken
-from garrison.auth.models import User
+from garrison.auth.models import Role, User, UserRole
 from garrison.auth.opaque import API_KEY_PREFIX
 from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
+from garrison.db.fastread import AnySelect
 from garrison.db.retry import transact
 from garrison.errors import ServiceUnavailable
 from garrison.store.base import StoreUnavailable
@@ -41,17 +43,35 @@ def credential(headers: dict[str, str]) -> tuple[str, str] | None:
     return ("api_key" if token.startswith(API_KEY_PREFIX) else "jwt"), token
 
 
-async def _user_principal(session: AsyncSession, claims: tokens.AccessClaims) -> Principal:
-    user = await session.get(User, claims.sub)
-    if user is None or user.status != "active":
+def _user_state() -> AnySelect:
+    """A user's status, token generation and roles with their permissions: one row per
+    role (or one with no role), in one statement."""
+    return (
+        select(User.status, User.token_generation, Role.name, Role.permissions)
+        .select_from(User)
+        .outerjoin(UserRole, UserRole.user_id == User.id)
+        .outerjoin(Role, Role.name == UserRole.role_name)
+        .where(User.id == bindparam("user_id"))
+    )
+
+
+async def _user_principal(runtime: AuthRuntime, claims: tokens.AccessClaims) -> Principal:
+    # On the hot-path reader: one round trip, no ORM session (see db.fastread).
+    rows = await runtime.db.fast_read.all_by_shape(
+        "auth.user_state", _user_state, {"user_id": claims.sub}
+    )
+    if not rows or rows[0]["status"] != "active":
         raise InvalidToken("the access token's user is not active")
-    if claims.generation != user.token_generation:
+    if claims.generation != rows[0]["token_generation"]:
         raise InvalidToken("the access token has been revoked")
-    roles, permissions = await rbac.permissions_of(session, user_id=user.id)
+    roles = sorted(row["name"] for row in rows if row["name"] is not None)
+    permissions: set[str] = set()
+    for row in rows:
+        permissions.update(row["permissions"] or ())
     return Principal(
         kind="user",
-        id=user.id,
-        user_id=user.id,
+        id=claims.sub,
+        user_id=claims.sub,
         permissions=frozenset(permissions),
         roles=tuple(roles),
         token_id=claims.jti,
@@ -82,10 +102,10 @@ async def _jwt(runtime: AuthRuntime, token: str) -> Principal:
         raise ServiceUnavailable("credentials cannot be checked right now") from None
     if denied is not None:
         raise InvalidToken("the access token has been revoked")
+    if not claims.is_service:
+        return await _user_principal(runtime, claims)
     async with runtime.db.read_session() as session:
-        if claims.is_service:
-            return await _service_principal(session, claims)
-        return await _user_principal(session, claims)
+        return await _service_principal(session, claims)
 
 
 async def _api_key(runtime: AuthRuntime, secret: str) -> Principal:

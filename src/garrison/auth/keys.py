@@ -16,6 +16,7 @@ import base64
 import os
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from garrison.settings import AuthSettings
 log = get_logger("garrison.auth.keys")
 ALGORITHM = "EdDSA"
 _RELOAD_SECONDS = 30.0
+_VERIFIED_TOKENS = 10_000  # verified access tokens remembered per process
 _MISS_RELOAD_SECONDS = 5.0
 
 
@@ -155,6 +157,10 @@ class KeyRing:
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
         self._boot_lock = asyncio.Lock()
+        # Tokens already verified here, by their exact text: (kid, exp, claims). Checking a
+        # signature costs more than the rest of an authenticated request's Python, and a
+        # client sends the same token until it expires.
+        self._verified: OrderedDict[str, tuple[str, int, Any]] = OrderedDict()
 
     async def bootstrap(self) -> None:
         """Load the keys; create one when none can sign (first start, or a changed master
@@ -231,6 +237,23 @@ class KeyRing:
             await self.reload()
             key = self._keys.get(kid)
         return key.public if key else None
+
+    def recall(self, token: str, *, leeway: int) -> Any | None:
+        """The claims ``remember`` stored for exactly this token, while it has not expired
+        and the key that signed it is still published; else None (verify it again)."""
+        entry = self._verified.get(token)
+        if entry is None:
+            return None
+        kid, expires, claims = entry
+        if kid not in self._keys or expires + leeway <= time.time():
+            self._verified.pop(token, None)
+            return None
+        return claims
+
+    def remember(self, token: str, *, kid: str, expires: int, claims: Any) -> None:
+        self._verified[token] = (kid, expires, claims)
+        if len(self._verified) > _VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
 
     def cached_public_key(self, kid: str) -> Ed25519PublicKey | None:
         key = self._keys.get(kid)

@@ -102,11 +102,16 @@ def _header(token: str) -> dict[str, Any]:
 
 
 async def verify(token: str, keyring: KeyRing, settings: Settings) -> AccessClaims:
+    known: AccessClaims | None = keyring.recall(token, leeway=settings.auth.leeway)
+    if known is not None:
+        return known
     header = _header(token)
     key = await keyring.public_key(header["kid"])
     if key is None:
         raise InvalidToken("the access token was signed with an unknown key")
-    return decode_with(token, key, settings)
+    claims = decode_with(token, key, settings)
+    keyring.remember(token, kid=header["kid"], expires=claims.exp, claims=claims)
+    return claims
 
 
 def decode_with(token: str, key: Any, settings: Settings) -> AccessClaims:
@@ -145,9 +150,16 @@ def decode_with(token: str, key: Any, settings: Settings) -> AccessClaims:
 
 def verify_cached(token: str, keyring: KeyRing, settings: Settings) -> AccessClaims | None:
     """Verification with the keys already in memory, for cheap identification; never raises."""
+    known: AccessClaims | None = keyring.recall(token, leeway=settings.auth.leeway)
+    if known is not None:
+        return known
     try:
         header = _header(token)
         key = keyring.cached_public_key(header["kid"])
-        return decode_with(token, key, settings) if key is not None else None
+        if key is None:
+            return None
+        claims = decode_with(token, key, settings)
     except InvalidToken:
         return None
+    keyring.remember(token, kid=header["kid"], expires=claims.exp, claims=claims)
+    return claims
