@@ -9,7 +9,7 @@ from typing import Any
 COLOURS = {"garrison": "tab:blue", "pocketbase": "tab:orange"}
 
 
-def draw(sweeps: dict[str, list[dict[str, Any]]], path: Path) -> None:
+def draw(sweeps: dict[str, list[dict[str, Any]]], path: Path, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,6 +40,8 @@ def draw(sweeps: dict[str, list[dict[str, Any]]], path: Path) -> None:
     for axes in (latency, served):
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

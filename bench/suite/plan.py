@@ -21,7 +21,7 @@ class Plan:
     mixed_users: int = 1000  # k6 simulated users with think time
     think_seconds: float = 1.0  # mean think time (uniform over 0.5x..1.5x)
     mixed_duration: int = 30  # seconds of the think-time run (after a ramp of a third)
-    sweep_rates: tuple[int, ...] = (100, 250, 500, 750, 1000, 1250)  # mixed req/s, k6
+    sweep_rates: tuple[int, ...] = (50, 100, 200, 300, 500, 750, 1000, 1250)  # mixed, k6
     capacity_rate: int = 1000  # "1,000 users at one request per second each"
     hold_connections: int = 10_000  # keep-alive connections held open at once
     hold_interval_ms: int = 50_000  # each held connection sends one request this often

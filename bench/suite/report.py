@@ -173,5 +173,8 @@ def write(
     document = {"meta": meta, "targets": targets(rows, meta), "results": rows, "sweeps": sweeps}
     base.write_text(json.dumps(document, indent=2) + "\n")
     base.with_suffix(".md").write_text(markdown(stamp, meta, rows))
-    chart.draw(sweeps, base.with_suffix(".png"))
+    title = (
+        f"Garrison vs PocketBase, k6 constant arrival rate, mixed requests ({meta['mix']}), {stamp}"
+    )
+    chart.draw(sweeps, base.with_suffix(".png"), title)
     return base
