@@ -39,7 +39,6 @@ SCENARIOS = {
     ("garrison", "probe_alone"),
     ("garrison", "probe_in_login_storm"),
     ("garrison", "held_connections"),
-    ("garrison_tuned", "held_connections"),
     ("garrison", "users_1rps"),
     ("pocketbase", "health"),
     ("pocketbase", "get"),

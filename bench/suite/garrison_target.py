@@ -182,7 +182,6 @@ def environment(seeded: Seeded, data_dir: Path, stamp: str, workers: int) -> dic
         "PROD_DB_NAME": parsed.database or "",
         "PROD_DB_USERNAME": parsed.username or "root",
         "PROD_DB_PASSWORD": parsed.password or "",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),  # for bench.suite.tuned_serve
     }
     return env
 
@@ -199,20 +198,17 @@ class Running:
         return [self.serve.pid, self.worker.pid]
 
 
-def start(
-    seeded: Seeded, env: dict[str, str], workers: int, work: Path, tuned: bool = False
-) -> Running:
-    """``garrison serve`` and ``garrison worker``; ``tuned``: serve through
-    ``bench.suite.tuned_serve`` (granian's connection limits raised)."""
+def start(seeded: Seeded, env: dict[str, str], workers: int, work: Path) -> Running:
+    """``garrison serve`` and ``garrison worker``."""
     port = procs.free_port()
-    log = work / ("garrison-tuned.log" if tuned else "garrison.log")
-    garrison = [sys.executable, "-m", "bench.suite.tuned_serve" if tuned else "garrison"]
+    log = work / "garrison.log"
+    garrison = [sys.executable, "-m", "garrison"]
     serve = procs.start(
         [*garrison, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         env,
         log,
     )
-    worker_log = work / ("garrison-worker-tuned.log" if tuned else "garrison-worker.log")
+    worker_log = work / "garrison-worker.log"
     worker = procs.start([sys.executable, "-m", "garrison", "worker"], env, worker_log)
     try:
         procs.wait_accepting(port, serve, log)

@@ -29,7 +29,6 @@ class Plan:
     probe_rate: int = 100  # get-by-id req/s measured alone and during the login storm
     storm_vus: int = 16  # concurrent login loops of the storm
     storm_duration: int = 15
-    tuned_hold: bool = True  # also hold the connections against granian's limits raised
     settle: bool = True  # wait for idle servers between measurements
     workers: int = 2
     only: tuple[str, ...] = GROUPS

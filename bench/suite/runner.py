@@ -196,15 +196,6 @@ def garrison(run: Run, seeded: garrison_target.Seeded, ids: Path, stamp: str) ->
     finally:
         procs.stop(server.serve)
         procs.stop(server.worker)
-    if plan.wants("capacity") and plan.tuned_hold:
-        run.say("garrison: starting serve with granian's backlog and backpressure raised")
-        tuned = garrison_target.start(seeded, env, plan.workers, run.work, tuned=True)
-        try:
-            get = garrison_requests(tuned.tokens[0])["get"]
-            hold(run, "garrison_tuned", tuned.base, get, tuned.pids, common)
-        finally:
-            procs.stop(tuned.serve)
-            procs.stop(tuned.worker)
 
 
 def k6_one(
