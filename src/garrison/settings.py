@@ -344,6 +344,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = Field(default="garrison:", min_length=1, max_length=64)
+    redis_max_connections: int = Field(
+        default=256, ge=1, le=10_000, description="per process; callers wait when all are busy"
+    )
     secret_key: SecretStr | None = None
 
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -13,7 +13,11 @@ from garrison.store.redis import RedisStore
 
 def open_store(settings: Settings, *, prefix: str | None = None) -> KeyValueStore:
     if settings.redis_url:
-        return RedisStore(settings.redis_url, prefix=prefix or settings.redis_prefix)
+        return RedisStore(
+            settings.redis_url,
+            prefix=prefix or settings.redis_prefix,
+            max_connections=settings.redis_max_connections,
+        )
     return MemoryStore()
 
 
