@@ -244,3 +244,22 @@ async def test_hashing_runs_off_the_event_loop(
     assert results[-1].status_code == 200
     assert len(seen) == 6
     assert loop_thread not in seen
+
+
+async def test_password_hashing_runs_below_the_event_loops_priority() -> None:
+    """argon2 is deliberately heavy: its threads run niced, so a login storm takes CPU
+    only when nothing else wants it (Linux)."""
+    import os
+    import sys
+    import threading
+
+    from garrison.auth.passwords import HASH_NICENESS, Hasher
+    from garrison.settings import AuthSettings
+
+    hasher = Hasher(AuthSettings())
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    there = await hasher.run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    if sys.platform == "linux":
+        assert there == min(19, here + HASH_NICENESS)
+    assert await hasher.verify(await hasher.hash(PASSWORD), PASSWORD)
+    assert not await hasher.verify(None, PASSWORD)
