@@ -45,7 +45,8 @@ AnySelect = Select[*tuple[Any, ...]]  # a SELECT of any columns
 QueryObserver = Callable[[float], None]
 QuerySpan = Callable[[], AbstractContextManager[Any]]
 
-CACHE_SIZE = 500
+CACHE_SIZE = 500  # compiled statements
+SHAPES_SIZE = 4096  # request shapes, each a compiled statement and its values
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,15 @@ class FastReader:
 
     def prepare(self, statement: AnySelect) -> tuple[Prepared, tuple[Any, ...]]:
         """The compiled statement and its positional parameters."""
+        prepared, values = self._compiled(statement)
+        return prepared, prepared.bind(values)
+
+    def _compiled(self, statement: AnySelect) -> tuple[Prepared, dict[str, Any]]:
+        """The compiled statement and its values by parameter name."""
         key = statement._generate_cache_key()
         if key is None:  # pragma: no cover - every records statement is cacheable
             prepared = _prepare(statement, self.dialect, (), expand=True)
-            return prepared, prepared.bind(prepared.defaults)
+            return prepared, prepared.defaults
         cached = self._cache.get(key.key)
         if cached is None:
             prepared = _prepare(statement, self.dialect, key.bindparams, expand=False)
@@ -137,11 +143,11 @@ class FastReader:
                 # An expanding IN list: its width is part of the SQL, so compile it with
                 # this statement's values and don't keep it.
                 prepared = _prepare(statement, self.dialect, (), expand=True)
-                return prepared, prepared.bind(prepared.defaults)
+                return prepared, prepared.defaults
             self._cache[key.key] = prepared
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
-            return prepared, prepared.bind(prepared.defaults)
+            return prepared, prepared.defaults
         self._cache.move_to_end(key.key)
         # This statement's values, matched to the compiled parameters by their position in
         # the cache key (the mechanism SQLAlchemy's own statement cache uses).
@@ -149,7 +155,7 @@ class FastReader:
         for slot, param in zip(cached.slots, key.bindparams, strict=True):
             if slot is not None:
                 values[slot] = param.effective_value
-        return cached, cached.bind(values)
+        return cached, values
 
     # -- running --------------------------------------------------------------------------
 
@@ -171,10 +177,12 @@ class FastReader:
         must change whenever anything in the statement but ``values`` would."""
         entry = self._shapes.get(shape)
         if entry is None:
-            prepared = _prepare(build(), self.dialect, (), expand=True)
-            entry = (prepared, prepared.defaults)
+            # A new shape costs what any statement costs: built, and compiled unless one of
+            # its structure was (a filter's literal values are part of a shape, not of the
+            # structure, so many shapes share one compiled statement).
+            entry = self._compiled(build())
             self._shapes[shape] = entry
-            if len(self._shapes) > CACHE_SIZE:
+            if len(self._shapes) > SHAPES_SIZE:
                 self._shapes.popitem(last=False)
         else:
             self._shapes.move_to_end(shape)
