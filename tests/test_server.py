@@ -217,3 +217,32 @@ def test_one_worker_holds_more_than_a_thousand_keep_alive_clients(
     status_lines = asyncio.run(scenario())
     assert len(status_lines) == clients
     assert all(line.startswith(b"HTTP/1.1 200") for line in status_lines)
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(tmp_path: Path) -> None:
+    port = free_port()
+    server = Server(
+        [sys.executable, "-m", "garrison", "serve", "--port", str(port)],
+        {
+            "GARRISON_DATA_DIR": str(tmp_path / "var"),
+            "GARRISON_LOG__FORMAT": "json",
+            "GARRISON_HTTP__KEEP_ALIVE_TIMEOUT": "1",
+        },
+    )
+    try:
+        server.wait_for_log("garrison.ready")
+        wait_until_accepting(port)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b"GET /api/health/live HTTP/1.1\r\nHost: garrison\r\n\r\n")
+            stream = conn.makefile("rb")
+            assert stream.readline().startswith(b"HTTP/1.1 200")
+            length = 0
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            assert len(stream.read(length)) == length
+            # Now idle: the server hangs up after about a second (the read returns b"").
+            assert stream.read(1) == b""
+    finally:
+        server.stop()

@@ -34,13 +34,17 @@ def run_server(
     factory: bool = True,
     backlog: int = 16_384,
     connections_per_worker: int = 10_000,
+    keep_alive_timeout: int = 60,
 ) -> None:
     """``backlog`` is the listen queue (the kernel caps it at ``net.core.somaxconn``);
     ``connections_per_worker`` is granian's backpressure: how many connections a worker
     keeps open at once (granian's own default, ``backlog / workers``, would hold a
-    two-worker server to about 1,000 keep-alive clients)."""
+    two-worker server to about 1,000 keep-alive clients). ``keep_alive_timeout`` (seconds)
+    closes a connection that sends no complete request headers for that long: idle
+    keep-alive clients and slow senders alike (granian's default is 30)."""
     from granian import Granian
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
 
     loop = Loops.uvloop if sys.platform != "win32" else Loops.asyncio
     Granian(
@@ -58,4 +62,5 @@ def run_server(
         workers_kill_timeout=shutdown_timeout,
         backlog=backlog,
         backpressure=connections_per_worker,
+        http1_settings=HTTP1Settings(header_read_timeout=keep_alive_timeout * 1000),
     ).serve()

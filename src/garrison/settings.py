@@ -91,6 +91,12 @@ class HttpSettings(BaseModel):
     backlog: int = Field(
         default=16_384, ge=128, le=1_000_000, description="pending connections the kernel queues"
     )
+    keep_alive_timeout: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="seconds an idle keep-alive connection, or a request's headers, may take",
+    )
     connections_per_worker: int = Field(
         default=10_000,
         ge=16,

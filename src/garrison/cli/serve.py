@@ -40,6 +40,7 @@ def serve(
         shutdown_timeout=settings.http.shutdown_timeout,
         backlog=settings.http.backlog,
         connections_per_worker=settings.http.connections_per_worker,
+        keep_alive_timeout=settings.http.keep_alive_timeout,
     )
 
 
