@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
-from bench.records import ROOT, _admin, free_port, prepare, wait_accepting
+from bench.records import ROOT, admin_sql, free_port, prepare, wait_accepting
 
 LUA = """
 local n = 0
@@ -111,7 +111,7 @@ def main() -> None:
                         )
                     )
         finally:
-            asyncio.run(_admin(f"DROP DATABASE IF EXISTS `{name}`"))
+            asyncio.run(admin_sql(f"DROP DATABASE IF EXISTS `{name}`"))
     on = median(r["rps"] for r in results["on"])
     off = median(r["rps"] for r in results["off"])
     errors = sum(r["errors"] for rs in results.values() for r in rs)

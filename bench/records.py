@@ -91,7 +91,8 @@ def free_port() -> int:
         return port
 
 
-async def _admin(sql: str) -> None:
+async def admin_sql(sql: str) -> None:
+    """One statement on the MariaDB server with no database selected (create, drop)."""
     url = make_url(SERVER_URL)
     conn = await asyncmy.connect(
         host=url.host, port=url.port or 3306, user=url.username, password=url.password or ""
@@ -106,8 +107,8 @@ async def _admin(sql: str) -> None:
 async def prepare(rows: int, data_dir: Path) -> tuple[str, list[str]]:
     """Fresh database with ``rows`` items; returns its URL and a sample of ids."""
     name = f"garrison_bench_{rows}"
-    await _admin(f"DROP DATABASE IF EXISTS `{name}`")
-    await _admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    await admin_sql(f"DROP DATABASE IF EXISTS `{name}`")
+    await admin_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     url = f"{SERVER_URL}/{name}?charset=utf8mb4"
     settings = load_settings(_env_file=None, data_dir=data_dir, database_url=url)
     await migrate.upgrade(settings.db_url, settings.db)
@@ -251,7 +252,7 @@ def measure(rows: int, duration: int, workers: int, work: Path) -> dict[str, Any
     finally:
         server.terminate()
         server.wait(30)
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS `garrison_bench_{rows}`"))
+        asyncio.run(admin_sql(f"DROP DATABASE IF EXISTS `garrison_bench_{rows}`"))
 
 
 def report(by_size: dict[int, dict[str, Any]]) -> str:

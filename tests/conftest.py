@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import Connection, inspect, text
 
 from garrison.app import create_app
-from garrison.db import migrate
+from garrison.db import Database, migrate
 from garrison.log import configure_logging
 from garrison.settings import Settings, load_settings
 from tests import services
@@ -112,3 +113,23 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     url = services.create_mysql_database()
     yield url
     services.drop_mysql_database(url)
+
+
+@pytest.fixture
+async def records_db(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated database on each backend; the collections a test makes are dropped after."""
+    settings = make_settings(tmp_path, database_url=database_url)
+    await migrated(settings)
+    database = Database(settings.db_url, settings.db)
+    yield database
+
+    def cleanup(conn: Connection) -> None:
+        for name in inspect(conn).get_table_names():
+            if name.startswith("c_"):
+                conn.execute(text(f"DROP TABLE {name}"))
+        conn.execute(text("DELETE FROM garrison_collections"))
+        conn.execute(text("DELETE FROM garrison_schema_changes"))
+
+    async with database.transaction() as session:
+        await (await session.connection()).run_sync(cleanup)
+    await database.dispose()

@@ -4,12 +4,11 @@ width, and driver errors surfacing as SQLAlchemy errors the callers already hand
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Select, inspect, literal_column, select, text
+from sqlalchemy import Select, literal_column, select, text
 from sqlalchemy.exc import DBAPIError
 
 from garrison.db import Database
@@ -21,7 +20,7 @@ from garrison.records import query, service
 from garrison.records.cache import CollectionCache
 from garrison.records.collections import Collection
 from garrison.records.query import Caller
-from tests.conftest import make_settings, migrated
+from tests.conftest import make_settings
 
 ADMIN = Caller(actor=Actor("user", "admin-1"), id="admin-1", role="admin", admin=True)
 ALICE = Caller(actor=Actor("user", "alice"), id="alice", role="user")
@@ -43,22 +42,8 @@ THINGS: dict[str, Any] = {
 
 
 @pytest.fixture
-async def db(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
-    settings = make_settings(tmp_path, database_url=database_url)
-    await migrated(settings)
-    database = Database(settings.db_url, settings.db)
-    yield database
-
-    def cleanup(conn: Connection) -> None:
-        for name in inspect(conn).get_table_names():
-            if name.startswith("c_"):
-                conn.execute(text(f"DROP TABLE {name}"))
-        conn.execute(text("DELETE FROM garrison_collections"))
-        conn.execute(text("DELETE FROM garrison_schema_changes"))
-
-    async with database.transaction() as session:
-        await (await session.connection()).run_sync(cleanup)
-    await database.dispose()
+def db(records_db: Database) -> Database:
+    return records_db
 
 
 @pytest.fixture

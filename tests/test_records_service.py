@@ -3,12 +3,9 @@ optimistic concurrency and keyset pagination."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, inspect, text
 
 from garrison.db import Database
 from garrison.errors import Conflict, ValidationFailed
@@ -27,7 +24,6 @@ from garrison.records.errors import (
 )
 from garrison.records.query import Caller
 from garrison.records.spec import FieldSpec
-from tests.conftest import make_settings, migrated
 
 ADMIN = Caller(actor=Actor("user", "admin-1"), id="admin-1", role="admin", admin=True)
 ALICE = Caller(actor=Actor("user", "alice"), id="alice", role="user")
@@ -60,22 +56,8 @@ POSTS: dict[str, Any] = {
 
 
 @pytest.fixture
-async def db(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
-    settings = make_settings(tmp_path, database_url=database_url)
-    await migrated(settings)
-    database = Database(settings.db_url, settings.db)
-    yield database
-
-    def cleanup(conn: Connection) -> None:
-        for name in inspect(conn).get_table_names():
-            if name.startswith("c_"):
-                conn.execute(text(f"DROP TABLE {name}"))
-        conn.execute(text("DELETE FROM garrison_collections"))
-        conn.execute(text("DELETE FROM garrison_schema_changes"))
-
-    async with database.transaction() as session:
-        await (await session.connection()).run_sync(cleanup)
-    await database.dispose()
+def db(records_db: Database) -> Database:
+    return records_db
 
 
 @pytest.fixture

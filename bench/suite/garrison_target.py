@@ -25,6 +25,7 @@ import asyncmy
 import httpx
 from sqlalchemy.engine import make_url
 
+from bench.records import SERVER_URL, admin_sql
 from bench.suite import procs
 from garrison.auth import service
 from garrison.auth.runtime import AuthRuntime
@@ -36,7 +37,6 @@ from garrison.records.ids import uuid7
 from garrison.settings import AUTH_SENSITIVE_PATHS, load_settings
 from garrison.store.factory import open_store
 
-SERVER_URL = os.environ.get("GARRISON_BENCH_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306")
 REDIS_URL = os.environ.get("GARRISON_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PASSWORD = "bench horse battery staple"
 SIGNED_IN = "@auth.id != null"
@@ -69,25 +69,13 @@ def seed_rows(rows: int) -> list[tuple[str, int, bool]]:
     return [(f"item {i}", i % scores, i % 2 == 0) for i in range(rows)]
 
 
-async def _admin(sql: str) -> None:
-    url = make_url(SERVER_URL)
-    conn = await asyncmy.connect(
-        host=url.host, port=url.port or 3306, user=url.username, password=url.password or ""
-    )
-    try:
-        async with conn.cursor() as cursor:
-            await cursor.execute(sql)
-    finally:
-        conn.close()
-
-
 def database_name(stamp: str) -> str:
     return f"garrison_suite_{stamp.lower()}"
 
 
 async def prepare(name: str, rows: int, users: int, data_dir: Path) -> Seeded:
-    await _admin(f"DROP DATABASE IF EXISTS `{name}`")
-    await _admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    await admin_sql(f"DROP DATABASE IF EXISTS `{name}`")
+    await admin_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     url = f"{SERVER_URL}/{name}?charset=utf8mb4"
     settings = load_settings(
         _env_file=None, data_dir=data_dir, database_url=url, log={"level": "warning"}
@@ -150,7 +138,7 @@ async def _insert(url: str, data: list[tuple[str, int, bool]]) -> list[str]:
 
 
 def drop(name: str) -> None:
-    asyncio.run(_admin(f"DROP DATABASE IF EXISTS `{name}`"))
+    asyncio.run(admin_sql(f"DROP DATABASE IF EXISTS `{name}`"))
 
 
 def environment(seeded: Seeded, data_dir: Path, stamp: str, workers: int) -> dict[str, str]:
