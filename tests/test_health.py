@@ -149,3 +149,68 @@ async def test_report_cached_between_probes(settings: Settings) -> None:
         running.app.state.health.settings.cache_seconds = 0
         third = await running.app.state.health.report()
         assert third is not first
+
+
+async def test_a_stale_outbox_backlog_and_parked_messages_warn(
+    tmp_path: Path, database_url: str
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import func, select, update
+
+    from garrison.audit.models import AuditEntry
+    from garrison.db import Database
+    from garrison.db.types import utcnow
+    from garrison.outbox import service as outbox
+    from garrison.outbox.models import PARKED, OutboxMessage
+
+    settings = make_settings(
+        tmp_path,
+        database_url=database_url,
+        worker={"in_process": False},  # nothing drains the backlog meanwhile
+        health={"backlog_warn_seconds": 300},
+    )
+    await migrated(settings)
+    healthy = (await _get(settings, "/api/health")).json()
+    assert healthy["checks"]["outbox:backlog"][0]["status"] == "pass"
+
+    db = Database(settings.db_url, settings.db)
+    try:
+        async with db.transaction() as session:
+            await outbox.enqueue(
+                session,
+                messages=[
+                    outbox.NewMessage(
+                        event_id=f"e-{n}",
+                        topic="test.stale",
+                        target_type="thing",
+                        target_id=str(n),
+                        payload={"n": n},
+                    )
+                    for n in range(3)
+                ],
+            )
+            await session.execute(
+                update(OutboxMessage).values(created_at=utcnow() - timedelta(minutes=10))
+            )
+            await session.execute(
+                update(OutboxMessage).where(OutboxMessage.event_id == "e-2").values(status=PARKED)
+            )
+        async with db.read_session() as session:
+            # Audit entries the app's start wrote; no worker has sealed them either.
+            unsealed = await session.scalar(
+                select(func.count()).select_from(AuditEntry).where(AuditEntry.seq.is_(None))
+            )
+    finally:
+        await db.dispose()
+
+    response = await _get(settings, "/api/health")
+    body = response.json()
+    assert response.status_code == 200  # a late worker does not take the API down
+    assert body["status"] == "warn"
+    backlog = body["checks"]["outbox:backlog"][0]
+    assert backlog["status"] == "warn"
+    assert backlog["observedValue"] == 2 + (unsealed or 0)
+    assert "waited" in backlog["output"]
+    parked = body["checks"]["outbox:parked"][0]
+    assert (parked["status"], parked["observedValue"]) == ("warn", 1)

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from garrison import __version__
 from garrison.db.engine import Database
 from garrison.db.migrate import current_revisions
+from garrison.outbox.models import PARKED, PENDING
 from garrison.settings import HealthSettings
 from garrison.store.base import KeyValueStore
 
@@ -119,6 +120,8 @@ class HealthService:
         checks: list[tuple[str, str, Callable[[], Awaitable[list[CheckResult]]], Status]] = [
             ("database", "datastore", self._database, "fail"),
             ("disk", "system", self._disk, "fail"),
+            # A backlog delays webhooks and e-mail but not the API: warn, never fail.
+            ("outbox", "component", self._backlog, "warn"),
         ]
         if self.store is not None:
             # The API keeps serving without its store (rate limits fail open): warn, not fail.
@@ -168,6 +171,56 @@ class HealthService:
         elapsed = round((time.perf_counter() - started) * 1000, 2)
         return [CheckResult("cache:responseTime", "datastore", "pass", elapsed, "ms")]
 
+    async def _backlog(self) -> list[CheckResult]:
+        """The worker's backlog: audit entries not yet sealed, outbox messages not yet
+        delivered (and how long the oldest has waited), and parked (poison) messages."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        async with self.db.read_engine.connect() as conn:
+            unsealed, oldest_entry = (
+                await conn.execute(
+                    text("SELECT COUNT(*), MIN(occurred_at) FROM audit_entries WHERE seq IS NULL")
+                )
+            ).one()
+            pending, oldest_message = (
+                await conn.execute(
+                    text(
+                        "SELECT COUNT(*), MIN(created_at) FROM outbox_messages"
+                        " WHERE status = :status"
+                    ),
+                    {"status": PENDING},
+                )
+            ).one()
+            parked = (
+                await conn.execute(
+                    text("SELECT COUNT(*) FROM outbox_messages WHERE status = :status"),
+                    {"status": PARKED},
+                )
+            ).scalar_one()
+        waited = max(_age(now, oldest_entry), _age(now, oldest_message))
+        late = waited > self.settings.backlog_warn_seconds
+        return [
+            CheckResult(
+                "outbox:backlog",
+                "component",
+                "warn" if late else "pass",
+                int(unsealed) + int(pending),
+                "events",
+                output=f"the oldest event has waited {int(waited)} s for the worker"
+                if late
+                else None,
+            ),
+            CheckResult(
+                "outbox:parked",
+                "component",
+                "warn" if parked else "pass",
+                int(parked),
+                "messages",
+                output="parked messages need an operator: GET /api/v1/outbox/parked"
+                if parked
+                else None,
+            ),
+        ]
+
     async def _disk(self) -> list[CheckResult]:
         free_mb = shutil.disk_usage(self.data_dir).free // (1024 * 1024)
         status: Status = "pass"
@@ -176,6 +229,16 @@ class HealthService:
         elif free_mb < self.settings.disk_warn_mb:
             status = "warn"
         return [CheckResult("disk:free", "system", status, free_mb, "MiB")]
+
+
+def _age(now: datetime, stored: Any) -> float:
+    """Seconds since a stored (naive UTC, or on SQLite text) time; 0 when there is none."""
+    if stored is None:
+        return 0.0
+    moment = datetime.fromisoformat(stored) if isinstance(stored, str) else stored
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return max(0.0, (now - moment).total_seconds())
 
 
 def _brief(exc: BaseException) -> str:
