@@ -16,6 +16,13 @@ MEDIA = "application/health+json"
 
 
 @pytest.fixture
+def settings(tmp_path: Path, fresh_database_url: str) -> Settings:
+    """A database of its own: the report covers the whole database, so the audit entries
+    and outbox messages other tests leave in a shared one would show in its backlog."""
+    return make_settings(tmp_path, database_url=fresh_database_url)
+
+
+@pytest.fixture
 async def silent_port() -> AsyncIterator[int]:
     """A real TCP server that accepts connections and never answers: a hung dependency."""
     held: list[asyncio.StreamWriter] = []
@@ -152,7 +159,7 @@ async def test_report_cached_between_probes(settings: Settings) -> None:
 
 
 async def test_a_stale_outbox_backlog_and_parked_messages_warn(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, fresh_database_url: str
 ) -> None:
     from datetime import timedelta
 
@@ -166,7 +173,7 @@ async def test_a_stale_outbox_backlog_and_parked_messages_warn(
 
     settings = make_settings(
         tmp_path,
-        database_url=database_url,
+        database_url=fresh_database_url,  # a database of its own: exact counts
         worker={"in_process": False},  # nothing drains the backlog meanwhile
         health={"backlog_warn_seconds": 300},
     )
