@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Insert, Select
+from sqlalchemy.sql.compiler import SQLCompiler
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -50,23 +51,42 @@ SHAPES_SIZE = 4096  # request shapes, each a compiled statement and its values
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """A statement compiled for the dialect, with what it takes to bind and read it."""
+class Bound:
+    """A statement's SQL for the dialect and how to turn values into its parameters."""
 
     sql: str
     names: tuple[str, ...]  # the bound parameters, in positional order
-    defaults: dict[str, Any]  # values fixed at compile time
     binders: tuple[Processor, ...]
-    columns: tuple[str, ...]
-    readers: tuple[tuple[str, Callable[[Any], Any]], ...]  # only columns that convert
-    slots: tuple[str | None, ...]  # the parameter each cache-key value fills
 
-    def bind(self, values: dict[str, Any]) -> tuple[Any, ...]:
+    @staticmethod
+    def parts(
+        compiled: SQLCompiler, dialect: Dialect
+    ) -> tuple[tuple[str, ...], tuple[Processor, ...]]:
+        """``names`` and ``binders`` of a compiled statement."""
+        names = tuple(compiled.positiontup or ())
+        binds = compiled.binds
+        binders = tuple(
+            binds[name].type._cached_bind_processor(dialect) if name in binds else None
+            for name in names
+        )
+        return names, binders
+
+    def bind(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         out = []
         for name, binder in zip(self.names, self.binders, strict=True):
             value = values[name]
             out.append(value if binder is None or value is None else binder(value))
         return tuple(out)
+
+
+@dataclass(frozen=True)
+class Prepared(Bound):
+    """A SELECT compiled for the dialect, with what it takes to bind and read it."""
+
+    defaults: dict[str, Any]  # values fixed at compile time
+    columns: tuple[str, ...]
+    readers: tuple[tuple[str, Callable[[Any], Any]], ...]  # only columns that convert
+    slots: tuple[str | None, ...]  # the parameter each cache-key value fills
 
     def rows(self, raw: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         columns = self.columns
@@ -85,12 +105,7 @@ def _prepare(
     compiled = statement.compile(
         dialect=dialect, compile_kwargs={"render_postcompile": True} if expand else {}
     )
-    names = tuple(compiled.positiontup or ())
-    binds = compiled.binds
-    binders = tuple(
-        binds[name].type._cached_bind_processor(dialect) if name in binds else None
-        for name in names
-    )
+    names, binders = Bound.parts(compiled, dialect)
     columns = tuple(str(c.key) for c in statement.selected_columns)
     readers = tuple(
         (name, reader)
@@ -277,14 +292,7 @@ async def rows_of(
     return [{str(k): v for k, v in row.items()} for row in result.mappings()]
 
 
-@dataclass(frozen=True)
-class _Write:
-    sql: str
-    names: tuple[str, ...]
-    binders: tuple[Processor, ...]
-
-
-_writes: dict[tuple[int, str, tuple[str, ...]], _Write] = {}
+_writes: dict[tuple[int, str, tuple[str, ...]], Bound] = {}
 
 
 async def execute_in(session: AsyncSession, statement: Insert, values: Mapping[str, Any]) -> None:
@@ -299,18 +307,9 @@ async def execute_in(session: AsyncSession, statement: Insert, values: Mapping[s
     write = _writes.get(key)
     if write is None:
         compiled = statement.compile(dialect=dialect, column_keys=list(values))
-        names = tuple(compiled.positiontup or ())
-        binds = compiled.binds
-        write = _Write(
-            sql=compiled.string,
-            names=names,
-            binders=tuple(binds[name].type._cached_bind_processor(dialect) for name in names),
-        )
+        write = Bound(compiled.string, *Bound.parts(compiled, dialect))
         _writes[key] = write
-    params = tuple(
-        value if binder is None or value is None else binder(value)
-        for binder, value in zip(write.binders, (values[n] for n in write.names), strict=True)
-    )
+    params = write.bind(values)
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     if dialect.name == "sqlite":

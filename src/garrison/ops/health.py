@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from garrison import __version__
+from garrison.audit.models import AuditEntry
 from garrison.db.engine import Database
 from garrison.db.migrate import current_revisions
-from garrison.outbox.models import PARKED, PENDING
+from garrison.outbox.models import PARKED, PENDING, OutboxMessage
 from garrison.settings import HealthSettings
 from garrison.store.base import KeyValueStore
 
@@ -174,28 +175,18 @@ class HealthService:
     async def _backlog(self) -> list[CheckResult]:
         """The worker's backlog: audit entries not yet sealed, outbox messages not yet
         delivered (and how long the oldest has waited), and parked (poison) messages."""
-        now = datetime.now(UTC).replace(tzinfo=None)
+        now = datetime.now(UTC)
+        entries = select(func.count(), func.min(AuditEntry.occurred_at)).where(
+            AuditEntry.seq.is_(None)
+        )
+        messages = select(
+            OutboxMessage.status, func.count(), func.min(OutboxMessage.created_at)
+        ).group_by(OutboxMessage.status)
         async with self.db.read_engine.connect() as conn:
-            unsealed, oldest_entry = (
-                await conn.execute(
-                    text("SELECT COUNT(*), MIN(occurred_at) FROM audit_entries WHERE seq IS NULL")
-                )
-            ).one()
-            pending, oldest_message = (
-                await conn.execute(
-                    text(
-                        "SELECT COUNT(*), MIN(created_at) FROM outbox_messages"
-                        " WHERE status = :status"
-                    ),
-                    {"status": PENDING},
-                )
-            ).one()
-            parked = (
-                await conn.execute(
-                    text("SELECT COUNT(*) FROM outbox_messages WHERE status = :status"),
-                    {"status": PARKED},
-                )
-            ).scalar_one()
+            unsealed, oldest_entry = (await conn.execute(entries)).one()
+            by_status = {row[0]: row[1:] for row in await conn.execute(messages)}
+        pending, oldest_message = by_status.get(PENDING, (0, None))
+        parked = by_status.get(PARKED, (0, None))[0]
         waited = max(_age(now, oldest_entry), _age(now, oldest_message))
         late = waited > self.settings.backlog_warn_seconds
         return [
@@ -231,14 +222,9 @@ class HealthService:
         return [CheckResult("disk:free", "system", status, free_mb, "MiB")]
 
 
-def _age(now: datetime, stored: Any) -> float:
-    """Seconds since a stored (naive UTC, or on SQLite text) time; 0 when there is none."""
-    if stored is None:
-        return 0.0
-    moment = datetime.fromisoformat(stored) if isinstance(stored, str) else stored
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return max(0.0, (now - moment).total_seconds())
+def _age(now: datetime, moment: datetime | None) -> float:
+    """Seconds since ``moment`` (aware UTC); 0 when there is none."""
+    return 0.0 if moment is None else max(0.0, (now - moment).total_seconds())
 
 
 def _brief(exc: BaseException) -> str:

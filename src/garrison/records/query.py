@@ -107,9 +107,7 @@ def rule_clause(
     if caller.admin:
         return None
     rule: str | None = getattr(collection.spec.rules, action)
-    if rule is None:  # pragma: no cover - check_action raised
-        raise AssertionError
-    if rule == "":
+    if not rule:  # "": open to everyone (None, closed, was refused above)
         return None
     return compile_expression(parsed(rule), resolve=resolver(collection), auth=caller.auth)
 
