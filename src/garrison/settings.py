@@ -357,6 +357,11 @@ class Settings(BaseSettings):
         default=256, ge=1, le=10_000, description="per process; callers wait when all are busy"
     )
     secret_key: SecretStr | None = None
+    previous_secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="older master keys, still read (JSON list); `garrison secrets rotate` "
+        "re-encrypts what they sealed under the current key",
+    )
 
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -411,6 +416,7 @@ class Settings(BaseSettings):
         """The effective configuration with every secret replaced; for ``config show``."""
         data = self.model_dump(mode="json")
         data["secret_key"] = "**********" if self.secret_key else None
+        data["previous_secret_keys"] = ["**********" for _ in self.previous_secret_keys]
         data["metrics"]["token"] = "**********" if self.metrics.token else None
         for key in ("database_url", "redis_url"):
             if data.get(key):
