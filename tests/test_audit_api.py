@@ -26,7 +26,7 @@ from garrison.events import Actor, Event
 from garrison.settings import Settings
 from tests.authkit import auth_app, bearer
 from tests.conftest import make_settings, migrated
-from tests.test_gateway import assert_problem
+from tests.helpers import assert_problem
 
 router = APIRouter(prefix="/api/v1/_audited")
 

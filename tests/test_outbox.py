@@ -26,7 +26,7 @@ from garrison.outbox.worker import Worker
 from garrison.settings import ConfigError, Settings
 from tests.authkit import AuthApp, bearer
 from tests.conftest import make_settings, migrated, start
-from tests.test_gateway import assert_problem
+from tests.helpers import assert_problem
 
 
 @pytest.fixture

@@ -192,7 +192,7 @@ async def test_a_broken_lookup_falls_back_to_the_default(tmp_path: Path) -> None
 
 
 def test_cli_sets_lists_and_deletes_quotas(tmp_path: Path) -> None:
-    from tests.test_cli import garrison
+    from tests.helpers import garrison
 
     env = {"GARRISON_DATA_DIR": str(tmp_path / "var")}
     assert garrison("migrate", "up", env=env).returncode == 0
