@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from garrison.app import create_app
+from garrison.errors import QUOTA_EXCEEDED_TYPE
+from garrison.gateway.rate_limit import RateLimitStats
 from garrison.log import configure_logging
-from garrison.quotas.errors import QUOTA_EXCEEDED_TYPE
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from garrison.types import Scope
 from tests.conftest import make_settings, migrated, start
@@ -213,7 +215,7 @@ async def test_store_outage_follows_the_failure_modes(
             health = await client.get("/api/health")
             assert health.status_code == 200
             assert health.json()["status"] == "warn"
-            stats = client._transport.app.state.rate_limit_stats  # type: ignore[attr-defined]
+            stats = runtime_of(client._transport.app).get(RateLimitStats)  # type: ignore[attr-defined]
             assert stats.failed_open + stats.failed_closed == 6
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     warnings = [line for line in lines if line["event"] == "ratelimit.store_unavailable"]

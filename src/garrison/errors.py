@@ -113,6 +113,20 @@ class TooManyRequests(GarrisonError):
     status, slug, title = 429, "too-many-requests", "Too Many Requests"
 
 
+# The problem type draft-ietf-httpapi-ratelimit-headers registers for a refused request.
+QUOTA_EXCEEDED_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+
+class QuotaExceeded(TooManyRequests):
+    """429 with ``violated-policies`` (the names of the exceeded policies)."""
+
+    slug, title = "quota-exceeded", "Quota Exceeded"
+
+    @property
+    def type_uri(self) -> str:
+        return QUOTA_EXCEEDED_TYPE
+
+
 class ServiceUnavailable(GarrisonError):
     status, slug, title = 503, "service-unavailable", "Service Unavailable"
 

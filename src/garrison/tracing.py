@@ -10,7 +10,6 @@ are imported only when tracing is on.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +17,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from garrison import __version__
+from garrison.context import request_id, route_template, state
 from garrison.db.engine import Database
-from garrison.gateway.scope import request_id, route_template, state
 from garrison.metrics.database import operation
 from garrison.settings import TracingSettings
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,19 +48,6 @@ def create_provider(settings: TracingSettings) -> TracerProvider:
     exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint, timeout=5)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
-
-
-def trace_ids(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """structlog processor: the current span's ids, as the W3C hex strings."""
-    from opentelemetry import trace
-
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        event_dict["trace_id"] = format(context.trace_id, "032x")
-        event_dict["span_id"] = format(context.span_id, "016x")
-    return event_dict
 
 
 class _HeaderGetter:

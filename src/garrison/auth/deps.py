@@ -19,11 +19,12 @@ from garrison.auth.authenticate import authenticate
 from garrison.auth.errors import InsufficientScope, InvalidToken
 from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
-from garrison.gateway.scope import state
+from garrison.context import state
+from garrison.runtime import runtime_of
 
 
 def auth_of(request: Request) -> AuthRuntime:
-    runtime: AuthRuntime = request.app.state.auth
+    runtime = runtime_of(request).get(AuthRuntime)
     return runtime
 
 

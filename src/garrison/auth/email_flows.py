@@ -26,10 +26,10 @@ from garrison.auth.models import OneTimeToken, User
 from garrison.auth.opaque import ONE_TIME_PREFIX, digest, new_secret
 from garrison.auth.passwords import check_policy
 from garrison.auth.runtime import AuthRuntime
+from garrison.context import current_context
 from garrison.db.retry import transact
 from garrison.errors import BadRequest, ValidationFailed
 from garrison.events import Actor, Event, emit, emit_standalone
-from garrison.gateway.context import current_context
 from garrison.mail import MailError
 
 Purpose = Literal["verify", "reset", "invite"]

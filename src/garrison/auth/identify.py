@@ -14,8 +14,9 @@ from garrison.auth.authenticate import credential
 from garrison.auth.errors import InvalidToken
 from garrison.auth.opaque import digest
 from garrison.auth.runtime import AuthRuntime
-from garrison.gateway.scope import header, state
+from garrison.context import header, state
 from garrison.log import get_logger
+from garrison.runtime import find_runtime
 from garrison.types import Scope
 
 log = get_logger("garrison.auth.identify")
@@ -23,9 +24,8 @@ ROLES_KEY = "identified_roles"
 
 
 def _runtime(scope: Scope) -> AuthRuntime | None:
-    app = scope.get("app")
-    runtime = getattr(getattr(app, "state", None), "auth", None)
-    return runtime if isinstance(runtime, AuthRuntime) else None
+    runtime = find_runtime(scope)
+    return None if runtime is None else runtime.find(AuthRuntime)
 
 
 async def principal_key(scope: Scope) -> str | None:

@@ -1,6 +1,7 @@
 """The auth domain's long-lived parts for one process: hasher, key ring, lockout, caches.
 
-Created once in the app's lifespan (``app.state.auth``) and by CLI commands that need it.
+Created once in the app's lifespan (a component of ``garrison.runtime.Runtime``) and by
+CLI commands that need it.
 """
 
 from __future__ import annotations

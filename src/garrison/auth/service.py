@@ -20,10 +20,10 @@ from garrison.auth.errors import InvalidCredentials, OAuthError
 from garrison.auth.passwords import check_policy
 from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
+from garrison.context import current_context
 from garrison.db.retry import transact
 from garrison.errors import Forbidden, ValidationFailed
 from garrison.events import Actor, Event, emit, emit_standalone
-from garrison.gateway.context import current_context
 
 DEFAULT_ROLE = "user"
 

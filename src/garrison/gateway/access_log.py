@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from garrison.gateway.scope import route_template, state
+from garrison.context import route_template, state
 from garrison.log import get_logger
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 

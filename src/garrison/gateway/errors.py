@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from garrison.context import request_id
 from garrison.db.retry import is_transient
 from garrison.errors import (
     GarrisonError,
@@ -28,7 +29,6 @@ from garrison.errors import (
     error_for_status,
     problem_response,
 )
-from garrison.gateway.scope import request_id
 from garrison.log import get_logger
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 

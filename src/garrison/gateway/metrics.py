@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from garrison.gateway.scope import route_template
+from garrison.context import route_template
 from garrison.metrics.registry import HTTP_IN_FLIGHT, observe_request
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 

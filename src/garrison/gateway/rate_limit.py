@@ -20,22 +20,21 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from garrison.errors import GarrisonError, ServiceUnavailable, problem_response
-from garrison.gateway.scope import request_id, state
+from garrison.context import request_id, state
+from garrison.errors import GarrisonError, QuotaExceeded, ServiceUnavailable, problem_response
 from garrison.log import get_logger
-from garrison.quotas.errors import QuotaExceeded
+from garrison.runtime import find_runtime
 from garrison.settings import RateLimitSettings
-from garrison.store.ratelimit import Decision, Rate, RateLimiter
+from garrison.store.ratelimit import Decision, Rate
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 
 log = get_logger("garrison.ratelimit")
 
 Identify = Callable[[Scope], Awaitable[str | None]]
 Roles = Callable[[Scope], Awaitable[Sequence[str]]]
-# (principal, roles) -> the admin quota replacing the default policy, or None
-QuotaLookup = Callable[[str, Sequence[str]], Awaitable[Rate | None]]
+# (scope, principal, roles) -> the admin quota replacing the default policy, or None
+QuotaLookup = Callable[[Scope, str, Sequence[str]], Awaitable[Rate | None]]
 _WARN_EVERY = 5.0  # seconds between two "store unavailable" log lines
 
 
@@ -68,11 +67,6 @@ def _rate(requests_per_minute: int | None, burst: int | None) -> Rate | None:
     return None if requests_per_minute is None else Rate.per_minute(requests_per_minute, burst)
 
 
-def _app_state(scope: Scope, name: str) -> Any:
-    """What the app's lifespan created (the limiter, the quota lookup), if it has run."""
-    return getattr(getattr(scope.get("app"), "state", None), name, None)
-
-
 def _matches(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
@@ -96,11 +90,13 @@ class RateLimitMiddleware:
         settings: RateLimitSettings,
         identify: Identify | None = None,
         roles: Roles | None = None,
+        quota: QuotaLookup | None = None,
         stats: RateLimitStats | None = None,
     ) -> None:
         self.app = app
         self.identify = identify
         self.roles = roles
+        self.quota = quota
         self.stats = stats or RateLimitStats()
         self.exempt = tuple(settings.exempt_paths)
         self.fail_open = settings.fail_open
@@ -131,10 +127,9 @@ class RateLimitMiddleware:
         route = self._route_policy(scope["path"])
         if route is not None:
             return route
-        lookup: QuotaLookup | None = _app_state(scope, "quota_lookup")
-        if lookup is not None:
+        if self.quota is not None:
             roles = await self.roles(scope) if self.roles else ()
-            rate = await lookup(principal, roles)
+            rate = await self.quota(scope, principal, roles)
             if rate is not None:
                 return Policy("quota", rate)
         return self.default
@@ -149,11 +144,11 @@ class RateLimitMiddleware:
         if rate is None:
             await self.app(scope, receive, send)
             return
-        limiter: RateLimiter | None = _app_state(scope, "rate_limiter")
+        runtime = find_runtime(scope)
         try:
-            if limiter is None:
+            if runtime is None:
                 raise RuntimeError("no rate limiter (lifespan not started)")
-            decision = await limiter.hit(f"{policy.name}:{principal}", rate)
+            decision = await runtime.rate_limiter.hit(f"{policy.name}:{principal}", rate)
         except Exception as exc:  # any failure of the store: the configured mode, never a 500
             await self._unavailable(scope, receive, send, policy, exc)
             return

@@ -11,13 +11,13 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from garrison import events
-from garrison.audit.chain import canonical_time
 from garrison.auth.deps import require
 from garrison.auth.principal import Principal
 from garrison.deps import ReadSession, WriteSession
 from garrison.errors import NotFound
 from garrison.events import Event
 from garrison.outbox import service
+from garrison.types import canonical_time
 
 router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"])
 

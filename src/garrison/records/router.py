@@ -20,6 +20,7 @@ from garrison.records.errors import RecordNotFound
 from garrison.records.query import Caller
 from garrison.records.schemas import RecordPage
 from garrison.records.validation import Mode, encode
+from garrison.runtime import runtime_of
 
 router = APIRouter(prefix="/api/v1/collections/{name}/records", tags=["records"])
 T = TypeVar("T")
@@ -55,7 +56,7 @@ async def with_collection(
     """Run ``work`` with the collection. A table that changed under a cached definition
     (another worker changed the schema), or a connection that died, gets the work retried
     once from the start; ``work`` opens its own transaction when it writes."""
-    cache: CollectionCache = request.app.state.collections
+    cache = runtime_of(request).get(CollectionCache)
     reader = database_of(request).fast_read
     for attempt in (1, 2):
         try:
