@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from garrison.types import Scope, State
+from garrison.types import Message, Scope, Send, State
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,22 @@ def header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+class StatusCapture:
+    """Wraps ``send`` to remember the response status (500 until a response starts), for
+    the layers that report on a request after it ran (access log, metrics, tracing)."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
 
 
 def route_template(scope: Scope) -> str | None:
