@@ -27,7 +27,7 @@ from garrison.outbox.delivery import Delivery, new_worker_id
 from garrison.outbox.registry import Registry, registry
 from garrison.settings import Settings
 
-__all__ = ["Job", "Worker", "new_worker_id"]
+__all__ = ["Job", "Worker", "new_worker_id", "standard_jobs"]
 
 log = get_logger("garrison.worker")
 
@@ -42,6 +42,17 @@ class Job:
     every: float | None = None
 
 
+def standard_jobs(db: Database, settings: Settings) -> list[Job]:
+    """The jobs every worker runs besides sealing and delivery: one line per domain job."""
+
+    async def audit_purge() -> object:
+        return await retention.purge(db, settings=settings)
+
+    return [
+        Job("audit.purge", audit_purge, every=settings.audit.purge_interval_seconds),
+    ]
+
+
 class Worker:
     def __init__(
         self,
@@ -50,17 +61,14 @@ class Worker:
         *,
         handlers: Registry = registry,
         worker_id: str | None = None,
-        jobs: Sequence[Job] = (),
+        jobs: Sequence[Job] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.config = settings.worker
         self.delivery = Delivery(db, settings.worker, handlers=handlers, worker_id=worker_id)
         self.id = self.delivery.id
-        self.jobs: list[Job] = [
-            Job("audit.purge", self._purge, every=settings.audit.purge_interval_seconds),
-            *jobs,
-        ]
+        self.jobs = list(standard_jobs(db, settings) if jobs is None else jobs)
         self._due = dict.fromkeys((job.name for job in self.jobs if job.every), time.monotonic())
 
     @property
@@ -69,9 +77,6 @@ class Worker:
 
     async def seal(self) -> int:
         return await seal_pending(self.db, batch_size=self.settings.audit.seal_batch_size)
-
-    async def _purge(self) -> object:
-        return await retention.purge(self.db, settings=self.settings)
 
     async def run_once(self) -> int:
         """One pass of the per-pass jobs: seal new audit entries (which writes their
