@@ -26,6 +26,10 @@ class FrozenClock:
 # the clock: Redis reads its own clock, so the time the test itself takes (long on a busy
 # machine) must be small against one request's cost for the outcome to be fixed.
 SLOW = 3600.0
+# The limiter's production timeout (0.5 s) is for failing fast in an outage; these tests
+# send hundreds of commands at once and are about counting, so on a busy machine a queued
+# command must not time out.
+BUSY_MACHINE_TIMEOUT = 30.0
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -35,7 +39,7 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
         return
     url: str = request.getfixturevalue("redis_url")
     prefix = f"test:{uuid.uuid4().hex}:"
-    redis_limiter = RedisRateLimiter.from_url(url, prefix=prefix)
+    redis_limiter = RedisRateLimiter.from_url(url, prefix=prefix, timeout=BUSY_MACHINE_TIMEOUT)
     try:
         yield redis_limiter
     finally:
@@ -128,8 +132,8 @@ async def test_exact_under_concurrency(limiter: RateLimiter) -> None:
 async def test_redis_limiters_share_one_bucket(redis_url: str) -> None:
     """Two limiters with their own connections (as two processes would have) count together."""
     prefix = f"test:{uuid.uuid4().hex}:"
-    first = RedisRateLimiter.from_url(redis_url, prefix=prefix)
-    second = RedisRateLimiter.from_url(redis_url, prefix=prefix)
+    first = RedisRateLimiter.from_url(redis_url, prefix=prefix, timeout=BUSY_MACHINE_TIMEOUT)
+    second = RedisRateLimiter.from_url(redis_url, prefix=prefix, timeout=BUSY_MACHINE_TIMEOUT)
     rate = Rate.per_minute(1, burst=40)
     try:
         decisions = await asyncio.gather(
