@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer
+from sqlalchemy import BigInteger, DateTime, Integer, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -41,3 +41,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Text that holds up to 16 MiB on MySQL/MariaDB (its TEXT stops at 64 KiB, less than one
+# record's audit entry can need); plain TEXT (unbounded) elsewhere.
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")

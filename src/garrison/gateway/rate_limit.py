@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from garrison.errors import GarrisonError, ServiceUnavailable, problem_response
+from garrison.gateway.credentials import DuplicateCredential, credential_headers
 from garrison.gateway.scope import request_id, state
 from garrison.log import get_logger
 from garrison.quotas.errors import QuotaExceeded
@@ -142,6 +143,11 @@ class RateLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or any(_matches(scope["path"], p) for p in self.exempt):
             await self.app(scope, receive, send)
+            return
+        try:
+            credential_headers(scope)  # one parse for this layer and authentication
+        except DuplicateCredential as exc:
+            await self._respond(scope, receive, send, exc, [])
             return
         principal = await self._principal(scope)
         policy = await self._policy(scope, principal)
