@@ -32,6 +32,7 @@ from garrison.gateway.body_limit import BodyLimitMiddleware
 from garrison.gateway.client_ip import ClientIpMiddleware
 from garrison.gateway.content_type import ContentTypeMiddleware
 from garrison.gateway.errors import ErrorsMiddleware, install_exception_handlers
+from garrison.gateway.json_body import StrictJsonMiddleware
 from garrison.gateway.metrics import MetricsMiddleware
 from garrison.gateway.rate_limit import Identify, RateLimitMiddleware, RateLimitStats
 from garrison.gateway.request_id import RequestIdMiddleware
@@ -110,6 +111,7 @@ def _middleware(
         ),
         Middleware(BodyLimitMiddleware, max_bytes=http.max_body_bytes),
         Middleware(ContentTypeMiddleware, allowed=http.allowed_content_types),
+        Middleware(StrictJsonMiddleware),
     ]
 
 

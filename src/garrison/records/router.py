@@ -19,7 +19,7 @@ from garrison.records.deps import ReaderDep, WriterDep
 from garrison.records.errors import RecordNotFound
 from garrison.records.query import Caller
 from garrison.records.schemas import RecordPage
-from garrison.records.validation import Mode, encode
+from garrison.records.validation import Mode, check_body, encode
 
 router = APIRouter(prefix="/api/v1/collections/{name}/records", tags=["records"])
 T = TypeVar("T")
@@ -34,12 +34,15 @@ def etag(record: dict[str, Any]) -> str:
     return f'"{record["version"]}"'
 
 
+MAX_VERSION_DIGITS = 18  # versions are 32-bit counters; longer tags name no version
+
+
 def parse_if_match(value: str | None) -> int | None:
     """The version an If-Match names; None when absent or ``*``."""
     if value is None or value.strip() == "*":
         return None
     tag = value.split(",")[0].strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > MAX_VERSION_DIGITS:
         raise PreconditionFailed("If-Match does not name a version of this record")
     return int(tag)
 
@@ -105,6 +108,7 @@ async def create_record(
     caller: WriterDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
+    check_body(data)  # storable JSON before anything serialises it (fingerprint, audit)
     db = database_of(request)
     scope = f"{caller.actor.kind}:{caller.actor.id}:{name}"
     if idempotency_key is not None:
@@ -181,6 +185,7 @@ async def _update(
     if_match: str | None,
 ) -> Response:
     version = parse_if_match(if_match)
+    check_body(data)
     db = database_of(request)
 
     async def work(collection: Collection) -> dict[str, Any]:
