@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from garrison import __version__
+from garrison import __version__, openapi
 from garrison.audit.router import router as audit_router
 from garrison.auth.admin_router import router as admin_router
 from garrison.auth.apikeys_router import router as api_keys_router
@@ -187,6 +187,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     app.state.settings = settings
     app.state.rate_limit_stats = stats
     install_exception_handlers(app)
+    openapi.install(app)
     app.include_router(health_router)
     app.include_router(collections_router)
     app.include_router(records_router)

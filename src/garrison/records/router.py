@@ -24,6 +24,15 @@ from garrison.records.validation import Mode, check_body, encode
 router = APIRouter(prefix="/api/v1/collections/{name}/records", tags=["records"])
 T = TypeVar("T")
 Data = Annotated[dict[str, Any], Body(description="the record's fields")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=200,
+        pattern=r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*(,.*)?$',
+        description="the record's ETag (its version): the change applies only to that version",
+    ),
+]
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -211,7 +220,7 @@ async def patch_record(
     data: Data,
     request: Request,
     caller: WriterDep,
-    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     return await _update(name, record_id, data, "patch", request, caller, if_match)
 
@@ -223,7 +232,7 @@ async def replace_record(
     data: Data,
     request: Request,
     caller: WriterDep,
-    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     return await _update(name, record_id, data, "replace", request, caller, if_match)
 
@@ -234,7 +243,7 @@ async def delete_record(
     record_id: str,
     request: Request,
     caller: WriterDep,
-    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     version = parse_if_match(if_match)
     db = database_of(request)
