@@ -10,8 +10,9 @@ address as resolved by the client-IP layer through the trusted proxies.
 A limited response carries ``RateLimit-Policy`` and ``RateLimit``; a refusal is 429
 ``application/problem+json`` with the quota-exceeded problem type, ``violated-policies`` and
 ``Retry-After``. Health and metrics paths are never limited. When the limiter's store does not
-answer, the general API fails open (logged and counted) and sensitive routes fail closed with
-503; both are switches in the settings. Either way, never a 500 and never a hang.
+answer, the general API fails open (logged and counted) onto this process's own limiter with
+the same policies, and sensitive routes fail closed with 503 and ``Retry-After``; both are
+switches in the settings. Either way, never a 500 and never a hang.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from garrison.gateway.scope import request_id, state
 from garrison.log import get_logger
 from garrison.quotas.errors import QuotaExceeded
 from garrison.settings import RateLimitSettings
-from garrison.store.ratelimit import Decision, Rate, RateLimiter
+from garrison.store.ratelimit import Decision, MemoryRateLimiter, Rate, RateLimiter
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 
 log = get_logger("garrison.ratelimit")
@@ -115,6 +116,7 @@ class RateLimitMiddleware:
             for route in settings.routes
         ]
         self._last_warning = 0.0
+        self._fallback = MemoryRateLimiter()  # while the shared store does not answer
 
     def _route_policy(self, path: str) -> Policy | None:
         for prefixes, policy in self.routes:
@@ -156,13 +158,38 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limiter: RateLimiter | None = _app_state(scope, "rate_limiter")
+        key = f"{policy.name}:{principal}"
         try:
             if limiter is None:
                 raise RuntimeError("no rate limiter (lifespan not started)")
-            decision = await limiter.hit(f"{policy.name}:{principal}", rate)
+            decision = await limiter.hit(key, rate)
         except Exception as exc:  # any failure of the store: the configured mode, never a 500
-            await self._unavailable(scope, receive, send, policy, exc)
+            await self._unavailable(scope, receive, send, policy, key, exc)
             return
+        await self._decided(scope, receive, send, policy, rate, decision)
+
+    async def _limited(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        policy: Policy,
+        key: str,
+        limiter: RateLimiter,
+    ) -> None:
+        assert policy.rate is not None
+        decision = await limiter.hit(key, policy.rate)
+        await self._decided(scope, receive, send, policy, policy.rate, decision)
+
+    async def _decided(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        policy: Policy,
+        rate: Rate,
+        decision: Decision,
+    ) -> None:
         headers = policy_headers(policy, rate, decision)
         if not decision.allowed:
             self.stats.denied += 1
@@ -188,7 +215,13 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     async def _unavailable(
-        self, scope: Scope, receive: Receive, send: Send, policy: Policy, exc: Exception
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        policy: Policy,
+        key: str,
+        exc: Exception,
     ) -> None:
         fail_open = self.fail_open_sensitive if policy.sensitive else self.fail_open
         now = time.monotonic()
@@ -201,9 +234,11 @@ class RateLimitMiddleware:
                 error=type(exc).__name__,
             )
         if fail_open:
+            # "Open" is not unlimited: this process's own limiter takes over (the same
+            # policy, counted per process) until the store answers again.
             self.stats.failed_open += 1
             _count_ratelimit("fail_open", policy.name)
-            await self.app(scope, receive, send)
+            await self._limited(scope, receive, send, policy, key, self._fallback)
             return
         self.stats.failed_closed += 1
         _count_ratelimit("fail_closed", policy.name)
