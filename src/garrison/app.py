@@ -183,6 +183,9 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
         redoc_url=None,
         lifespan=lifespan,
         middleware=_middleware(settings, stats, identify, tracer),
+        # No trailing-slash redirects: the router would build an absolute http:// URL from
+        # the client's Host header (an open redirect, and a downgrade behind TLS).
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.rate_limit_stats = stats
