@@ -66,7 +66,7 @@ class MariaDbProcess:
             conn = await asyncmy.connect(
                 host="127.0.0.1", port=self.port, user="root", connect_timeout=2
             )
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             return False
         try:
             async with conn.cursor() as cursor:

@@ -89,9 +89,7 @@ async def _service_principal(session: AsyncSession, claims: tokens.AccessClaims)
     )
 
 
-async def _jwt(
-    runtime: AuthRuntime, token: str, verified: tokens.AccessClaims | None
-) -> Principal:
+async def _jwt(runtime: AuthRuntime, token: str, verified: tokens.AccessClaims | None) -> Principal:
     claims = verified or await tokens.verify(token, runtime.keyring, runtime.settings)
     # The deny list answers without the store when it is down (see auth.denylist).
     if await runtime.deny_list.is_denied(claims.jti):

@@ -75,9 +75,7 @@ class DenyList:
     async def refresh(self) -> int:
         """Read logouts committed since the last read into this process's copy."""
         now = utcnow()
-        query = select(DeniedToken.jti, DeniedToken.expires_at).where(
-            DeniedToken.expires_at > now
-        )
+        query = select(DeniedToken.jti, DeniedToken.expires_at).where(DeniedToken.expires_at > now)
         if self._since is not None:
             query = query.where(DeniedToken.created_at >= self._since - _OVERLAP)
         async with self.db.read_session() as session:

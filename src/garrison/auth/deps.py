@@ -42,9 +42,7 @@ async def optional_principal(request: Request) -> Principal | None:
         cached: Principal | None = values["principal"]
         return cached
     headers = credential_headers(request.scope)  # 400 when a credential header repeats
-    principal = await authenticate(
-        auth_of(request), headers, verified=values.get(CLAIMS_KEY)
-    )
+    principal = await authenticate(auth_of(request), headers, verified=values.get(CLAIMS_KEY))
     values["principal"] = principal
     if principal is not None:
         values["user_id"] = principal.user_id or principal.id

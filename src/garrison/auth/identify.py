@@ -15,8 +15,8 @@ from garrison.auth import apikeys, tokens
 from garrison.auth.authenticate import credential
 from garrison.auth.errors import InvalidToken
 from garrison.auth.opaque import digest
-from garrison.auth.runtime import AuthRuntime
 from garrison.auth.principal import principal_key_of
+from garrison.auth.runtime import AuthRuntime
 from garrison.gateway.credentials import DuplicateCredential, credential_headers
 from garrison.gateway.scope import state
 from garrison.log import get_logger

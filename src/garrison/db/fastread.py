@@ -289,7 +289,9 @@ def _driver_error(
 
     if not isinstance(exc, asyncmy.errors.Error):  # a socket error: the connection is lost
         exc = asyncmy.errors.OperationalError(2013, f"lost connection: {type(exc).__name__}")
-    return DBAPIError.instance(sql, params, exc, asyncmy.errors.Error, dialect=dialect)
+    error = DBAPIError.instance(sql, params, exc, asyncmy.errors.Error, dialect=dialect)
+    assert isinstance(error, DBAPIError)  # an asyncmy error is always a DBAPI error
+    return error
 
 
 async def rows_of(

@@ -193,12 +193,12 @@ async def change_schema(
     except ValidationError as exc:
         raise _problems(exc) from None
     added = change.field if change.kind == "add_field" else None
-    if added is not None and added.required and added.default is None:
-        if await _has_rows(session, before):
-            raise ValidationFailed(
-                "a required field added to a collection that has records needs a default",
-                errors=[{"pointer": "#/field/default", "detail": "is required here"}],
-            )
+    needs_default = added is not None and added.required and added.default is None
+    if needs_default and await _has_rows(session, before):
+        raise ValidationFailed(
+            "a required field added to a collection that has records needs a default",
+            errors=[{"pointer": "#/field/default", "detail": "is required here"}],
+        )
     await _check_relations(session, after)
     conn = await session.connection()
     await conn.run_sync(ddl.apply_change, before, change)
@@ -256,7 +256,9 @@ async def delete_collection(
 async def _referencing(session: AsyncSession, name: str) -> list[str]:
     """The other collections with a relation field pointing at ``name``."""
     found: list[str] = []
-    for other, spec in (await session.execute(select(CollectionRow.name, CollectionRow.spec))).all():
+    for other, spec in (
+        await session.execute(select(CollectionRow.name, CollectionRow.spec))
+    ).all():
         fields = spec.get("fields", []) if isinstance(spec, dict) else []
         if other != name and any(
             f.get("type") == "relation" and f.get("collection") == name for f in fields

@@ -7,6 +7,8 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
@@ -20,7 +22,7 @@ _WIDENED = (("audit_entries", "changes"), ("audit_entries", "data"), ("outbox_me
 _NULLABLE = {"changes": True, "data": True, "payload": False}
 
 
-def _timestamp() -> sa.types.TypeEngine[object]:
+def _timestamp() -> sa.types.TypeEngine[Any]:
     return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
@@ -32,12 +34,8 @@ def upgrade() -> None:
         sa.Column("created_at", _timestamp(), nullable=False),
         sa.PrimaryKeyConstraint("jti", name=op.f("pk_auth_denied_tokens")),
     )
-    op.create_index(
-        op.f("ix_auth_denied_tokens_expires_at"), "auth_denied_tokens", ["expires_at"]
-    )
-    op.create_index(
-        op.f("ix_auth_denied_tokens_created_at"), "auth_denied_tokens", ["created_at"]
-    )
+    op.create_index(op.f("ix_auth_denied_tokens_expires_at"), "auth_denied_tokens", ["expires_at"])
+    op.create_index(op.f("ix_auth_denied_tokens_created_at"), "auth_denied_tokens", ["created_at"])
     op.create_table(
         "auth_lockouts",
         sa.Column("tag", sa.String(64), nullable=False),
