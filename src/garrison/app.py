@@ -142,7 +142,6 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
             expected_revisions=head_revisions(),
         )
         app.state.auth = AuthRuntime(settings, db, store)
-        await app.state.auth.start()
         sampler: asyncio.Task[None] | None = None
         if settings.metrics.enabled:
             instrument_database(db)
@@ -151,6 +150,9 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
             )
         if tracer is not None:
             trace_database(db, tracer)
+        # After the instrumentation: the auth runtime reads the database in the background
+        # (keys, the deny list), and every connection it checks out must be counted.
+        await app.state.auth.start()
         stop = asyncio.Event()
         worker = task = None
         if settings.worker.in_process:
