@@ -11,7 +11,6 @@ The checks that are not required are listed, with the reason, in ``NOT_REQUIRED`
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ from tests.hardening_server import Running, running_server, server_env
 
 pytestmark = pytest.mark.slow
 
-# Examples per operation and the wall-clock budget per backend (kept small: the suite's
-# budget for this file is about a minute on an idle two-core machine).
-MAX_EXAMPLES = int(os.environ.get("GARRISON_FUZZ_EXAMPLES", "5"))
-BUDGET_SECONDS = float(os.environ.get("GARRISON_FUZZ_SECONDS", "30"))
+# Examples per operation: the run's size is bounded by this, never by the clock (a loaded
+# machine gets the same cases, later). About a minute for both backends on an idle two-core
+# machine; raise it locally with GARRISON_FUZZ_EXAMPLES for a deeper run.
+MAX_EXAMPLES = int(os.environ.get("GARRISON_FUZZ_EXAMPLES", "3"))
 
 REQUIRED = [
     checks.not_a_server_error,
@@ -119,15 +118,12 @@ def _enable(running: Running) -> bool:
 def test_whole_document_has_no_server_errors_and_conforms(fuzzed: Running) -> None:
     schema = schemathesis.openapi.from_url(f"{fuzzed.base_url}/api/v1/openapi.json")
     failures: list[str] = []
-    deadline = time.monotonic() + BUDGET_SECONDS
     tested = 0
 
     for result in schema.get_all_operations():
         operation: Any = result.ok()  # type: ignore[union-attr]
         if (operation.method.upper(), operation.path) in SKIPPED:
             continue
-        if time.monotonic() > deadline:
-            break
         tested += 1
 
         @settings(
@@ -153,5 +149,5 @@ def test_whole_document_has_no_server_errors_and_conforms(fuzzed: Running) -> No
 
         run()
 
-    assert tested >= 40, f"only {tested} operations ran within the budget"
+    assert tested >= 50, f"only {tested} operations in the document"
     assert not failures, "\n\n".join(failures[:20])
