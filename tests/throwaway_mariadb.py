@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
+from tests import services
 from tests.test_server import free_port
 
 DATABASE = "garrison"
@@ -94,7 +93,8 @@ class MariaDbProcess:
 def throwaway_mariadb(root: Path) -> Iterator[MariaDbProcess]:
     binary = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin")
     if binary is None:
-        pytest.skip("mariadbd is not installed")
+        services.unavailable("mariadbd", "not installed (Debian mariadb-server)")
+        raise AssertionError("unreachable")  # unavailable() skips or fails
     server = MariaDbProcess(binary, root)
     try:
         # A new data directory's first files are durable only after a clean shutdown: one
