@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from garrison import __version__
+from garrison import __version__, openapi
 from garrison.audit import install_recorder
 from garrison.audit.router import router as audit_router
 from garrison.auth.admin_router import router as admin_router
@@ -28,6 +28,7 @@ from garrison.gateway.body_limit import BodyLimitMiddleware
 from garrison.gateway.client_ip import ClientIpMiddleware
 from garrison.gateway.content_type import ContentTypeMiddleware
 from garrison.gateway.errors import ErrorsMiddleware, install_exception_handlers
+from garrison.gateway.json_body import StrictJsonMiddleware
 from garrison.gateway.metrics import MetricsMiddleware
 from garrison.gateway.rate_limit import Identify, RateLimitMiddleware, RateLimitStats
 from garrison.gateway.request_id import RequestIdMiddleware
@@ -103,6 +104,7 @@ def _middleware(
         ),
         Middleware(BodyLimitMiddleware, max_bytes=http.max_body_bytes),
         Middleware(ContentTypeMiddleware, allowed=http.allowed_content_types),
+        Middleware(StrictJsonMiddleware),
     ]
 
 
@@ -155,8 +157,12 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
         redoc_url=None,
         lifespan=lifespan,
         middleware=_middleware(settings, stats, identify, tracer),
+        # No trailing-slash redirects: the router would build an absolute http:// URL from
+        # the client's Host header (an open redirect, and a downgrade behind TLS).
+        redirect_slashes=False,
     )
     install_exception_handlers(app)
+    openapi.install(app)
     for router in ROUTERS:
         app.include_router(router)
     return app

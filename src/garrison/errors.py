@@ -128,7 +128,20 @@ class QuotaExceeded(TooManyRequests):
 
 
 class ServiceUnavailable(GarrisonError):
+    """Always with ``Retry-After`` (1 s unless the raiser knows better)."""
+
     status, slug, title = 503, "service-unavailable", "Service Unavailable"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail, headers=headers, **extensions)
+        if not any(name.lower() == "retry-after" for name in self.headers):
+            self.headers["Retry-After"] = "1"
 
 
 _BY_STATUS: dict[int, type[GarrisonError]] = {

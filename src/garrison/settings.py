@@ -277,6 +277,9 @@ class AuthSettings(BaseModel):
     lockout_window_seconds: float = Field(default=3600.0, gt=0, description="failure memory")
     lockout_ip_threshold: int = Field(default=30, ge=1)
     lockout_global_per_minute: int = Field(default=1000, ge=1, description="all failures")
+    deny_list_refresh_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="how often a process reloads logouts"
+    )
     verify_token_ttl: int = Field(default=86_400, ge=60)
     reset_token_ttl: int = Field(default=3600, ge=60)
 

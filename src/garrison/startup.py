@@ -66,10 +66,6 @@ async def open_runtime(
                 expected_revisions=head_revisions(),
             )
         )
-        auth = AuthRuntime(settings, db, store)
-        await auth.start()
-        stack.push_async_callback(auth.stop)
-        runtime.add(auth)
         if settings.metrics.enabled:
             instrument_database(db)
             config = settings.metrics
@@ -81,6 +77,12 @@ async def open_runtime(
             trace_database(db, tracer)
             # Flushes the spans still queued; runs after the worker has stopped.
             stack.push_async_callback(asyncio.to_thread, tracer.shutdown)
+        # After the instrumentation: the auth runtime reads the database in the background
+        # (keys, the deny list), and every connection it checks out must be counted.
+        auth = AuthRuntime(settings, db, store)
+        await auth.start()
+        stack.push_async_callback(auth.stop)
+        runtime.add(auth)
         if settings.worker.in_process:
             import_handler_modules(settings.worker.handler_modules)
             worker = Worker(db, settings)

@@ -202,9 +202,11 @@ def decode_cursor(cursor: str) -> int | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    if not raw.startswith("s") or not raw[1:].isdigit() or len(raw) > 21:
+    digits = raw[1:]
+    if not raw.startswith("s") or not (digits.isascii() and digits.isdigit()) or len(raw) > 20:
         return None
-    return int(raw[1:])
+    position = int(digits)
+    return position if position <= 2**63 - 1 else None  # the sequence column is 64-bit
 
 
 async def search(

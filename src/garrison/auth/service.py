@@ -10,11 +10,11 @@ fails. Each step is one ``transact`` unit; nothing here commits half a step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.auth import clients, rbac, refresh, tokens, users
-from garrison.auth.authenticate import DENY_PREFIX
 from garrison.auth.clock import utcnow
 from garrison.auth.errors import InvalidCredentials, OAuthError
 from garrison.auth.passwords import check_policy
@@ -295,13 +295,16 @@ async def logout(runtime: AuthRuntime, *, principal: Principal, refresh_token: s
     """End this session: deny the presented access token, revoke the refresh family."""
     if principal.kind != "user" or principal.user_id is None:
         raise Forbidden("only user sessions can log out")
+    denied: tuple[str, datetime] | None = None
     if principal.token_id and principal.token_expires:
-        ttl = principal.token_expires - int(utcnow().timestamp()) + runtime.settings.auth.leeway
-        if ttl > 0:
-            await runtime.store.set(DENY_PREFIX + principal.token_id, b"1", ttl=ttl)
+        until = principal.token_expires + runtime.settings.auth.leeway
+        if until > utcnow().timestamp():
+            denied = (principal.token_id, datetime.fromtimestamp(until, UTC))
     user_id = principal.user_id
 
     async def work(session: AsyncSession) -> None:
+        if denied is not None:  # the record, in the logout's own transaction
+            await runtime.deny_list.deny(session, jti=denied[0], expires_at=denied[1])
         family = None
         if refresh_token:
             found = await refresh.family_of(session, token=refresh_token)
@@ -314,6 +317,8 @@ async def logout(runtime: AuthRuntime, *, principal: Principal, refresh_token: s
         )
 
     await transact(runtime.db, work)
+    if denied is not None:
+        await runtime.deny_list.publish(jti=denied[0], expires_at=denied[1])
 
 
 async def change_password(

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from garrison.auth import refresh
+from garrison.auth import rbac, refresh
 from garrison.auth.clock import utcnow
 from garrison.auth.models import Role, User, UserRole
 from garrison.errors import Conflict, NotFound, ValidationFailed
@@ -143,6 +143,8 @@ async def set_status(session: AsyncSession, *, user_id: str, status: str, actor:
         user.status = status
         user.updated_at = utcnow()
         await session.flush()
+        if status != "active":
+            await rbac.ensure_an_admin_remains(session)
         await emit(
             session,
             Event(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, String
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -57,3 +57,8 @@ class AsciiId(TypeDecorator[str]):
         if dialect.name == "mysql":
             return dialect.type_descriptor(mysql.CHAR(36, charset="ascii", collation="ascii_bin"))
         return dialect.type_descriptor(String(36))
+
+
+# Text that holds up to 16 MiB on MySQL/MariaDB (its TEXT stops at 64 KiB, less than one
+# record's audit entry can need); plain TEXT (unbounded) elsewhere.
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")

@@ -42,7 +42,9 @@ async def _health_response(request: Request, report: HealthReport) -> Response:
     settings = runtime_of(request).settings
     operator = await _is_operator(request)
     body = report.detailed(settings.env) if operator else report.public()
-    return Response(orjson.dumps(body), status_code=report.http_status, media_type=MEDIA_TYPE)
+    status = report.http_status
+    headers = {"Retry-After": "5"} if status == 503 else None  # every 503 says when to retry
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
 @router.get("", responses=_RESPONSES, summary="Overall health (dependencies included)")

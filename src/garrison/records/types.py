@@ -40,6 +40,8 @@ class ExactText(TypeDecorator[str]):
         if dialect.name == "mysql":
             collation = _binary_collation(dialect)
             if long:
-                return dialect.type_descriptor(mysql.TEXT(collation=collation))
+                # Sized in bytes (4 per character in utf8mb4): MySQL picks the TEXT type
+                # that holds the declared length (MEDIUMTEXT past 16,383 characters).
+                return dialect.type_descriptor(mysql.TEXT(self.length * 4, collation=collation))
             return dialect.type_descriptor(mysql.VARCHAR(self.length, collation=collation))
         return dialect.type_descriptor(Text() if long else String(self.length))
