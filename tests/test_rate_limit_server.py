@@ -93,6 +93,9 @@ def test_two_processes_share_one_quota_exactly(
                         "GARRISON_REDIS_PREFIX": prefix,
                         "GARRISON_RATE_LIMIT__REQUESTS_PER_MINUTE": "1",
                         "GARRISON_RATE_LIMIT__BURST": "100",
+                        # This test counts: a busy machine must not turn a slow command
+                        # into an outage (the store's 0.5 s default is for failing fast).
+                        "GARRISON_REDIS_TIMEOUT": "30",
                     }
                 )
             )

@@ -356,6 +356,12 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = Field(default="garrison:", min_length=1, max_length=64)
+    redis_timeout: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="seconds a Redis command or connect may take before the store counts as down",
+    )
     redis_max_connections: int = Field(
         default=256, ge=1, le=10_000, description="per process; callers wait when all are busy"
     )
