@@ -28,6 +28,26 @@ from garrison.events import Actor, Event, emit, emit_standalone
 DEFAULT_ROLE = "user"
 
 
+async def _denied(
+    runtime: AuthRuntime,
+    action: str,
+    *,
+    actor: Actor,
+    target: tuple[str, str | None],
+    data: dict[str, object] | None = None,
+) -> None:
+    """Record a refused attempt (its own transaction: the attempt's has rolled back)."""
+    event = Event(
+        action=action,
+        actor=actor,
+        target_type=target[0],
+        target_id=target[1],
+        outcome="denied",
+        data=data or {},
+    )
+    await emit_standalone(runtime.db, event)
+
+
 @dataclass(frozen=True)
 class TokenPair:
     access_token: str
@@ -76,16 +96,12 @@ async def count_failure(
     """Count a failed attempt; when it starts a lockout, record an ``auth.lockout`` event."""
     seconds = await runtime.lockout.failed(kind, subject, ip)
     if seconds > 0:
-        await emit_standalone(
-            runtime.db,
-            Event(
-                "auth.lockout",
-                Actor.anonymous(),
-                target[0],
-                target[1],
-                outcome="denied",
-                data={"kind": kind, "seconds": seconds},
-            ),
+        await _denied(
+            runtime,
+            "auth.lockout",
+            actor=Actor.anonymous(),
+            target=target,
+            data={"kind": kind, "seconds": seconds},
         )
 
 
@@ -122,29 +138,21 @@ async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair
     ok = await runtime.hasher.verify(stored, password)
     if not ok or user_id is None:
         await count_failure(runtime, "account", normalised, ip, target=("user", user_id))
-        await emit_standalone(
-            runtime.db,
-            Event(
-                "auth.login.failed",
-                Actor.anonymous(),
-                "user",
-                user_id,
-                outcome="denied",
-                data={"reason": "bad_credentials"},
-            ),
+        await _denied(
+            runtime,
+            "auth.login.failed",
+            actor=Actor.anonymous(),
+            target=("user", user_id),
+            data={"reason": "bad_credentials"},
         )
         raise InvalidCredentials()
     if status != "active":
-        await emit_standalone(
-            runtime.db,
-            Event(
-                "auth.login.failed",
-                Actor("user", user_id),
-                "user",
-                user_id,
-                outcome="denied",
-                data={"reason": "disabled"},
-            ),
+        await _denied(
+            runtime,
+            "auth.login.failed",
+            actor=Actor("user", user_id),
+            target=("user", user_id),
+            data={"reason": "disabled"},
         )
         raise InvalidCredentials()
     await runtime.lockout.succeeded("account", normalised)
@@ -221,16 +229,12 @@ async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
     result = await transact(runtime.db, work)
     if isinstance(result, refresh.Rejected):
         if result.reason != "reused":
-            await emit_standalone(
-                runtime.db,
-                Event(
-                    "auth.refresh.failed",
-                    Actor.anonymous(),
-                    "user",
-                    result.user_id,
-                    outcome="denied",
-                    data={"reason": result.reason},
-                ),
+            await _denied(
+                runtime,
+                "auth.refresh.failed",
+                actor=Actor.anonymous(),
+                target=("user", result.user_id),
+                data={"reason": result.reason},
             )
         raise OAuthError("invalid_grant", "the refresh token is invalid, expired or revoked")
     rotated, generation, roles, permissions = result
@@ -250,15 +254,11 @@ async def client_credentials(
         client = await clients.check_secret(session, client_id=client_id, secret=secret)
     if client is None:
         await count_failure(runtime, "client", client_id, ip, target=("service_client", None))
-        await emit_standalone(
-            runtime.db,
-            Event(
-                "auth.client.auth_failed",
-                Actor.anonymous(),
-                "service_client",
-                client_id[:64],
-                outcome="denied",
-            ),
+        await _denied(
+            runtime,
+            "auth.client.auth_failed",
+            actor=Actor.anonymous(),
+            target=("service_client", client_id[:64]),
         )
         raise OAuthError(
             "invalid_client", "client authentication failed", status=401, headers=challenge
@@ -332,10 +332,7 @@ async def change_password(
     await runtime.lockout.check("account", email, ip)
     if not await runtime.hasher.verify(stored, current):
         await count_failure(runtime, "account", email, ip, target=("user", user_id))
-        await emit_standalone(
-            runtime.db,
-            Event("auth.password.change_failed", actor, "user", user_id, outcome="denied"),
-        )
+        await _denied(runtime, "auth.password.change_failed", actor=actor, target=("user", user_id))
         return False
     new_hash = await runtime.hasher.hash(new)
 
