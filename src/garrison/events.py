@@ -55,7 +55,7 @@ class Actor:
         return cls("anonymous")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Event:
     """One state change (or attempt). ``action`` is dotted: ``auth.login.failed``.
 

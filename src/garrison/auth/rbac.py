@@ -97,7 +97,14 @@ async def create_role(
     except IntegrityError:
         raise Conflict(f"the role {name!r} exists") from None
     await emit(
-        session, Event("auth.role.created", actor, "role", name, data={"permissions": perms})
+        session,
+        Event(
+            action="auth.role.created",
+            actor=actor,
+            target_type="role",
+            target_id=name,
+            data={"permissions": perms},
+        ),
     )
     return role
 
@@ -122,10 +129,10 @@ async def update_role(
     await emit(
         session,
         Event(
-            "auth.role.updated",
-            actor,
-            "role",
-            name,
+            action="auth.role.updated",
+            actor=actor,
+            target_type="role",
+            target_id=name,
             changes={"permissions": (before, list(role.permissions))},
         ),
     )
@@ -138,7 +145,9 @@ async def delete_role(session: AsyncSession, *, name: str, actor: Actor) -> None
         raise Forbidden("built-in roles cannot be deleted")
     await session.execute(delete(UserRole).where(UserRole.role_name == name))
     await session.delete(role)
-    await emit(session, Event("auth.role.deleted", actor, "role", name))
+    await emit(
+        session, Event(action="auth.role.deleted", actor=actor, target_type="role", target_id=name)
+    )
 
 
 async def ensure_an_admin_remains(session: AsyncSession) -> None:
@@ -179,7 +188,11 @@ async def set_user_roles(
     await emit(
         session,
         Event(
-            "auth.user.roles_changed", actor, "user", user_id, changes={"roles": (before, wanted)}
+            action="auth.user.roles_changed",
+            actor=actor,
+            target_type="user",
+            target_id=user_id,
+            changes={"roles": (before, wanted)},
         ),
     )
     return wanted

@@ -171,10 +171,10 @@ async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair
         await emit(
             session,
             Event(
-                "auth.login.succeeded",
-                Actor("user", uid),
-                "user",
-                uid,
+                action="auth.login.succeeded",
+                actor=Actor("user", uid),
+                target_type="user",
+                target_id=uid,
                 data={"family_id": family.family_id, "rehashed": new_hash is not None},
             ),
         )
@@ -200,10 +200,10 @@ async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
                 await emit(
                     session,
                     Event(
-                        "auth.refresh.reuse_detected",
-                        Actor.anonymous(),
-                        "user",
-                        outcome.user_id,
+                        action="auth.refresh.reuse_detected",
+                        actor=Actor.anonymous(),
+                        target_type="user",
+                        target_id=outcome.user_id,
                         outcome="denied",
                         data={"family_id": outcome.family_id},
                     ),
@@ -217,10 +217,10 @@ async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
         await emit(
             session,
             Event(
-                "auth.refresh.succeeded",
-                Actor("user", user.id),
-                "user",
-                user.id,
+                action="auth.refresh.succeeded",
+                actor=Actor("user", user.id),
+                target_type="user",
+                target_id=user.id,
                 data={"family_id": outcome.family_id},
             ),
         )
@@ -281,10 +281,10 @@ async def client_credentials(
     await emit_standalone(
         runtime.db,
         Event(
-            "auth.token.issued",
-            Actor("service", client.client_id),
-            "service_client",
-            client.client_id,
+            action="auth.token.issued",
+            actor=Actor("service", client.client_id),
+            target_type="service_client",
+            target_id=client.client_id,
             data={"scope": granted},
         ),
     )
@@ -313,7 +313,13 @@ async def logout(runtime: AuthRuntime, *, principal: Principal, refresh_token: s
                 await refresh.revoke_family(session, family_id=family)
         await emit(
             session,
-            Event("auth.logout", principal.actor, "user", user_id, data={"family_id": family}),
+            Event(
+                action="auth.logout",
+                actor=principal.actor,
+                target_type="user",
+                target_id=user_id,
+                data={"family_id": family},
+            ),
         )
 
     await transact(runtime.db, work)

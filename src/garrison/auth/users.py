@@ -87,10 +87,10 @@ async def create_user(
     await emit(
         session,
         Event(
-            "auth.user.created",
-            actor,
-            "user",
-            user.id,
+            action="auth.user.created",
+            actor=actor,
+            target_type="user",
+            target_id=user.id,
             data={"roles": sorted(set(roles))},
         ),
     )
@@ -126,10 +126,10 @@ async def revoke_sessions(
     await emit(
         session,
         Event(
-            "auth.sessions.revoked",
-            actor,
-            "user",
-            user_id,
+            action="auth.sessions.revoked",
+            actor=actor,
+            target_type="user",
+            target_id=user_id,
             data={"reason": reason, "refresh_tokens": revoked},
         ),
     )
@@ -148,10 +148,10 @@ async def set_status(session: AsyncSession, *, user_id: str, status: str, actor:
         await emit(
             session,
             Event(
-                f"auth.user.{'disabled' if status == 'disabled' else 'enabled'}",
-                actor,
-                "user",
-                user_id,
+                action=f"auth.user.{'disabled' if status == 'disabled' else 'enabled'}",
+                actor=actor,
+                target_type="user",
+                target_id=user_id,
                 changes={"status": (before, status)},
             ),
         )
@@ -171,7 +171,14 @@ async def set_password(
         .execution_options(synchronize_session=False)
     )
     await emit(
-        session, Event("auth.password.changed", actor, "user", user_id, data={"via": reason})
+        session,
+        Event(
+            action="auth.password.changed",
+            actor=actor,
+            target_type="user",
+            target_id=user_id,
+            data={"via": reason},
+        ),
     )
     await revoke_sessions(session, user_id=user_id, actor=actor, reason="password changed")
 
