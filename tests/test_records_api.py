@@ -11,7 +11,7 @@ import pytest
 
 from garrison.db import Database
 from garrison.events import Actor
-from garrison.records import collections as registry
+from garrison.records import registry
 from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.authkit import AuthApp, auth_app, bearer

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from garrison.deps import DatabaseDep
 from garrison.errors import NotFound, ValidationFailed
-from garrison.records import collections as registry
+from garrison.records import registry
 from garrison.records.cache import CollectionCache
 from garrison.records.ddl import SchemaChange
 from garrison.records.deps import AdminDep

@@ -18,11 +18,11 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, false, func, or_,
 
 from garrison.db.fastread import FastReader, rows_of
 from garrison.events import Actor
-from garrison.records.collections import Collection, Executor
 from garrison.records.errors import InvalidFilter, RuleDenied
 from garrison.records.filters import FilterError, Node, parse
 from garrison.records.ids import is_uuid
 from garrison.records.params import DEFAULT_LIMIT, MAX_LIMIT
+from garrison.records.registry import Collection, Executor
 from garrison.records.spec import Action, FieldSpec
 from garrison.records.sql import AuthValues, ColumnRef, Kind, Resolver, coerce, compile_expression
 from garrison.records.validation import output, select_fields

@@ -14,10 +14,10 @@ from garrison.deps import database_of
 from garrison.errors import PreconditionFailed
 from garrison.records import idempotency, params, query, service
 from garrison.records.cache import CollectionCache
-from garrison.records.collections import Collection
 from garrison.records.deps import ReaderDep, WriterDep
 from garrison.records.errors import RecordNotFound
 from garrison.records.query import Caller
+from garrison.records.registry import Collection
 from garrison.records.schemas import RecordPage
 from garrison.records.validation import Mode, check_body, encode
 from garrison.runtime import runtime_of
