@@ -42,6 +42,8 @@ _PATHS = {"verify": "verify-email", "reset": "reset-password", "invite": "accept
 
 
 class InvalidOneTimeToken(BadRequest):
+    """A verification, reset or invitation token is unknown, used or expired."""
+
     slug, title = "invalid-one-time-token", "Invalid Or Expired Link"
 
 

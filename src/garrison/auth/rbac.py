@@ -167,6 +167,8 @@ async def ensure_an_admin_remains(session: AsyncSession) -> None:
 
 
 class LastAdmin(Conflict):
+    """The change would leave no active administrator."""
+
     slug, title = "last-admin", "Last Administrator"
 
 

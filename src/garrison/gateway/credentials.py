@@ -18,6 +18,8 @@ _STATE_KEY = "credential_headers"
 
 
 class DuplicateCredential(BadRequest):
+    """More than one ``Authorization`` or ``X-API-Key`` header was sent."""
+
     slug, title = "duplicate-credential", "Duplicate Credential Header"
 
 
