@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, MetaData, inspect, text
 
 from garrison.app import create_app
 from garrison.audit import install_recorder
@@ -131,9 +131,11 @@ async def records_db(database_url: str, tmp_path: Path) -> AsyncIterator[Databas
     yield database
 
     def cleanup(conn: Connection) -> None:
-        for name in inspect(conn).get_table_names():
-            if name.startswith("c_"):
-                conn.execute(text(f"DROP TABLE {name}"))
+        # Dropped in dependency order: a collection a relation points at goes last.
+        made = MetaData()
+        names = [name for name in inspect(conn).get_table_names() if name.startswith("c_")]
+        made.reflect(conn, only=names)
+        made.drop_all(conn)
         conn.execute(text("DELETE FROM garrison_collections"))
         conn.execute(text("DELETE FROM garrison_schema_changes"))
 

@@ -25,9 +25,11 @@ from sqlalchemy.dialects import mysql, sqlite
 from garrison.records.filters import FilterError
 from garrison.records.filters import parse as parse_filter
 from garrison.records.sql import ColumnRef, compile_expression
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.authkit import AuthApp, auth_app, bearer
 from tests.conftest import make_settings
+from tests.helpers import drop_all_collections
 
 PROBLEM = "application/problem+json"
 HUGE_INT = "9" * 5000
@@ -49,6 +51,7 @@ BAD_HEADERS = ["é".encode(), b"\xed\xa0\x80", b"x" * 8000, HUGE_INT.encode()]
 async def kit(settings: Settings) -> AsyncIterator[AuthApp]:
     async with auth_app(settings) as app:
         yield app
+        await drop_all_collections(runtime_of(app.running.app).db)
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 
 from garrison.db import Database
-from garrison.events import Actor
-from garrison.records import registry
 from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.authkit import AuthApp, auth_app, bearer
+from tests.helpers import drop_all_collections
 
 POSTS: dict[str, Any] = {
     "name": "posts",
@@ -40,11 +39,7 @@ async def api(settings: Settings) -> AsyncIterator[AuthApp]:
         yield app
         # The MariaDB database is shared by the session: leave no collection behind.
         db: Database = runtime_of(app.running.app).db
-        async with db.transaction() as session:
-            for collection in await registry.list_collections(session):
-                await registry.delete_collection(
-                    session, name=collection.name, confirm=True, actor=Actor.system()
-                )
+        await drop_all_collections(db)
 
 
 @pytest.fixture

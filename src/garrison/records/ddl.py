@@ -15,32 +15,26 @@ from typing import Any, Literal
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
     Column,
     Connection,
-    Date,
-    Double,
     ForeignKey,
     Index,
     Integer,
     MetaData,
-    String,
     Table,
 )
 from sqlalchemy.types import TypeEngine
 
 from garrison.db.types import UtcDateTime
+from garrison.records.kinds import EXTERNAL_TARGETS, kind_of
 from garrison.records.spec import CollectionSpec, FieldSpec, IndexSpec, Rules, table_name
-from garrison.records.types import AsciiId, ExactText
+from garrison.records.types import AsciiId
 
 MAX_IDENTIFIER = 64
 ON_DELETE = {"cascade": "CASCADE", "set_null": "SET NULL", "restrict": "RESTRICT"}
 # Relation targets that are not collections: name → (table, id column). The column type
 # of such a relation matches the target's id exactly (MySQL refuses a foreign key across
 # character sets).
-EXTERNAL_TARGETS: dict[str, tuple[str, str]] = {"users": ("auth_users", "id")}
 
 
 def identifier(prefix: str, table: str, columns: list[str]) -> str:
@@ -52,24 +46,7 @@ def identifier(prefix: str, table: str, columns: list[str]) -> str:
 
 
 def column_type(field: FieldSpec) -> TypeEngine[Any]:
-    match field.type:
-        case "text" | "email" | "url" | "select":
-            return ExactText(field.text_length)
-        case "integer":
-            return BigInteger()
-        case "number":
-            return Double()
-        case "boolean":
-            return Boolean(create_constraint=False)
-        case "date":
-            return Date()
-        case "datetime":
-            return UtcDateTime()
-        case "json":
-            return JSON()
-        case "relation":
-            return String(36) if field.collection in EXTERNAL_TARGETS else AsciiId()
-    raise AssertionError(field.type)  # pragma: no cover
+    return kind_of(field).column_type(field)
 
 
 def relation_target(field: FieldSpec) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from garrison.events import Actor
 from garrison.records.errors import InvalidFilter, RuleDenied
 from garrison.records.filters import FilterError, Node, parse
 from garrison.records.ids import is_uuid
+from garrison.records.kinds import kind_of
 from garrison.records.params import DEFAULT_LIMIT, MAX_LIMIT
 from garrison.records.registry import Collection, Executor
 from garrison.records.spec import Action, FieldSpec
@@ -28,19 +29,6 @@ from garrison.records.sql import AuthValues, ColumnRef, Kind, Resolver, coerce, 
 from garrison.records.validation import output, select_fields
 
 MAX_SORT_FIELDS = 4
-_KINDS: dict[str, Kind] = {
-    "text": "text",
-    "email": "text",
-    "url": "text",
-    "select": "text",
-    "relation": "id",
-    "integer": "integer",
-    "number": "number",
-    "boolean": "boolean",
-    "date": "date",
-    "datetime": "datetime",
-    "json": "json",
-}
 _SYSTEM_KINDS: dict[str, Kind] = {
     "id": "id",
     "owner": "id",
@@ -75,7 +63,7 @@ class Page:
 
 
 def field_kind(field: FieldSpec) -> Kind:
-    return _KINDS[field.type]
+    return kind_of(field).filter_kind
 
 
 def resolver(collection: Collection) -> Resolver:

@@ -27,6 +27,7 @@ from garrison.records.errors import (
     ConfirmationRequired,
 )
 from garrison.records.ids import uuid7
+from garrison.records.kinds import EXTERNAL_TARGETS
 from garrison.records.models import CollectionRow, SchemaChangeRow
 from garrison.records.spec import CollectionSpec, is_valid_name
 
@@ -123,7 +124,7 @@ async def list_collections(session: AsyncSession) -> list[Collection]:
 async def _check_relations(session: AsyncSession, spec: CollectionSpec) -> None:
     for field in spec.fields:
         target = field.collection
-        if field.type != "relation" or target is None or target in ddl.EXTERNAL_TARGETS:
+        if field.type != "relation" or target is None or target in EXTERNAL_TARGETS:
             continue
         if target == spec.name:
             continue

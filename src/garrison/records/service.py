@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from garrison import events
 from garrison.errors import Conflict, ValidationFailed
 from garrison.events import Event
-from garrison.records.ddl import EXTERNAL_TARGETS
 from garrison.records.errors import RecordNotFound, RuleDenied, StaleRecord
 from garrison.records.ids import uuid7
+from garrison.records.kinds import EXTERNAL_TARGETS
 from garrison.records.query import Caller, get_record, rule_clause
 from garrison.records.registry import Collection, get_collection
 from garrison.records.validation import Mode, output, validate

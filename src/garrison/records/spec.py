@@ -12,30 +12,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from garrison.records.filters import FilterError, parse
+from garrison.records.kinds import KIND_OPTIONS, KINDS, FieldType, kind_of
+from garrison.records.values import MAX_JSON_DEPTH, InvalidValue, check_json
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
 SYSTEM_FIELDS = frozenset({"id", "created_at", "updated_at", "owner", "version"})
 RESERVED_NAMES = frozenset({"users", "collections", "records", "admin", "auth", "system"})
 MAX_FIELDS = 100
-MAX_TEXT_INDEXABLE = 768  # characters: 4 bytes x 768 = InnoDB's 3072-byte key limit
 MAX_TEXT_LENGTH = 65_535
 # MariaDB refuses JSON nested 32 levels deep; a schema deeper than this is no real schema
 # and would exhaust the validator's recursion.
-MAX_JSON_DEPTH = 31
 
-FieldType = Literal[
-    "text",
-    "integer",
-    "number",
-    "boolean",
-    "date",
-    "datetime",
-    "email",
-    "url",
-    "json",
-    "select",
-    "relation",
-]
 OnDelete = Literal["cascade", "set_null", "restrict"]
 Action = Literal["list", "view", "create", "update", "delete"]
 ACTIONS: tuple[Action, ...] = ("list", "view", "create", "update", "delete")
@@ -67,27 +54,13 @@ class FieldSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> FieldSpec:
-        if self.type == "select":
-            if not self.values:
-                raise ValueError("a select field needs 'values'")
-            if len(set(self.values)) != len(self.values):
-                raise ValueError("'values' has duplicates")
-        elif self.values is not None:
-            raise ValueError("'values' applies to select fields only")
-        if self.type == "relation":
-            if not self.collection:
-                raise ValueError("a relation field needs 'collection'")
-            if self.on_delete == "set_null" and self.required:
-                raise ValueError("a required relation cannot use on_delete 'set_null'")
-        elif self.collection is not None:
-            raise ValueError("'collection' applies to relation fields only")
-        if self.max_length is not None and self.type != "text":
-            raise ValueError("'max_length' applies to text fields only")
-        if self.json_schema is not None:
-            if self.type != "json":
-                raise ValueError("'json_schema' applies to json fields only")
-            _check_json_schema(self.json_schema)
-        if (self.unique or self.indexed) and not self.indexable:
+        kind = kind_of(self)
+        for option in sorted(KIND_OPTIONS - kind.options):
+            if getattr(self, option) is not None:
+                owners = " and ".join(k.name for k in KINDS.values() if option in k.options)
+                raise ValueError(f"'{option}' applies to {owners} fields only")
+        kind.check_definition(self)
+        if (self.unique or self.indexed) and not kind.indexable(self):
             raise ValueError(f"a {self.type} field of this size cannot be indexed")
         if self.default is not None:
             self._check_default()
@@ -95,31 +68,23 @@ class FieldSpec(BaseModel):
 
     def _check_default(self) -> None:
         """A default is stored into records as it is: it must be a valid value."""
-        from garrison.records.validation import InvalidValue, check_json, convert
-
         try:
             check_json(self.default)
-            convert(self.default, self)
+            kind_of(self).convert(self.default, self)
         except InvalidValue as exc:
             raise ValueError(f"'default' {exc.detail}") from None
 
     @property
     def text_length(self) -> int:
-        """Characters stored for text-like fields."""
-        if self.type == "text":
-            return self.max_length or 255
-        return {"email": 254, "url": 2048, "select": 100, "relation": 36}.get(self.type, 0)
+        """Characters stored for text-like fields (0 for the others)."""
+        return kind_of(self).length(self)
 
     @property
     def indexable(self) -> bool:
-        if self.type == "json":
-            return False
-        if self.type in ("text", "url"):
-            return self.text_length <= MAX_TEXT_INDEXABLE
-        return True
+        return kind_of(self).indexable(self)
 
 
-def _check_json_schema(schema: dict[str, Any]) -> None:
+def check_json_schema(schema: dict[str, Any]) -> None:
     from jsonschema import validators
     from jsonschema.exceptions import SchemaError
 

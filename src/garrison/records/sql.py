@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from typing import Literal as TypingLiteral
 
 from sqlalchemy import and_, false, func, literal, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
@@ -33,13 +32,14 @@ from garrison.records.filters import (
     Operand,
     Or,
 )
+from garrison.records.kinds import FilterKind
 from garrison.records.values import parse_date, parse_datetime
 
 # "id": record ids, owners and relations, stored as ASCII (``ascii_bin`` on MySQL/MariaDB).
 # Compared with text values they are text, but a non-ASCII value can equal no id and would
 # not even compare there (an illegal mix of collations): it is refused as a literal and
 # never matches as a macro value. An id column is never compared with a text column.
-Kind = TypingLiteral["text", "id", "integer", "number", "boolean", "date", "datetime", "json"]
+Kind = FilterKind
 _ORDERED: frozenset[str] = frozenset({"text", "id", "integer", "number", "date", "datetime"})
 _TEXTUAL: frozenset[str] = frozenset({"text", "id"})
 _PY_OPS: dict[str, Callable[[Any, Any], bool]] = {
