@@ -40,8 +40,13 @@ from garrison.log import configure_logging, get_logger
 from garrison.metrics import instrument_database
 from garrison.metrics.process import sample_forever
 from garrison.metrics.router import router as metrics_router
+from garrison.ops.alerts.errortracking import ErrorTrackingMiddleware
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
+from garrison.ops.status import front
+from garrison.ops.status import router as status_routes
+from garrison.ops.status.readonly import ReadOnlyMiddleware
+from garrison.ops.status.runtime import StatusRuntime
 from garrison.outbox.registry import import_handler_modules
 from garrison.outbox.router import router as outbox_router
 from garrison.outbox.worker import Worker
@@ -96,6 +101,7 @@ def _middleware(
             max_age=600,
         ),
         Middleware(ErrorsMiddleware),
+        *([Middleware(ErrorTrackingMiddleware)] if settings.sentry_dsn else []),
         # Rate limits sit after the client-IP layer (anonymous callers are keyed by the
         # resolved address), inside access log, security headers, CORS and errors (a 429 is
         # logged, carries the same headers, is readable cross-origin, and a fault in the
@@ -108,6 +114,7 @@ def _middleware(
             roles=principal_roles if identify is principal_key else None,
             stats=stats,
         ),
+        Middleware(ReadOnlyMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=http.max_body_bytes),
         Middleware(ContentTypeMiddleware, allowed=http.allowed_content_types),
     ]
@@ -141,6 +148,9 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
         )
         app.state.auth = AuthRuntime(settings, db, store)
         await app.state.auth.start()
+        app.state.status = StatusRuntime(settings, db, app.state.health)
+        app.state.read_only = app.state.status.read_only
+        await app.state.status.start()
         sampler: asyncio.Task[None] | None = None
         if settings.metrics.enabled:
             instrument_database(db)
@@ -167,6 +177,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
                     await sampler
             await app.state.rate_limiter.close()
             await app.state.auth.stop()
+            await app.state.status.stop()
             await store.close()
             await db.dispose()
             if tracer is not None:
@@ -197,6 +208,9 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     app.include_router(api_keys_router)
     app.include_router(admin_router)
     app.include_router(auth_well_known)
+    app.include_router(status_routes.pages)
+    app.include_router(status_routes.api)
+    app.include_router(front.router)
     return app
 
 

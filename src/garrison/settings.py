@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from garrison.ops.status.config import StatusSettings
+
 Environment = Literal["development", "staging", "production"]
 
 ENV_PREFIX = "GARRISON_"
@@ -370,6 +372,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    status: StatusSettings = Field(default_factory=StatusSettings)
+    sentry_dsn: SecretStr | None = Field(default=None, description="Sentry/GlitchTip DSN")
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:
@@ -412,6 +416,7 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["secret_key"] = "**********" if self.secret_key else None
         data["metrics"]["token"] = "**********" if self.metrics.token else None
+        data["sentry_dsn"] = "**********" if self.sentry_dsn else None
         for key in ("database_url", "redis_url"):
             if data.get(key):
                 data[key] = _redact_url(data[key])

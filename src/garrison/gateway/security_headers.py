@@ -16,6 +16,11 @@ DOCS_CSP = (
     b"img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
     b"frame-ancestors 'none'"
 )
+# Server-rendered pages (status page, front door): their own stylesheet, forms posting back.
+PAGE_CSP = (
+    b"default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    b"base-uri 'none'; frame-ancestors 'none'"
+)
 _STATIC = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -34,9 +39,11 @@ class SecurityHeadersMiddleware:
         hsts: bool = False,
         hsts_max_age: int = 31_536_000,
         docs_paths: tuple[str, ...] = ("/api/docs",),
+        page_paths: tuple[str, ...] = ("/status",),
     ) -> None:
         self.app = app
         self.docs_paths = docs_paths
+        self.page_paths = page_paths
         self.extra = list(_STATIC)
         if hsts:
             value = f"max-age={hsts_max_age}; includeSubDomains".encode()
@@ -46,7 +53,13 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"].startswith(self.docs_paths) else API_CSP
+        path = scope["path"]
+        if path.startswith(self.docs_paths):
+            csp = DOCS_CSP
+        elif path == "/" or path.startswith(self.page_paths):
+            csp = PAGE_CSP
+        else:
+            csp = API_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -16,6 +16,7 @@ from garrison.audit import retention
 from garrison.audit.sealer import seal_pending
 from garrison.db.engine import Database
 from garrison.log import get_logger
+from garrison.ops.jobs import PeriodicJobs
 from garrison.outbox import service
 from garrison.outbox.registry import Message, Registry, registry
 from garrison.settings import Settings
@@ -43,6 +44,8 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self._next_purge = time.monotonic()
         self.delivering = False
+        # Periodic jobs of other domains (status sampling, alert rules): see garrison.ops.jobs
+        self.periodic = PeriodicJobs(db, settings, handlers=handlers)
 
     async def _deliver(self, message: Message, deadline: float) -> str | None:
         """Run every matching handler; the error text if one failed, else None."""
@@ -114,11 +117,18 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; a batch in progress is finished first."""
+        try:
+            await self._loop(stop)
+        finally:
+            await self.periodic.close()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         log.info("worker.started", worker=self.id, batch_size=self.config.batch_size)
         busy = False
         while not stop.is_set():
             try:
                 await self.maybe_purge()
+                await self.periodic.run_due()
                 claimed = await self.run_once()
                 if claimed >= self.config.batch_size:
                     busy = True
