@@ -213,6 +213,12 @@ def _assemble(
         )
         if window["state"] == "in_progress":
             in_maintenance.update(window["components"])
+    affected: dict[str, State] = {}
+    for incident in stored["incidents"]:
+        if incident["resolved_at"] is None:
+            hit: State = "outage" if incident["impact"] == "critical" else "degraded"
+            for key in incident["components"]:
+                affected[key] = components.worst([affected.get(key, "operational"), hit])
     states: list[ComponentState] = list(live)
     for key, sample in stored["monitors"].items():
         fresh = now - datetime.fromisoformat(sample["at"]) < MONITOR_FRESH
@@ -224,7 +230,7 @@ def _assemble(
     listed: list[dict[str, Any]] = []
     overall_states: list[State] = []
     for item in states:
-        state: State = item.state
+        state: State = components.worst([item.state, affected.get(item.key, "operational")])
         if item.key in in_maintenance and state == "operational":
             state = "maintenance"
         recorded = stored["history"].get(item.key, {})
