@@ -64,9 +64,24 @@ def _admin_token(base: str, data: Path) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GARRISON_")}
     env["GARRISON_DATA_DIR"] = str(data)
     subprocess.run(
-        [sys.executable, "-m", "garrison", "users", "create", "--email", "ops@example.com",
-         "--role", "admin", "--password-stdin"],
-        input=PASSWORD + "\n", env=env, check=True, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "garrison",
+            "users",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     response = httpx.post(
         f"{base}/api/v1/auth/login", json={"email": "ops@example.com", "password": PASSWORD}
@@ -114,8 +129,14 @@ def _driver(width: int, height: int, *, phone: bool = False) -> Any:
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}", "--hide-scrollbars"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+        "--hide-scrollbars",
+    ):
         options.add_argument(arg)
     if phone:  # a desktop window cannot be narrower than 500 px; emulate the device
         options.add_experimental_option(
@@ -166,7 +187,10 @@ def test_status_page_in_chromium(served: tuple[str, Path], tmp_path: Path) -> No
         httpx.post(
             f"{base}/api/v1/status/incidents/{incident}/updates",
             headers=auth,
-            json={"status": "identified", "message": "A slow migration holds a lock; rolling back."},
+            json={
+                "status": "identified",
+                "message": "A slow migration holds a lock; rolling back.",
+            },
         ).raise_for_status()
         now = datetime.now(UTC)
         httpx.post(

@@ -63,13 +63,13 @@ def _cached(request: Request, body: bytes, etag: str, media_type: str) -> Respon
 @pages.get("/status")
 async def status_page(request: Request) -> Response:
     bodies = await runtime_of(request).service.bodies()
-    return _cached(request, bodies.html, bodies.etag, HTML)
+    return _cached(request, bodies.html, bodies.tag("h"), HTML)
 
 
 @pages.get("/status/feed.atom")
 async def status_feed(request: Request) -> Response:
     bodies = await runtime_of(request).service.bodies()
-    return _cached(request, bodies.atom, bodies.etag, "application/atom+xml; charset=utf-8")
+    return _cached(request, bodies.atom, bodies.tag("a"), "application/atom+xml; charset=utf-8")
 
 
 @pages.get("/status/style.css")
@@ -84,7 +84,7 @@ async def stylesheet() -> Response:
 @api.get("", summary="The status page as JSON", response_model=None)
 async def status_json(request: Request) -> Response:
     bodies = await runtime_of(request).service.bodies()
-    return _cached(request, bodies.json, bodies.etag, "application/json")
+    return _cached(request, bodies.json, bodies.tag("j"), "application/json")
 
 
 # -- subscriptions ----------------------------------------------------------------------

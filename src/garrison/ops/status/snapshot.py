@@ -41,6 +41,9 @@ class Bodies:
     etag: str
     stale: bool
 
+    def tag(self, kind: str) -> str:
+        return f'"{kind}-{self.etag}"'
+
 
 def _day_entry(day: date, row: tuple[int, int, int] | None) -> dict[str, Any]:
     if row is None or sum(row) == 0:
@@ -121,8 +124,10 @@ class StatusService:
     async def _build(self) -> Bodies:
         doc, stale = await self.document()
         body = orjson.dumps(doc)
-        stable = dict(doc, generated_at=None)
-        etag = '"' + hashlib.sha256(orjson.dumps(stable)).hexdigest()[:32] + '"'
+        # The same content keeps its tag across rebuilds (the build time is left out); each
+        # representation has its own tag, as RFC 9110 asks of strong validators.
+        stable = dict(doc, generated_at=None, data_as_of=None)
+        etag = hashlib.sha256(orjson.dumps(stable)).hexdigest()[:32]
         html = render.page(doc, title=self.settings.title).encode()
         atom = render.feed(doc, title=self.settings.title, base=self.public_url).encode()
         return Bodies(html=html, json=body, atom=atom, etag=etag, stale=stale)
