@@ -9,7 +9,6 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from garrison.app import create_app
@@ -85,10 +84,12 @@ async def test_incident_lifecycle_is_escaped_and_emits_events(kit: Kit) -> None:
     assert incident["status"] == "investigating"
 
     page = (await kit.client.get("/status")).text
-    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "<script>alert" not in page
+    assert "<img src=x" not in page
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     feed = (await kit.client.get("/status/feed.atom")).content
-    assert b"<script>" not in feed and b"<img" not in feed
+    assert b"<script>" not in feed
+    assert b"<img" not in feed
     summaries = [e.text for e in ET.fromstring(feed).iter(f"{ATOM}summary")]
     assert f"Looking. {PAYLOAD}" in summaries  # the text itself survives, as text
 
@@ -249,12 +250,13 @@ async def test_database_down_shows_the_last_known_state(tmp_path: Path) -> None:
             doc = (await running.client.get("/api/v1/status")).json()
             assert doc["stale"] is True
             states = {c["id"]: c["state"] for c in doc["components"]}
-            assert states["database"] == "outage" and states["api"] == "outage"
+            assert states["database"] == "outage"
+            assert states["api"] == "outage"
             database_days = next(c for c in doc["components"] if c["id"] == "database")["days"]
             assert database_days[-1]["uptime"] == 100.0  # history as last recorded
 
 
-class socket_closed:  # noqa: N801 - used as a context manager
+class socket_closed:
     """A loopback port nothing listens on (bound, then released)."""
 
     def __enter__(self) -> int:
@@ -276,7 +278,8 @@ async def test_front_door(tmp_path: Path, database_url: str) -> None:
             "/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
         )
         assert browser.headers["content-type"].startswith("text/html")
-        assert 'href="/status"' in browser.text and 'href="/api/docs"' in browser.text
+        assert 'href="/status"' in browser.text
+        assert 'href="/api/docs"' in browser.text
         api = await running.client.get("/", headers={"Accept": "application/json"})
         body = api.json()
         assert body["links"]["health"] == "/api/health"

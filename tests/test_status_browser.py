@@ -6,6 +6,7 @@ Screenshots (desktop and phone widths) are kept under ``tests/artifacts/`` (git-
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -36,14 +37,15 @@ def _binaries() -> tuple[str, str]:
     driver = shutil.which("chromedriver")
     if chromium is None or driver is None:
         services.unavailable("Chromium", "install the Debian packages chromium and chromium-driver")
-    assert chromium is not None and driver is not None
+    assert chromium is not None
+    assert driver is not None
     return chromium, driver
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     port = free_port()
-    data = tmp_path / "var"
+    data = tmp_path_factory.mktemp("served") / "var"
     env = {
         "GARRISON_DATA_DIR": str(data),
         "GARRISON_LOG__FORMAT": "json",
@@ -166,7 +168,8 @@ def test_status_page_in_chromium(served: tuple[str, Path], tmp_path: Path) -> No
         banner = browser.find_element(By.CSS_SELECTOR, ".banner h2").text
         assert banner == "All systems operational"
         pills = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".component .pill")]
-        assert pills and all(text.endswith("Operational") for text in pills), pills
+        assert pills
+        assert all(text.endswith("Operational") for text in pills), pills
         bars = browser.find_elements(By.CSS_SELECTOR, ".component svg.bars rect")
         assert len(bars) == 90 * len(pills)
         browser.save_screenshot(str(tmp_path / "status-all-green.png"))
@@ -210,12 +213,12 @@ def test_status_page_in_chromium(served: tuple[str, Path], tmp_path: Path) -> No
         assert browser.find_element(By.CSS_SELECTOR, ".banner h2").text != "All systems operational"
         text = browser.find_element(By.CSS_SELECTOR, f"#incident-{incident}").text
         assert PAYLOAD in text  # shown as text, never run
-        pills = {
+        states = {
             e.find_element(By.TAG_NAME, "h3").text: e.find_element(By.CLASS_NAME, "pill").text
             for e in browser.find_elements(By.CSS_SELECTOR, ".component")
         }
-        assert pills["Database"].endswith("Degraded performance"), pills
-        assert pills["Disk"].endswith("Operational"), pills
+        assert states["Database"].endswith("Degraded performance"), states
+        assert states["Disk"].endswith("Operational"), states
         assert browser.execute_script("return window.__pwned") is None
         assert browser.find_elements(By.CSS_SELECTOR, ".incident img") == []
         browser.save_screenshot(str(tmp_path / "status-incident.png"))
@@ -243,3 +246,21 @@ def test_status_page_in_chromium(served: tuple[str, Path], tmp_path: Path) -> No
     ).raise_for_status()
     page = httpx.get(f"{base}/status").text
     assert "Resolved this week" in page
+
+
+def test_a_second_instance_watches_the_first(served: tuple[str, Path], tmp_path: Path) -> None:
+    base, _ = served
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GARRISON_")}
+    env["GARRISON_DATA_DIR"] = str(tmp_path / "watcher")
+    result = subprocess.run(
+        [sys.executable, "-m", "garrison", "monitor", "--once", "--json", f"{base}/api/health"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    [probe] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["state"] == "operational"
+    assert probe["component"] == f"monitor:{base.removeprefix('http://')}/api/health"
