@@ -15,8 +15,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import sentry_sdk
-
 from garrison import __version__
 from garrison.gateway.scope import request_id, route_template, state
 from garrison.settings import Settings
@@ -84,11 +82,12 @@ def init(settings: Settings) -> bool:
     global _enabled
     if settings.sentry_dsn is None:
         return False
+    import sentry_sdk  # only when on: the SDK costs import time
+
     sentry_sdk.init(
         dsn=settings.sentry_dsn.get_secret_value(),
         release=f"garrison@{__version__}",
         environment=settings.status.sentry_environment or settings.env,
-        send_default_pii=False,
         include_local_variables=False,
         max_breadcrumbs=0,
         default_integrations=False,
@@ -104,6 +103,8 @@ def init(settings: Settings) -> bool:
 def close() -> None:
     global _enabled
     if _enabled:
+        import sentry_sdk
+
         client = sentry_sdk.get_client()
         client.flush(timeout=2.0)
         client.close()
@@ -124,12 +125,16 @@ def _tag(scope: Scope, sentry_scope: Any) -> None:
 
 
 def report_exception(exc: BaseException, scope: Scope) -> None:
+    import sentry_sdk
+
     with sentry_sdk.new_scope() as sentry_scope:
         _tag(scope, sentry_scope)
         sentry_sdk.capture_exception(exc)
 
 
 def report_status(status: int, scope: Scope) -> None:
+    import sentry_sdk
+
     with sentry_sdk.new_scope() as sentry_scope:
         _tag(scope, sentry_scope)
         sentry_scope.set_tag("status", str(status))
