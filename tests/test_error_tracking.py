@@ -27,7 +27,9 @@ probe = APIRouter()
 @probe.post("/api/v1/_boom/{item}")
 async def boom(item: str, request: Request) -> Response:
     password = f"pw-{CANARY}"  # a local variable the SDK must not send
-    raise RuntimeError(f"failed for user {CANARY}@example.com with token=got_{CANARY}{password[:0]}")
+    raise RuntimeError(
+        f"failed for user {CANARY}@example.com with token=got_{CANARY}{password[:0]}"
+    )
 
 
 @probe.get("/api/v1/_bad-gateway")
@@ -122,8 +124,14 @@ def test_scrub_masks_keys_and_values() -> None:
         },
         "user": {"email": "a@example.com"},
         "extra": {"password": CANARY},
-        "exception": {"values": [{"value": f"jwt eyJhbGciOi.eyJzdWIiOiIx.{CANARY} here",
-                                  "stacktrace": {"frames": [{"vars": {"secret": CANARY}}]}}]},
+        "exception": {
+            "values": [
+                {
+                    "value": f"jwt eyJhbGciOi.eyJzdWIiOiIx.{CANARY} here",
+                    "stacktrace": {"frames": [{"vars": {"secret": CANARY}}]},
+                }
+            ]
+        },
         "contexts": {"db": {"api_key": CANARY, "dsn": f"mysql://u:{CANARY}@h/db"}},
     }
     cleaned = errortracking.scrub(event)

@@ -35,7 +35,10 @@ def test_rules_pass_promtool_check() -> None:
 def test_rule_unit_tests_pass() -> None:
     result = subprocess.run(
         [_promtool(), "test", "rules", "garrison-alerts.test.yml"],
-        cwd=RULES, capture_output=True, text=True, timeout=60,
+        cwd=RULES,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
