@@ -128,16 +128,21 @@ async def test_the_5xx_rule_fires_on_real_traffic(tmp_path: Path) -> None:
     async with status_kit(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'g.db'}") as kit:
         kit.auth.running.app.include_router(failing)
         window = MetricWindow()
-        args = {"db": kit.db, "health": kit.health, "settings": kit.settings, "window": window}
-        await evaluator.run_once(**args)  # the baseline
+
+        async def evaluate() -> tuple[int, int]:
+            return await evaluator.run_once(
+                db=kit.db, health=kit.health, settings=kit.settings, window=window
+            )
+
+        await evaluate()  # the baseline
         for _ in range(25):
             await kit.client.get("/api/v1/_flaky")
-        opened, _ = await evaluator.run_once(**args)
+        opened, _ = await evaluate()
         assert opened == 1
         [alert] = (await kit.client.get("/api/v1/status/alerts", headers=kit.admin)).json()
         assert alert["rule"] == "http_5xx_rate"
         assert alert["subject"] == "/api/v1/_flaky"
-        _, resolved = await evaluator.run_once(**args)  # a quiet round: the rule has no data
+        _, resolved = await evaluate()  # a quiet round: the rule has no data
         assert resolved == 0
 
 

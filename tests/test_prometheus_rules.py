@@ -44,7 +44,7 @@ def test_rule_unit_tests_pass() -> None:
 
 
 def test_rules_name_only_exported_metrics() -> None:
-    exported = set()
+    exported: set[str] = set()
     for family in REGISTRY.collect():
         exported.update(sample.name for sample in family.samples)
         exported.add(family.name + "_total")

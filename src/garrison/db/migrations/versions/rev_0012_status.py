@@ -125,18 +125,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("alert_silences")
-    op.drop_index("ix_alerts_rule_resolved_at", table_name="alerts")
-    op.drop_index("uq_alerts_open_key", table_name="alerts")
-    op.drop_table("alerts")
-    op.drop_table("status_subscribers")
-    op.drop_index("ix_status_maintenances_ends_at", table_name="status_maintenances")
-    op.drop_table("status_maintenances")
-    op.drop_index("ix_status_incident_updates_incident_id", table_name="status_incident_updates")
-    op.drop_table("status_incident_updates")
-    op.drop_index("ix_status_incidents_resolved_at", table_name="status_incidents")
-    op.drop_table("status_incidents")
-    op.drop_table("status_days")
-    op.drop_index("ix_status_samples_at", table_name="status_samples")
-    op.drop_index("uq_status_samples_component_at", table_name="status_samples")
-    op.drop_table("status_samples")
+    # Dropping a table drops its indexes (MariaDB refuses to drop one a foreign key needs).
+    for table in (
+        "alert_silences",
+        "alerts",
+        "status_subscribers",
+        "status_maintenances",
+        "status_incident_updates",
+        "status_incidents",
+        "status_days",
+        "status_samples",
+    ):
+        op.drop_table(table)
