@@ -197,6 +197,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     app.state.rate_limit_stats = stats
     install_exception_handlers(app)
     app.include_router(health_router)
+    app.include_router(status_routes.pages)  # early: the public page is hot
     app.include_router(collections_router)
     app.include_router(records_router)
     app.include_router(quotas_router)
@@ -208,7 +209,6 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     app.include_router(api_keys_router)
     app.include_router(admin_router)
     app.include_router(auth_well_known)
-    app.include_router(status_routes.pages)
     app.include_router(status_routes.api)
     app.include_router(front.router)
     return app

@@ -32,6 +32,7 @@ from garrison.ops.status.schemas import (
     SilenceIn,
     SubscribeIn,
 )
+from garrison.ops.status.snapshot import Body
 from garrison.settings import Settings
 
 MANAGE = "status:manage"
@@ -47,8 +48,12 @@ def runtime_of(request: Request) -> StatusRuntime:
     return runtime
 
 
-def _cached(request: Request, body: bytes, etag: str, media_type: str) -> Response:
+def _cached(request: Request, body: Body, media_type: str) -> Response:
+    """The prepared body, gzip-compressed for clients that accept it (a CDN, a browser),
+    with a validator per representation and encoding (RFC 9110 strong ETags)."""
     seconds = int(request.app.state.settings.status.cache_seconds)
+    gzipped = "gzip" in request.headers.get("accept-encoding", "")
+    etag = f'"{body.tag}-gz"' if gzipped else f'"{body.tag}"'
     headers = {
         "Cache-Control": f"public, max-age={seconds}",
         "ETag": etag,
@@ -57,19 +62,22 @@ def _cached(request: Request, body: bytes, etag: str, media_type: str) -> Respon
     match = request.headers.get("if-none-match")
     if match and etag in {tag.strip() for tag in match.split(",")}:
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type=media_type, headers=headers)
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+        return Response(body.gzipped, media_type=media_type, headers=headers)
+    return Response(body.plain, media_type=media_type, headers=headers)
 
 
 @pages.get("/status")
 async def status_page(request: Request) -> Response:
     bodies = await runtime_of(request).service.bodies()
-    return _cached(request, bodies.html, bodies.tag("h"), HTML)
+    return _cached(request, bodies.html, HTML)
 
 
 @pages.get("/status/feed.atom")
 async def status_feed(request: Request) -> Response:
     bodies = await runtime_of(request).service.bodies()
-    return _cached(request, bodies.atom, bodies.tag("a"), "application/atom+xml; charset=utf-8")
+    return _cached(request, bodies.atom, "application/atom+xml; charset=utf-8")
 
 
 @pages.get("/status/style.css")
@@ -84,7 +92,7 @@ async def stylesheet() -> Response:
 @api.get("", summary="The status page as JSON", response_model=None)
 async def status_json(request: Request) -> Response:
     bodies = await runtime_of(request).service.bodies()
-    return _cached(request, bodies.json, bodies.tag("j"), "application/json")
+    return _cached(request, bodies.json, "application/json")
 
 
 # -- subscriptions ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ the live health states on top: the page shows the outage, never a 500.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import os
 import time
@@ -34,15 +35,24 @@ MONITOR_FRESH = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
-class Bodies:
-    html: bytes
-    json: bytes
-    atom: bytes
-    etag: str
-    stale: bool
+class Body:
+    """One representation, plain and gzip-compressed once per build."""
 
-    def tag(self, kind: str) -> str:
-        return f'"{kind}-{self.etag}"'
+    plain: bytes
+    gzipped: bytes
+    tag: str
+
+    @classmethod
+    def of(cls, data: bytes, kind: str, etag: str) -> Body:
+        return cls(data, gzip.compress(data, 6, mtime=0), f"{kind}-{etag}")
+
+
+@dataclass(frozen=True)
+class Bodies:
+    html: Body
+    json: Body
+    atom: Body
+    stale: bool
 
 
 def _day_entry(day: date, row: tuple[int, int, int] | None) -> dict[str, Any]:
@@ -130,7 +140,12 @@ class StatusService:
         etag = hashlib.sha256(orjson.dumps(stable)).hexdigest()[:32]
         html = render.page(doc, title=self.settings.title).encode()
         atom = render.feed(doc, title=self.settings.title, base=self.public_url).encode()
-        return Bodies(html=html, json=body, atom=atom, etag=etag, stale=stale)
+        return Bodies(
+            html=Body.of(html, "h", etag),
+            json=Body.of(body, "j", etag),
+            atom=Body.of(atom, "a", etag),
+            stale=stale,
+        )
 
     async def _read(self, now: datetime) -> dict[str, Any]:
         first = (now - timedelta(days=self.settings.history_days - 1)).date()
