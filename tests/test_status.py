@@ -256,6 +256,60 @@ async def test_database_down_shows_the_last_known_state(tmp_path: Path) -> None:
             assert database_days[-1]["uptime"] == 100.0  # history as last recorded
 
 
+async def test_samples_wait_while_the_database_is_down(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from garrison.db import Database
+    from garrison.db.migrate import head_revisions
+    from garrison.ops.health import HealthService
+    from garrison.ops.status.models import StatusDay
+
+    minute = datetime.now(UTC).replace(hour=12, minute=30, second=0, microsecond=0)
+    pending: list[tuple[datetime, sampler.Samples]] = []
+    async with status_kit(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'g.db'}") as kit:
+        with socket_closed() as port:
+            settings = kit.settings
+            down = Database(f"mysql+asyncmy://root@127.0.0.1:{port}/gone", settings.db)
+            down.settings.connect_timeout = 1
+            health = HealthService(
+                db=down,
+                store=None,
+                data_dir=settings.data_dir,
+                settings=settings.health,
+                expected_revisions=head_revisions(),
+            )
+            try:
+                with pytest.raises(Exception):  # noqa: B017, PT011 - the driver's own error
+                    await sampler.run_once(
+                        db=down,
+                        health=health,
+                        settings=settings.status,
+                        now=minute,
+                        pending=pending,
+                    )
+            finally:
+                await down.dispose()
+        assert len(pending) == 1
+        # The database is back: the outage minute is written with its own time.
+        written = await sampler.run_once(
+            db=kit.db,
+            health=kit.health,
+            settings=settings.status,
+            now=minute + timedelta(minutes=1),
+            pending=pending,
+        )
+        assert pending == []
+        assert written == 8  # four components, two minutes
+        async with kit.db.read_session() as session:
+            row = await session.scalar(
+                select(StatusDay).where(
+                    StatusDay.component == "database", StatusDay.day == minute.date()
+                )
+            )
+        assert row is not None
+        assert (row.operational, row.outage) == (1, 1)
+
+
 class socket_closed:
     """A loopback port nothing listens on (bound, then released)."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from garrison.db.engine import Database
 from garrison.db.migrate import head_revisions
@@ -45,12 +46,15 @@ class PeriodicJobs:
         self._store: KeyValueStore | None = None
         self._health: HealthService | None = None
         window = MetricWindow(multiproc_dir=settings.metrics.multiproc_dir)
+        unwritten: list[tuple[datetime, sampler.Samples]] = []  # while the database is away
         status = settings.status
         self.jobs = [
             Job(
                 "status.sample",
                 status.sample_interval_seconds,
-                lambda: sampler.run_once(db=db, health=self.health(), settings=status),
+                lambda: sampler.run_once(
+                    db=db, health=self.health(), settings=status, pending=unwritten
+                ),
             ),
         ]
         if status.alerts.enabled:

@@ -13,7 +13,7 @@ from garrison.db.types import BigId, UtcDateTime
 
 class Alert(Base):
     """An alert opens once per (rule, subject) and stays open until the condition clears;
-    a resolved one is kept as history. ``suppressed_until`` silences the rule's opening."""
+    a resolved one is kept as history. ``AlertSilence`` rows keep a rule from opening."""
 
     __tablename__ = "alerts"
 

@@ -120,11 +120,32 @@ async def _purge(session: AsyncSession, *, at: datetime, settings: StatusSetting
     )
 
 
+Samples = list[tuple[str, str, str | None]]
+MAX_PENDING = 1440  # a day of minutes kept while the database is away
+
+
 async def run_once(
-    *, db: Database, health: HealthService, settings: StatusSettings, now: datetime | None = None
+    *,
+    db: Database,
+    health: HealthService,
+    settings: StatusSettings,
+    now: datetime | None = None,
+    pending: list[tuple[datetime, Samples]] | None = None,
 ) -> int:
-    """Sample every component of this process's health report; returns new samples."""
+    """Sample every component of this process's health report; returns new samples.
+
+    When the database cannot take the samples (it is down: the very outage the page must
+    show), they are kept in ``pending`` and written, with their own minutes, by the first
+    run that reaches the database again."""
+    at = minute_of(now or datetime.now(UTC))
     report = await health.report()
-    states = components.from_report(report)
-    samples = [(c.key, c.state, None) for c in states]
-    return await record(db, samples=samples, settings=settings, now=now)
+    samples: Samples = [(c.key, c.state, None) for c in components.from_report(report)]
+    waiting = pending if pending is not None else []
+    waiting.append((at, samples))
+    del waiting[:-MAX_PENDING]
+    written = 0
+    while waiting:
+        minute, batch = waiting[0]
+        written += await record(db, samples=batch, settings=settings, now=minute)
+        waiting.pop(0)
+    return written
