@@ -13,10 +13,12 @@ import httpx
 
 from garrison.db.engine import Database
 from garrison.ops.health import HealthService
+from garrison.ops.status import notify
 from garrison.ops.status.runtime import StatusRuntime
 from garrison.outbox.registry import Message, Registry
-from garrison.outbox.worker import Worker
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
+from garrison.worker import Worker
 from tests.authkit import AuthApp, auth_app, bearer
 from tests.conftest import make_settings
 
@@ -37,18 +39,15 @@ class Kit:
 
     @property
     def db(self) -> Database:
-        db: Database = self.auth.running.app.state.db
-        return db
+        return runtime_of(self.auth.running.app).db
 
     @property
     def health(self) -> HealthService:
-        health: HealthService = self.auth.running.app.state.health
-        return health
+        return runtime_of(self.auth.running.app).get(HealthService)
 
     @property
     def status(self) -> StatusRuntime:
-        runtime: StatusRuntime = self.auth.running.app.state.status
-        return runtime
+        return runtime_of(self.auth.running.app).get(StatusRuntime)
 
     async def drain(self) -> None:
         """Seal the events written so far and deliver their messages (status handlers and a
@@ -59,12 +58,10 @@ class Kit:
             self.topics.append(message.topic)
 
         registry.register("", remember)
+        notify.install(registry, self.settings)
         worker = Worker(self.db, self.settings, handlers=registry)
-        try:
-            while await worker.run_once():
-                pass
-        finally:
-            await worker.periodic.close()
+        while await worker.run_once():
+            pass
 
     async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         return await self.client.post(path, json=body, headers=self.admin)

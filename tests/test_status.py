@@ -314,7 +314,7 @@ class socket_closed:
     """A loopback port nothing listens on (bound, then released)."""
 
     def __enter__(self) -> int:
-        from tests.test_server import free_port
+        from tests.helpers import free_port
 
         return free_port()
 

@@ -24,7 +24,7 @@ from garrison.db import Database
 from garrison.ops.status.models import StatusDay
 from garrison.settings import DatabaseSettings
 from tests import services
-from tests.test_server import Server, free_port, wait_until_accepting
+from tests.helpers import LoggedProcess, free_port, wait_until_accepting
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -52,10 +52,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         "GARRISON_STATUS__CACHE_SECONDS": "0",
         "GARRISON_STATUS__TITLE": "Acme API status",
     }
-    server = Server([sys.executable, "-m", "garrison", "serve", "--port", str(port)], env)
+    server = LoggedProcess([sys.executable, "-m", "garrison", "serve", "--port", str(port)], env)
     try:
-        server.wait_for_log("garrison.ready")
-        server.keep_draining()
+        server.wait_for("garrison.ready")
         wait_until_accepting(port)
         yield f"http://127.0.0.1:{port}", data
     finally:

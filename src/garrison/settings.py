@@ -23,8 +23,6 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-from garrison.ops.status.config import StatusSettings
-
 Environment = Literal["development", "staging", "production"]
 
 ENV_PREFIX = "GARRISON_"
@@ -279,6 +277,9 @@ class AuthSettings(BaseModel):
     lockout_window_seconds: float = Field(default=3600.0, gt=0, description="failure memory")
     lockout_ip_threshold: int = Field(default=30, ge=1)
     lockout_global_per_minute: int = Field(default=1000, ge=1, description="all failures")
+    deny_list_refresh_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="how often a process reloads logouts"
+    )
     verify_token_ttl: int = Field(default=86_400, ge=60)
     reset_token_ttl: int = Field(default=3600, ge=60)
 
@@ -342,6 +343,43 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+# The status page, incidents, alerting and error tracking (GARRISON_STATUS__*).
+class AlertSettings(BaseModel):
+    """Alert rules the worker evaluates on Garrison's own metrics and health checks."""
+
+    enabled: bool = True
+    interval_seconds: float = Field(default=60.0, ge=1, description="between evaluations")
+    email_to: list[str] = Field(default_factory=list, description="operators' addresses")
+    error_rate: float = Field(default=0.05, gt=0, le=1, description="5xx share per route")
+    min_requests: int = Field(default=20, ge=1, description="per route and window")
+    latency_p95_ms: float = Field(default=200.0, gt=0)
+    db_query_p95_ms: float = Field(default=100.0, gt=0)
+    replication_lag_seconds: float = Field(default=30.0, gt=0)
+    backup_max_age_hours: float = Field(default=26.0, gt=0)
+    suppress_minutes: dict[str, float] = Field(
+        default_factory=dict,
+        description="rule name → minutes a rule stays quiet after it resolved (flap guard)",
+    )
+    default_suppress_minutes: float = Field(default=10.0, ge=0)
+
+
+class StatusSettings(BaseModel):
+    title: str = Field(default="Garrison status", max_length=100)
+    sample_interval_seconds: float = Field(
+        default=60.0, ge=1, le=3600, description="the worker records a sample per component"
+    )
+    sample_retention_days: int = Field(default=3, ge=1, le=90, description="minute samples")
+    history_days: int = Field(default=90, ge=7, le=365, description="days on the uptime bar")
+    cache_seconds: float = Field(default=30.0, ge=0, le=600, description="page and JSON")
+    maintenance_poll_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="how often the read-only switch is re-read"
+    )
+    subscribe_token_ttl: int = Field(default=172_800, ge=300, description="confirm link, s")
+    sentry_environment: str | None = Field(default=None, description="default: GARRISON_ENV")
+    sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -355,10 +393,21 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = Field(default="garrison:", min_length=1, max_length=64)
+    redis_timeout: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="seconds a Redis command or connect may take before the store counts as down",
+    )
     redis_max_connections: int = Field(
         default=256, ge=1, le=10_000, description="per process; callers wait when all are busy"
     )
     secret_key: SecretStr | None = None
+    previous_secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="older master keys, still read (JSON list); `garrison secrets rotate` "
+        "re-encrypts what they sealed under the current key",
+    )
 
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -415,6 +464,7 @@ class Settings(BaseSettings):
         """The effective configuration with every secret replaced; for ``config show``."""
         data = self.model_dump(mode="json")
         data["secret_key"] = "**********" if self.secret_key else None
+        data["previous_secret_keys"] = ["**********" for _ in self.previous_secret_keys]
         data["metrics"]["token"] = "**********" if self.metrics.token else None
         data["sentry_dsn"] = "**********" if self.sentry_dsn else None
         for key in ("database_url", "redis_url"):

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from garrison import __version__
-from garrison.gateway.scope import request_id, route_template, state
+from garrison.context import request_id, route_template, state
 from garrison.settings import Settings
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 

@@ -64,14 +64,23 @@ async def silence(
     await session.flush()
     await emit(
         session,
-        Event("alert.silenced", actor, "alert_rule", rule, data={"until": row.until.isoformat()}),
+        Event(
+            action="alert.silenced",
+            actor=actor,
+            target_type="alert_rule",
+            target_id=rule,
+            data={"until": row.until.isoformat()},
+        ),
     )
 
 
 async def unsilence(session: AsyncSession, *, rule: str, actor: Actor) -> None:
     _check_rule(rule)
     await session.execute(delete(AlertSilence).where(AlertSilence.rule == rule))
-    await emit(session, Event("alert.unsilenced", actor, "alert_rule", rule))
+    await emit(
+        session,
+        Event(action="alert.unsilenced", actor=actor, target_type="alert_rule", target_id=rule),
+    )
 
 
 async def apply(
@@ -132,11 +141,23 @@ async def apply(
     for alert in opened:
         await emit(
             session,
-            Event("alert.opened", Actor.system(), "alert", str(alert.id), data=_data(alert)),
+            Event(
+                action="alert.opened",
+                actor=Actor.system(),
+                target_type="alert",
+                target_id=str(alert.id),
+                data=_data(alert),
+            ),
         )
     for alert in resolved:
         await emit(
             session,
-            Event("alert.resolved", Actor.system(), "alert", str(alert.id), data=_data(alert)),
+            Event(
+                action="alert.resolved",
+                actor=Actor.system(),
+                target_type="alert",
+                target_id=str(alert.id),
+                data=_data(alert),
+            ),
         )
     return opened, resolved

@@ -12,10 +12,11 @@ from sqlalchemy.engine import make_url
 from starlette.responses import Response
 
 from garrison import __version__
+from garrison.context import state
 from garrison.gateway.client_ip import is_loopback
-from garrison.gateway.scope import state
 from garrison.ops.status import render
 from garrison.ops.status.runtime import FIRST_ADMIN_COMMAND, StatusRuntime
+from garrison.runtime import runtime_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,8 +41,8 @@ def wants_html(accept: str) -> bool:
 
 @router.get("/")
 async def front_door(request: Request) -> Response:
-    settings = request.app.state.settings
-    runtime: StatusRuntime = request.app.state.status
+    settings = runtime_of(request).settings
+    runtime = runtime_of(request).get(StatusRuntime)
     info: dict[str, Any] = {
         "name": "Garrison",
         "version": __version__,

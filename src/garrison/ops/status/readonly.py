@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from garrison.context import request_id, state
 from garrison.db.engine import Database
 from garrison.errors import ServiceUnavailable, problem_response
-from garrison.gateway.scope import request_id, state
 from garrison.log import get_logger
 from garrison.ops.status import service
+from garrison.runtime import find_runtime
 from garrison.types import ASGIApp, Receive, Scope, Send
 
 log = get_logger("garrison.status")
@@ -81,7 +82,8 @@ class ReadOnlyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        switch: ReadOnlySwitch | None = getattr(scope["app"].state, "read_only", None)
+        runtime = find_runtime(scope)
+        switch = None if runtime is None else runtime.find(ReadOnlySwitch)
         window = None if switch is None else await switch.current()
         if window is None:
             await self.app(scope, receive, send)

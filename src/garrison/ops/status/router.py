@@ -33,6 +33,7 @@ from garrison.ops.status.schemas import (
     SubscribeIn,
 )
 from garrison.ops.status.snapshot import Body
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 
 MANAGE = "status:manage"
@@ -43,15 +44,14 @@ HTML = "text/html; charset=utf-8"
 _EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
 
 
-def runtime_of(request: Request) -> StatusRuntime:
-    runtime: StatusRuntime = request.app.state.status
-    return runtime
+def status_of(request: Request) -> StatusRuntime:
+    return runtime_of(request).get(StatusRuntime)
 
 
 def _cached(request: Request, body: Body, media_type: str) -> Response:
     """The prepared body, gzip-compressed for clients that accept it (a CDN, a browser),
     with a validator per representation and encoding (RFC 9110 strong ETags)."""
-    seconds = int(request.app.state.settings.status.cache_seconds)
+    seconds = int(status_of(request).settings.status.cache_seconds)
     gzipped = "gzip" in request.headers.get("accept-encoding", "")
     etag = f'"{body.tag}-gz"' if gzipped else f'"{body.tag}"'
     headers = {
@@ -70,13 +70,13 @@ def _cached(request: Request, body: Body, media_type: str) -> Response:
 
 @pages.get("/status")
 async def status_page(request: Request) -> Response:
-    bodies = await runtime_of(request).service.bodies()
+    bodies = await status_of(request).service.bodies()
     return _cached(request, bodies.html, HTML)
 
 
 @pages.get("/status/feed.atom")
 async def status_feed(request: Request) -> Response:
-    bodies = await runtime_of(request).service.bodies()
+    bodies = await status_of(request).service.bodies()
     return _cached(request, bodies.atom, "application/atom+xml; charset=utf-8")
 
 
@@ -91,7 +91,7 @@ async def stylesheet() -> Response:
 
 @api.get("", summary="The status page as JSON", response_model=None)
 async def status_json(request: Request) -> Response:
-    bodies = await runtime_of(request).service.bodies()
+    bodies = await status_of(request).service.bodies()
     return _cached(request, bodies.json, "application/json")
 
 
@@ -108,7 +108,7 @@ def _message(settings: Settings, heading: str, text: str, **extra: str) -> Respo
 async def _subscribe(
     request: Request, session: WriteSession, background: BackgroundTasks, email: str
 ) -> None:
-    runtime = runtime_of(request)
+    runtime = status_of(request)
     settings = runtime.settings
     token = await service.subscribe(session, email=email, ttl=settings.status.subscribe_token_ttl)
     if token is not None:
@@ -140,7 +140,7 @@ async def subscribe_form(
     background: BackgroundTasks,
     email: Annotated[str, Form(max_length=320)],
 ) -> Response:
-    settings = runtime_of(request).settings
+    settings = status_of(request).settings
     try:
         address = _EMAIL.validate_python(email)
     except ValidationError:
@@ -156,7 +156,7 @@ async def subscribe_form(
 
 @pages.get("/status/subscribe/confirm")
 async def confirm_form(request: Request, token: Annotated[str, Query(max_length=200)]) -> Response:
-    settings = runtime_of(request).settings
+    settings = status_of(request).settings
     return _message(
         settings,
         "Confirm your subscription",
@@ -170,7 +170,7 @@ async def confirm_form(request: Request, token: Annotated[str, Query(max_length=
 async def confirm_page(
     request: Request, session: WriteSession, token: Annotated[str, Query(max_length=200)]
 ) -> Response:
-    settings = runtime_of(request).settings
+    settings = status_of(request).settings
     if await service.confirm(session, token=token):
         return _message(settings, "Subscribed", "You will get an e-mail when something changes.")
     return _message(
@@ -184,7 +184,7 @@ async def unsubscribe_form(
     subscriber: Annotated[str, Query(alias="id", max_length=36)],
     sig: Annotated[str, Query(max_length=64)],
 ) -> Response:
-    settings = runtime_of(request).settings
+    settings = status_of(request).settings
     return _message(
         settings,
         "Unsubscribe",
@@ -201,7 +201,7 @@ async def unsubscribe_page(
     subscriber: Annotated[str, Query(alias="id", max_length=36)],
     sig: Annotated[str, Query(max_length=64)],
 ) -> Response:
-    settings = runtime_of(request).settings
+    settings = status_of(request).settings
     expected = mail.unsubscribe_signature(settings, subscriber)
     if hmac.compare_digest(expected, sig):
         await service.unsubscribe(session, subscriber_id=subscriber)
@@ -225,7 +225,7 @@ async def list_incidents(
 async def create_incident(
     body: IncidentIn, principal: StatusManager, request: Request, session: WriteSession
 ) -> IncidentOut:
-    runtime = runtime_of(request)
+    runtime = status_of(request)
     out = await service.create_incident(
         session,
         title=body.title,
@@ -253,7 +253,7 @@ async def patch_incident(
     request: Request,
     session: WriteSession,
 ) -> IncidentOut:
-    runtime = runtime_of(request)
+    runtime = status_of(request)
     out = await service.patch_incident(
         session,
         incident_id=incident_id,
@@ -286,7 +286,7 @@ async def add_update(
         message=body.message,
         actor=principal.actor,
     )
-    runtime_of(request).changed()
+    status_of(request).changed()
     return out
 
 
@@ -305,7 +305,7 @@ async def resolve_incident(
         message=(body or ResolveIn()).message,
         actor=principal.actor,
     )
-    runtime_of(request).changed()
+    status_of(request).changed()
     return out
 
 
@@ -323,7 +323,7 @@ async def list_maintenances(
 async def schedule_maintenance(
     body: MaintenanceIn, principal: StatusManager, request: Request, session: WriteSession
 ) -> MaintenanceOut:
-    runtime = runtime_of(request)
+    runtime = status_of(request)
     out = await service.schedule_maintenance(
         session,
         title=body.title,
@@ -354,7 +354,7 @@ async def patch_maintenance(
     request: Request,
     session: WriteSession,
 ) -> MaintenanceOut:
-    runtime = runtime_of(request)
+    runtime = status_of(request)
     out = await service.patch_maintenance(
         session,
         maintenance_id=maintenance_id,
@@ -373,7 +373,7 @@ async def cancel_maintenance(
     out = await service.cancel_maintenance(
         session, maintenance_id=maintenance_id, actor=principal.actor
     )
-    runtime_of(request).changed()
+    status_of(request).changed()
     return out
 
 

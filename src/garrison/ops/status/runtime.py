@@ -1,4 +1,4 @@
-"""The status domain's long-lived parts for one app process (``app.state.status``): the
+"""The status domain's long-lived parts for one app process (a runtime component): the
 snapshot cache, the read-only switch, error tracking, and the first-start hint."""
 
 from __future__ import annotations

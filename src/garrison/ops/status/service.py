@@ -168,7 +168,14 @@ async def create_incident(
     await session.flush()
     out = await get_incident(session, incident_id=row.id)
     await emit(
-        session, Event("status.incident.created", actor, "incident", row.id, data=_payload(out))
+        session,
+        Event(
+            action="status.incident.created",
+            actor=actor,
+            target_type="incident",
+            target_id=row.id,
+            data=_payload(out),
+        ),
     )
     return out
 
@@ -194,7 +201,14 @@ async def patch_incident(
     await session.flush()
     out = await get_incident(session, incident_id=incident_id)
     await emit(
-        session, Event("status.incident.updated", actor, "incident", row.id, data=_payload(out))
+        session,
+        Event(
+            action="status.incident.updated",
+            actor=actor,
+            target_type="incident",
+            target_id=row.id,
+            data=_payload(out),
+        ),
     )
     return out
 
@@ -215,7 +229,12 @@ async def add_update(
     await session.flush()
     out = await get_incident(session, incident_id=incident_id)
     action = "status.incident.resolved" if resolving else "status.incident.updated"
-    await emit(session, Event(action, actor, "incident", row.id, data=_payload(out)))
+    await emit(
+        session,
+        Event(
+            action=action, actor=actor, target_type="incident", target_id=row.id, data=_payload(out)
+        ),
+    )
     return out
 
 
@@ -312,10 +331,10 @@ async def schedule_maintenance(
     await emit(
         session,
         Event(
-            "status.maintenance.scheduled",
-            actor,
-            "maintenance",
-            row.id,
+            action="status.maintenance.scheduled",
+            actor=actor,
+            target_type="maintenance",
+            target_id=row.id,
             data=_maintenance_payload(out),
         ),
     )
@@ -345,10 +364,10 @@ async def patch_maintenance(
     await emit(
         session,
         Event(
-            "status.maintenance.updated",
-            actor,
-            "maintenance",
-            row.id,
+            action="status.maintenance.updated",
+            actor=actor,
+            target_type="maintenance",
+            target_id=row.id,
             data=_maintenance_payload(out),
         ),
     )
@@ -366,10 +385,10 @@ async def cancel_maintenance(
         await emit(
             session,
             Event(
-                "status.maintenance.cancelled",
-                actor,
-                "maintenance",
-                row.id,
+                action="status.maintenance.cancelled",
+                actor=actor,
+                target_type="maintenance",
+                target_id=row.id,
                 data=_maintenance_payload(out),
             ),
         )
