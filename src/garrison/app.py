@@ -74,7 +74,13 @@ def _middleware(
         Middleware(ClientIpMiddleware, trusted_proxies=http.trusted_proxies),
         *metrics,
         Middleware(AccessLogMiddleware),
-        Middleware(SecurityHeadersMiddleware, hsts=http.hsts, hsts_max_age=http.hsts_max_age),
+        Middleware(
+            SecurityHeadersMiddleware,
+            hsts=http.hsts,
+            hsts_max_age=http.hsts_max_age,
+            page_prefixes=("/status",),  # the status page, its feed and stylesheet
+            page_paths=frozenset({"/"}),  # the front door
+        ),
         Middleware(
             CORSMiddleware,
             allow_origins=http.cors_origins,

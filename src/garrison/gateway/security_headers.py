@@ -39,11 +39,13 @@ class SecurityHeadersMiddleware:
         hsts: bool = False,
         hsts_max_age: int = 31_536_000,
         docs_paths: tuple[str, ...] = ("/api/docs",),
-        page_paths: tuple[str, ...] = ("/status",),
+        page_prefixes: tuple[str, ...] = (),
+        page_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.docs_paths = docs_paths
-        self.page_paths = page_paths
+        self.page_prefixes = page_prefixes  # server-rendered pages: PAGE_CSP
+        self.page_paths = page_paths  # the same, matched exactly
         self.extra = list(_STATIC)
         if hsts:
             value = f"max-age={hsts_max_age}; includeSubDomains".encode()
@@ -56,7 +58,9 @@ class SecurityHeadersMiddleware:
         path = scope["path"]
         if path.startswith(self.docs_paths):
             csp = DOCS_CSP
-        elif path == "/" or path.startswith(self.page_paths):
+        elif path in self.page_paths or (
+            self.page_prefixes and path.startswith(self.page_prefixes)
+        ):
             csp = PAGE_CSP
         else:
             csp = API_CSP
