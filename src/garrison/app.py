@@ -34,8 +34,12 @@ from garrison.gateway.rate_limit import Identify, RateLimitMiddleware, RateLimit
 from garrison.gateway.request_id import RequestIdMiddleware
 from garrison.gateway.security_headers import SecurityHeadersMiddleware
 from garrison.log import configure_logging, get_logger
+from garrison.ops.alerts.errortracking import ErrorTrackingMiddleware
 from garrison.ops.metrics_router import router as metrics_router
 from garrison.ops.router import router as health_router
+from garrison.ops.status import front
+from garrison.ops.status import router as status_routes
+from garrison.ops.status.readonly import ReadOnlyMiddleware
 from garrison.outbox.router import router as outbox_router
 from garrison.quotas.router import router as quotas_router
 from garrison.quotas.service import QuotaLookup
@@ -70,7 +74,13 @@ def _middleware(
         Middleware(ClientIpMiddleware, trusted_proxies=http.trusted_proxies),
         *metrics,
         Middleware(AccessLogMiddleware),
-        Middleware(SecurityHeadersMiddleware, hsts=http.hsts, hsts_max_age=http.hsts_max_age),
+        Middleware(
+            SecurityHeadersMiddleware,
+            hsts=http.hsts,
+            hsts_max_age=http.hsts_max_age,
+            page_prefixes=("/status",),  # the status page, its feed and stylesheet
+            page_paths=frozenset({"/"}),  # the front door
+        ),
         Middleware(
             CORSMiddleware,
             allow_origins=http.cors_origins,
@@ -89,6 +99,7 @@ def _middleware(
             max_age=600,
         ),
         Middleware(ErrorsMiddleware),
+        *([Middleware(ErrorTrackingMiddleware)] if settings.sentry_dsn else []),
         # Rate limits sit after the client-IP layer (anonymous callers are keyed by the
         # resolved address), inside access log, security headers, CORS and errors (a 429 is
         # logged, carries the same headers, is readable cross-origin, and a fault in the
@@ -102,6 +113,7 @@ def _middleware(
             quota=_quota,
             stats=stats,
         ),
+        Middleware(ReadOnlyMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=http.max_body_bytes),
         Middleware(ContentTypeMiddleware, allowed=http.allowed_content_types),
         Middleware(StrictJsonMiddleware),
@@ -110,6 +122,7 @@ def _middleware(
 
 ROUTERS = (
     health_router,
+    status_routes.pages,  # early: the public page is hot
     collections_router,
     records_router,
     quotas_router,
@@ -121,6 +134,8 @@ ROUTERS = (
     api_keys_router,
     admin_router,
     auth_well_known,
+    status_routes.api,
+    front.router,
 )
 
 

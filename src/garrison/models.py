@@ -3,15 +3,19 @@
 from garrison.audit import models as audit_models
 from garrison.auth import models as auth_models
 from garrison.ops import models as ops_models
+from garrison.ops.alerts import models as alerts_models
+from garrison.ops.status import models as status_models
 from garrison.outbox import models as outbox_models
 from garrison.quotas import models as quotas_models
 from garrison.records import models as records_models
 
 __all__ = [
+    "alerts_models",
     "audit_models",
     "auth_models",
     "ops_models",
     "outbox_models",
     "quotas_models",
     "records_models",
+    "status_models",
 ]

@@ -20,6 +20,7 @@ from garrison.db.migrate import head_revisions
 from garrison.metrics import instrument_database
 from garrison.metrics.process import sample_forever
 from garrison.ops.health import HealthService
+from garrison.ops.status.runtime import StatusRuntime
 from garrison.outbox.registry import import_handler_modules
 from garrison.quotas.service import QuotaLookup
 from garrison.records.cache import CollectionCache
@@ -57,15 +58,14 @@ async def open_runtime(
             runtime.add(component)
         runtime.add(CollectionCache())
         runtime.add(QuotaLookup(db=db, cache=cache, ttl=settings.rate_limit.quota_cache_seconds))
-        runtime.add(
-            HealthService(
-                db=db,
-                store=store if settings.redis_url else None,
-                data_dir=settings.data_dir,
-                settings=settings.health,
-                expected_revisions=head_revisions(),
-            )
+        health = HealthService(
+            db=db,
+            store=store if settings.redis_url else None,
+            data_dir=settings.data_dir,
+            settings=settings.health,
+            expected_revisions=head_revisions(),
         )
+        runtime.add(health)
         if settings.metrics.enabled:
             instrument_database(db)
             config = settings.metrics
@@ -83,6 +83,11 @@ async def open_runtime(
         await auth.start()
         stack.push_async_callback(auth.stop)
         runtime.add(auth)
+        status = StatusRuntime(settings, db, health)
+        await status.start()
+        stack.push_async_callback(status.stop)
+        runtime.add(status)
+        runtime.add(status.read_only)  # the read-only middleware asks it
         if settings.worker.in_process:
             import_handler_modules(settings.worker.handler_modules)
             worker = Worker(db, settings)

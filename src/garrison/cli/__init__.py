@@ -11,6 +11,7 @@ from garrison.cli import audit as audit_cmd
 from garrison.cli import config as config_cmd
 from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
+from garrison.cli import monitor as monitor_cmd
 from garrison.cli import quotas as quotas_cmd
 from garrison.cli import schema as schema_cmd
 from garrison.cli import serve as serve_cmd
@@ -33,6 +34,7 @@ app.add_typer(users_cmd.app, name="users")
 app.add_typer(keys_cmd.app, name="keys")
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
+app.command("monitor")(monitor_cmd.monitor_command)
 
 
 @app.command("version")

@@ -16,6 +16,11 @@ DOCS_CSP = (
     b"img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
     b"frame-ancestors 'none'"
 )
+# Server-rendered pages (status page, front door): their own stylesheet, forms posting back.
+PAGE_CSP = (
+    b"default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    b"base-uri 'none'; frame-ancestors 'none'"
+)
 _STATIC = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -34,9 +39,13 @@ class SecurityHeadersMiddleware:
         hsts: bool = False,
         hsts_max_age: int = 31_536_000,
         docs_paths: tuple[str, ...] = ("/api/docs",),
+        page_prefixes: tuple[str, ...] = (),
+        page_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.docs_paths = docs_paths
+        self.page_prefixes = page_prefixes  # server-rendered pages: PAGE_CSP
+        self.page_paths = page_paths  # the same, matched exactly
         self.extra = list(_STATIC)
         if hsts:
             value = f"max-age={hsts_max_age}; includeSubDomains".encode()
@@ -46,7 +55,15 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"].startswith(self.docs_paths) else API_CSP
+        path = scope["path"]
+        if path.startswith(self.docs_paths):
+            csp = DOCS_CSP
+        elif path in self.page_paths or (
+            self.page_prefixes and path.startswith(self.page_prefixes)
+        ):
+            csp = PAGE_CSP
+        else:
+            csp = API_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -23,6 +23,7 @@ from garrison.audit import retention
 from garrison.audit.sealer import seal_pending
 from garrison.db.engine import Database
 from garrison.log import get_logger
+from garrison.ops.jobs import OpsJobs
 from garrison.outbox.delivery import Delivery, new_worker_id
 from garrison.outbox.registry import Registry, registry
 from garrison.settings import Settings
@@ -48,8 +49,12 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
     async def audit_purge() -> object:
         return await retention.purge(db, settings=settings)
 
+    ops = OpsJobs(db, settings)
+    status = settings.status
     return [
         Job("audit.purge", audit_purge, every=settings.audit.purge_interval_seconds),
+        Job("status.sample", ops.sample, every=status.sample_interval_seconds),
+        Job("alerts.evaluate", ops.evaluate, every=status.alerts.interval_seconds),
     ]
 
 
