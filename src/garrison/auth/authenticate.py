@@ -57,9 +57,9 @@ def _user_state() -> AnySelect:
 
 async def _user_principal(runtime: AuthRuntime, claims: tokens.AccessClaims) -> Principal:
     # On the hot-path reader: one round trip, no ORM session (see db.fastread).
-    rows = await runtime.db.fast_read.all_by_shape(
-        "auth.user_state", _user_state, {"user_id": claims.sub}
-    )
+    # Right after a login or a change the user's row may not be on a replica yet.
+    reader = await runtime.db.reader_for(f"user:{claims.sub}")
+    rows = await reader.all_by_shape("auth.user_state", _user_state, {"user_id": claims.sub})
     if not rows or rows[0]["status"] != "active":
         raise InvalidToken("the access token's user is not active")
     if claims.generation != rows[0]["token_generation"]:

@@ -137,6 +137,7 @@ class FastReader:
         self._pool_lock = asyncio.Lock()
         self.observe: QueryObserver | None = None
         self.span: QuerySpan | None = None
+        self.ssl: Any = None  # an ssl.SSLContext when the database settings ask for TLS
 
     # -- statements ---------------------------------------------------------------------
 
@@ -246,6 +247,26 @@ class FastReader:
         finally:
             pool.release(conn)
 
+    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of a raw SQL statement as dicts by column name (status and replication
+        probes; MySQL/MariaDB only)."""
+        import asyncmy.errors
+
+        pool = self._pool or await self._open_pool()
+        async with asyncio.timeout(self.settings.pool_timeout):
+            conn = await pool.acquire()
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute(sql, params or None)
+                names = [str(column[0]) for column in cursor.description or ()]
+                return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        except asyncmy.errors.Error as exc:
+            raise DBAPIError.instance(
+                sql, params, exc, asyncmy.errors.Error, dialect=self.dialect
+            ) from exc
+        finally:
+            pool.release(conn)
+
     async def _open_pool(self) -> Any:
         import asyncmy
         import asyncmy.errors
@@ -267,6 +288,7 @@ class FastReader:
                         autocommit=True,
                         connect_timeout=self.settings.connect_timeout,
                         init_command="SET time_zone = '+00:00'",
+                        ssl=self.ssl,
                     )
                 except asyncmy.errors.Error as exc:
                     raise DBAPIError.instance(

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from garrison.errors import NotFound, Unauthorized
 from garrison.gateway.client_ip import is_loopback
 from garrison.gateway.scope import state
-from garrison.metrics.database import refresh_pool
+from garrison.metrics.database import refresh_pool, refresh_replication
 from garrison.metrics.exposition import CONTENT_TYPE, exposition
 from garrison.settings import Settings
 
@@ -56,5 +56,6 @@ async def metrics(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     check_access(request, settings)
     refresh_pool(request.app.state.db)
+    await refresh_replication(request.app.state.db)
     body = await run_in_threadpool(exposition, settings.metrics.multiproc_dir)
     return Response(body, media_type=CONTENT_TYPE)
