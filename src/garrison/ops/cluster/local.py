@@ -114,6 +114,8 @@ class LocalCluster:
         self.procs: dict[str, Proc] = {}
         self.spec = ClusterSpec()
         self.secrets: dict[str, str] = {}
+        # Children started by this process, kept so they are reaped when they stop.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
         state = self.base / STATE_FILE
         if state.is_file():
             data = json.loads(state.read_text())
@@ -204,12 +206,19 @@ class LocalCluster:
     # -- up -------------------------------------------------------------------------------
 
     def up(self, spec: ClusterSpec, *, progress: Callable[[str], None] = lambda _: None) -> None:
-        if any(alive(p.pid) for p in self.procs.values()):
+        if any(self._alive(p.pid) for p in self.procs.values()):
             raise ClusterError(f"a cluster already runs in {self.base}; `garrison cluster down`")
         if spec.nodes + (1 if spec.arbitrator else 0) < 2:
             raise ClusterError("a cluster needs at least two members (nodes + arbitrator)")
         self.spec = spec
         self.base.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            for parent in [self.base, *self.base.parents]:
+                if not parent.stat().st_mode & 0o001:
+                    raise ClusterError(
+                        f"{parent} is not reachable by the mysql user; use a directory"
+                        " under a world-traversable path (for example /var/lib/garrison)"
+                    )
         self.secrets = {name: secrets.token_urlsafe(18) for name in ("app", "monitor", "repl")}
         write_private(self.base / SECRETS_FILE, json.dumps(self.secrets))
         self._own(key_file(self.base / "keys" / "keyfile"))
@@ -471,7 +480,7 @@ class LocalCluster:
 
     def start(self, name: str, *, bootstrap: bool = False) -> Proc:
         proc = self.procs[name]
-        if alive(proc.pid):
+        if self._alive(proc.pid):
             return proc
         if proc.role == "node" and not bootstrap and not (Path(proc.dir) / "my.cnf").is_file():
             self._write_node_cnf(proc)
@@ -489,11 +498,12 @@ class LocalCluster:
         finally:
             log.close()
         proc.pid = child.pid
+        self._children[child.pid] = child
         self.save()
         if proc.role in ("node", "replica"):
 
             def accepting() -> bool:
-                if not alive(proc.pid):
+                if not self._alive(proc.pid):
                     raise _Died
                 return bool(self.sql(proc, "SELECT 1", timeout=5))
 
@@ -511,11 +521,18 @@ class LocalCluster:
         errors = [line for line in lines if "[ERROR]" in line]
         return (errors or lines or ["no log"])[-1][:300]
 
+    def _alive(self, pid: int | None) -> bool:
+        child = self._children.get(pid) if pid is not None else None
+        if child is not None:
+            return child.poll() is None
+        return alive(pid)
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[name]
-        if proc.pid is not None and alive(proc.pid):
+        if proc.pid is not None and self._alive(proc.pid):
             os.kill(proc.pid, sig)
-            wait_for(f"{name} stopped", lambda: not alive(proc.pid), 60, 0.05)
+            wait_for(f"{name} stopped", lambda: not self._alive(proc.pid), 60, 0.05)
+        self._children.pop(proc.pid or -1, None)
         proc.pid = None
         self.save()
 
@@ -530,15 +547,22 @@ class LocalCluster:
         order += [n.name for n in reversed(self.nodes())]
         for name in order:
             proc = self.procs.get(name)
-            if proc is None or not alive(proc.pid):
+            if proc is None or not self._alive(proc.pid):
                 continue
             assert proc.pid is not None
             os.kill(proc.pid, signal.SIGTERM)
             try:
-                wait_for(f"{name} stopped", lambda p=proc: not alive(p.pid), 60, 0.1)  # type: ignore[misc]
+                wait_for(f"{name} stopped", lambda p=proc: not self._alive(p.pid), 60, 0.1)  # type: ignore[misc]
             except ClusterError:
                 os.kill(proc.pid, signal.SIGKILL)
+                wait_for(f"{name} killed", lambda p=proc: not self._alive(p.pid), 10, 0.1)  # type: ignore[misc]
+            self._children.pop(proc.pid, None)
             proc.pid = None
+        for child in self._children.values():  # anything left from a failed start
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+        self._children.clear()
         self.save()
 
     def destroy(self) -> None:
