@@ -7,6 +7,7 @@ import typer
 
 from garrison import __version__
 from garrison.cli import audit as audit_cmd
+from garrison.cli import cluster as cluster_cmd
 from garrison.cli import config as config_cmd
 from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
@@ -30,6 +31,8 @@ app.add_typer(quotas_cmd.app, name="quotas")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(users_cmd.app, name="users")
 app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(cluster_cmd.app, name="cluster")
+app.add_typer(cluster_cmd.drill_app, name="drill")
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
 
