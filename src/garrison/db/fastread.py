@@ -213,11 +213,20 @@ class FastReader:
         try:
             if span is not None:
                 with span:
-                    return await self._execute(sql, params)
-            return await self._execute(sql, params)
+                    return await self._retrying(sql, params)
+            return await self._retrying(sql, params)
         finally:
             if self.observe is not None:
                 self.observe(time.perf_counter() - started)
+
+    async def _retrying(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        """A read is safe to repeat: one that meets a lost connection or a node that is not
+        ready (a failover) runs again on another connection, within the retry deadline."""
+        from garrison.db.retry import with_retry
+
+        return await with_retry(
+            lambda: self._execute(sql, params), deadline=self.settings.retry_deadline
+        )
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
         if self.is_sqlite:

@@ -184,7 +184,16 @@ def run_failover(
     )
     log.close()
     try:
-        wait_for("garrison serve", lambda: httpx.get(f"{base}/api/health/live").is_success, 60)
+
+        def serving() -> bool:
+            if server.poll() is not None:
+                raise ClusterError(f"garrison serve exited; see {cluster.base / 'serve.log'}")
+            try:
+                return httpx.get(f"{base}/api/health/live").is_success
+            except httpx.HTTPError:
+                return False
+
+        wait_for("garrison serve", serving, 60)
         login = httpx.post(
             f"{base}/api/v1/auth/login", json={"email": email, "password": password}
         ).json()

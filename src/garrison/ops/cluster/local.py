@@ -84,8 +84,10 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: flo
         try:
             if check():
                 return
-        except (ClusterError, OSError):
-            pass
+        except (ClusterError, OSError) as exc:
+            if isinstance(exc, ClusterError) and "exited" in str(exc):
+                raise
+
         if time.monotonic() > deadline:
             raise ClusterError(f"{what} not reached within {timeout:.0f} s")
         time.sleep(interval)
