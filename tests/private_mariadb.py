@@ -26,7 +26,7 @@ class PrivateServer:
     admin: str
 
     def sql(self, statement: str) -> list[list[str]]:
-        done = subprocess.run(  # noqa: S603 - fixed program
+        done = subprocess.run(
             [
                 "mariadb",
                 "--no-defaults",
@@ -76,7 +76,7 @@ def private_mariadb(options: list[str], *, prepare: Path | None = None) -> Itera
         if prepare is not None:
             own(prepare)
         own(base)
-        subprocess.run(  # noqa: S603 - fixed program
+        subprocess.run(
             [
                 "mariadb-install-db",
                 "--no-defaults",
@@ -89,7 +89,7 @@ def private_mariadb(options: list[str], *, prepare: Path | None = None) -> Itera
             check=True,
         )
         socket = base / "mariadbd.sock"
-        server = subprocess.Popen(  # noqa: S603 - fixed program
+        server = subprocess.Popen(
             [
                 "mariadbd",
                 "--no-defaults",

@@ -16,7 +16,7 @@ from garrison.settings import ConfigError, load_settings
 from tests.private_mariadb import PrivateServer, private_mariadb
 
 pytestmark = pytest.mark.slow
-PASSWORD = "tls-test-password-1234"  # noqa: S105 - a throwaway server's account
+PASSWORD = "tls-test-password-1234"
 
 
 @pytest.fixture(scope="module")
