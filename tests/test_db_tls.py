@@ -83,6 +83,7 @@ async def test_plain_connection_is_refused(
         with pytest.raises(DBAPIError) as caught:
             async with plain.connect() as conn:
                 await conn.execute(text("SELECT 1"))
+        assert caught.value.orig is not None
         assert caught.value.orig.args[0] in (1045, 3159)
     finally:
         await secure.dispose()
