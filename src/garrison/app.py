@@ -134,7 +134,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
         )
         app.state.health = HealthService(
             db=db,
-            store=store if settings.redis_url else None,
+            store=store if settings.redis_url or settings.redis_sentinels else None,
             data_dir=settings.data_dir,
             settings=settings.health,
             expected_revisions=head_revisions(),

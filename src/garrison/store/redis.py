@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.exceptions import RedisError
 
 from garrison.store.base import StoreUnavailable
@@ -26,6 +29,37 @@ def blocking_client(url: str, *, timeout: float, max_connections: int) -> aiored
     return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
 
 
+def sentinel_client(
+    sentinels: list[str],
+    master: str,
+    *,
+    timeout: float,
+    max_connections: int,
+    url: str | None = None,
+) -> tuple[aioredis.Redis, list[aioredis.Redis]]:
+    """A client for the current master of ``master`` as the Sentinels report it: after a
+    failover its next connection goes to the promoted replica, without a restart. Credentials
+    and the database number come from ``url`` when one is given."""
+    from redis.asyncio.sentinel import Sentinel
+
+    options: dict[str, Any] = {}
+    if url:
+        parsed = parse_url(url)  # type: ignore[no-untyped-call]
+        options = {k: parsed[k] for k in ("username", "password", "db") if k in parsed}
+    nodes = [(host, int(port)) for host, _, port in (s.rpartition(":") for s in sentinels)]
+    limits: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    manager = Sentinel(nodes, sentinel_kwargs=limits, **limits)  # type: ignore[no-untyped-call]
+    client = manager.master_for(
+        master,
+        max_connections=max_connections,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 0),
+        **limits,
+        **options,
+    )
+    return client, list(manager.sentinels)
+
+
 def _ms(ttl: float | None) -> int | None:
     return None if ttl is None else max(1, int(ttl * 1000))
 
@@ -40,11 +74,22 @@ class RedisStore:
         prefix: str = "garrison:",
         timeout: float = 0.5,
         max_connections: int = 50,
+        sentinels: list[str] | None = None,
+        sentinel_master: str = "mymaster",
     ) -> None:
         self.prefix = prefix
-        self.client: aioredis.Redis = blocking_client(
-            url, timeout=timeout, max_connections=max_connections
-        )
+        self.client: aioredis.Redis
+        self._sentinels: list[aioredis.Redis] = []
+        if sentinels:
+            self.client, self._sentinels = sentinel_client(
+                sentinels,
+                sentinel_master,
+                timeout=timeout,
+                max_connections=max_connections,
+                url=url or None,
+            )
+        else:
+            self.client = blocking_client(url, timeout=timeout, max_connections=max_connections)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -97,3 +142,5 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.aclose(close_connection_pool=True)
+        for sentinel in self._sentinels:
+            await sentinel.aclose(close_connection_pool=True)
