@@ -20,7 +20,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -130,6 +130,17 @@ async def _commit(session: AsyncSession) -> None:
         raise
 
 
+async def _close(closing: Awaitable[None], *, committed: bool) -> None:
+    """Close a session or connection. Once the COMMIT succeeded nothing may fail the unit of
+    work: a connection that dies while it goes back to the pool (a failover) must not make
+    the retry layer run a committed transaction again."""
+    try:
+        await closing
+    except DBAPIError:
+        if not committed:
+            raise
+
+
 class Database:
     def __init__(self, url: str, settings: DatabaseSettings) -> None:
         self.url = url
@@ -224,21 +235,34 @@ class Database:
         connection there leaves the outcome unknown, so the retry layer does not run the
         work again. With replicas, the commit's GTID is kept for read-your-writes."""
         if not self.replicas or self.is_sqlite:
-            async with self._sessions() as session:
+            session = self._sessions()
+            committed = False
+            try:
                 yield session
                 await _commit(session)
+                committed = True
+            finally:
+                await _close(session.close(), committed=committed)
             return
         # Held for the whole unit of work, so the GTID is read on the committing connection.
-        async with self.engine.connect() as conn:
-            async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+        conn = await self.engine.connect()
+        committed = False
+        try:
+            session = AsyncSession(bind=conn, expire_on_commit=False)
+            try:
                 yield session
                 await _commit(session)
+                committed = True
+            finally:
+                await _close(session.close(), committed=committed)
             try:
                 row = (await conn.exec_driver_sql("SELECT @@last_gtid")).first()
             except DBAPIError:  # committed already; read-your-writes falls back to time
-                return
+                row = None
             if row and row[0]:
                 self.last_gtid = str(row[0])
+        finally:
+            await _close(conn.close(), committed=committed)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
