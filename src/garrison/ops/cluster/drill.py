@@ -257,7 +257,10 @@ def _report(
     writes = [o for o in outcomes if o.kind == "write"]
     reads = [o for o in outcomes if o.kind == "read"]
     ok_ends = sorted(o.ended for o in writes if o.status == 201)
-    after = [end for end in ok_ends if end > killed_at]
+    # Writes resumed: the first acknowledged write among those sent after the kill (one in
+    # flight at the kill may be acknowledged by its retry on the new writer, or by the old
+    # writer just before it died; neither says writes work again).
+    after = sorted(o.ended for o in writes if o.status == 201 and o.started > killed_at)
     gaps = [b - a for a, b in itertools.pairwise(ok_ends)]
     counts: dict[str, dict[str, int]] = {"write": {}, "read": {}}
     for o in outcomes:
