@@ -39,12 +39,19 @@ def up(
     app_host: Annotated[
         list[str] | None, typer.Option(help="address the application connects from")
     ] = None,
+    tls: Annotated[
+        bool, typer.Option(help="a private CA; the app user and replicas must use TLS")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Start the cluster: Galera nodes, HAProxy (writer and reader), GTID replicas."""
     cluster = LocalCluster(directory)
     spec = ClusterSpec(
-        nodes=nodes, arbitrator=arbitrator, replicas=replicas, app_hosts=app_host or ["127.0.0.1"]
+        nodes=nodes,
+        arbitrator=arbitrator,
+        replicas=replicas,
+        app_hosts=app_host or ["127.0.0.1"],
+        tls=tls,
     )
     console = _console()
     try:

@@ -60,6 +60,7 @@ class ClusterSpec:
     inactive_seconds: int = 4
     check_interval: str = "500ms"
     buffer_pool: str = "64M"
+    tls: bool = False  # a private CA; the app user and the replicas must use TLS
 
 
 def _run(args: list[str], *, timeout: float = 120, input: str | None = None) -> str:
@@ -224,6 +225,13 @@ class LocalCluster:
         self.secrets = {name: secrets.token_urlsafe(18) for name in ("app", "monitor", "repl")}
         write_private(self.base / SECRETS_FILE, json.dumps(self.secrets))
         self._own(key_file(self.base / "keys" / "keyfile"))
+        if spec.tls:
+            from garrison.ops.cluster.tls import generate
+
+            self.tls_dir.mkdir(parents=True, exist_ok=True)
+            self.tls_dir.chmod(0o755)
+            generate(self.tls_dir, [spec.bind, "localhost"])
+            self._own(self.tls_dir)
         write_private(
             self.base / "monitor.cnf",
             f"[client]\nuser=garrison_monitor\npassword={self.secrets['monitor']}\n",
@@ -286,8 +294,21 @@ class LocalCluster:
         self._write_env()
         self.save()
 
+    @property
+    def tls_dir(self) -> Path:
+        return self.base / "tls"
+
     def _tls_line(self) -> str:
-        return ""
+        if not self.spec.tls:
+            return ""
+        tls = self.tls_dir
+        return (
+            f"ssl_ca = {tls / 'ca.pem'}\nssl_cert = {tls / 'server-cert.pem'}\n"
+            f"ssl_key = {tls / 'server-key.pem'}\n"
+            # rsync's state transfer would need stunnel to encrypt; without it, plain (a
+            # production recipe installs stunnel and removes this).
+            "[sst]\nssl-mode = DISABLED\n"
+        )
 
     def _node_fields(self, node: Proc) -> dict[str, object]:
         members = [f"{self.spec.bind}:{n.ports['galera']}" for n in self.nodes()]
@@ -373,7 +394,7 @@ class LocalCluster:
                 app_host=host,
                 app_password=self.secrets["app"],
                 database=DATABASE,
-                require="",
+                require="REQUIRE SSL" if self.spec.tls else "",
             )
             for host in self.spec.app_hosts
         )
@@ -436,7 +457,13 @@ class LocalCluster:
             f"CHANGE MASTER TO MASTER_HOST='{self.spec.bind}', "
             f"MASTER_PORT={proxy.ports['write']}, MASTER_USER='garrison_repl', "
             f"MASTER_PASSWORD='{self.secrets['repl']}', MASTER_USE_GTID=slave_pos, "
-            "MASTER_CONNECT_RETRY=1; START SLAVE",
+            "MASTER_CONNECT_RETRY=1"
+            + (
+                f", MASTER_SSL=1, MASTER_SSL_CA='{self.tls_dir / 'ca.pem'}'"
+                if self.spec.tls
+                else ""
+            )
+            + "; START SLAVE",
         )
         wait_for(
             f"{replica.name} replicating",
@@ -449,10 +476,12 @@ class LocalCluster:
 
     def _write_env(self) -> None:
         readers = self.replica_urls() or [self.reader_url]
+        tls = f"GARRISON_DB__TLS_CA='{self.tls_dir / 'ca.pem'}'\n" if self.spec.tls else ""
         write_private(
             self.base / ENV_FILE,
-            f"GARRISON_DATABASE_URL={self.writer_url}\n"
-            f"GARRISON_DB__REPLICA_URL={json.dumps(readers)}\n",
+            # Single-quoted: read the same by a shell (`set -a; . file`) and by .env parsers.
+            f"GARRISON_DATABASE_URL='{self.writer_url}'\n"
+            f"GARRISON_DB__REPLICA_URL='{json.dumps(readers)}'\n{tls}",
         )
 
     # -- processes ------------------------------------------------------------------------
