@@ -164,3 +164,33 @@ def failover(
     for name, value in figures.items():
         table.add_row(name, json.dumps(value) if isinstance(value, dict) else str(value))
     Console().print(table)
+
+
+@drill_app.command("redis")
+def redis_failover(
+    directory: DirOption = Path("var/drill-redis"),
+    duration: Annotated[float, typer.Option(min=10, help="seconds of load")] = 25.0,
+    kill_after: Annotated[float, typer.Option(min=1, help="seconds before the kill")] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Redis master, replica and Sentinel; Garrison under load; SIGKILL the master."""
+    from garrison.ops.cluster.drill import run_redis_failover
+
+    console = _console()
+    try:
+        report = run_redis_failover(
+            directory.resolve(),
+            duration=duration,
+            kill_after=kill_after,
+            progress=lambda message: console.print(message),
+        )
+    except ClusterError as exc:
+        fail(str(exc))
+    figures = report.as_dict()
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    table = Table("figure", "value")
+    for name, value in figures.items():
+        table.add_row(name, json.dumps(value) if isinstance(value, dict) else str(value))
+    Console().print(table)

@@ -292,3 +292,155 @@ def _report(
             1 for o in reads if o.started >= replica_at[0] and o.status != 200
         )
     return report
+
+
+@dataclass
+class RedisDrillReport:
+    master_killed_after: float
+    general: dict[str, int]  # status → count, general API (rate limited, fails open)
+    sensitive: dict[str, int]  # status → count, auth-sensitive route (refuses when down)
+    responses_500: int
+    general_failures: int
+    sensitive_refused_503: int
+    sensitive_recovered_seconds: float | None
+    promoted: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_redis_failover(
+    base: Path,
+    *,
+    duration: float = 25.0,
+    kill_after: float = 5.0,
+    progress: Callable[[str], None] = lambda _: None,
+) -> RedisDrillReport:
+    """Garrison (SQLite, Redis through Sentinel, rate limits on) under load on a general
+    route and an auth-sensitive one; the Redis master is SIGKILLed mid-way."""
+    try:
+        import httpx
+    except ImportError:
+        raise ClusterError("the drill needs httpx: pip install httpx") from None
+    from garrison.ops.cluster.redis_ha import SentinelGroup
+
+    group = SentinelGroup(base / "redis")
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        group.wait_ready()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GARRISON_", "PROD_DB_"))}
+        env.update(
+            GARRISON_ENV="development",
+            GARRISON_DATA_DIR=str(base / "app"),
+            GARRISON_REDIS_SENTINELS=group.sentinels,
+            GARRISON_REDIS_PREFIX=f"drill-{uuid.uuid4().hex[:8]}:",
+            GARRISON_RATE_LIMIT__REQUESTS_PER_MINUTE="1000000",
+            GARRISON_RATE_LIMIT__BURST="100000",
+            GARRISON_RATE_LIMIT__ROUTES=json.dumps(
+                [
+                    {
+                        "name": "auth",
+                        "paths": ["/api/v1/auth/login"],
+                        "requests_per_minute": 1_000_000,
+                        "burst": 100_000,
+                        "sensitive": True,
+                    }
+                ]
+            ),
+            GARRISON_LOG__LEVEL="warning",
+            GARRISON_LOG__FORMAT="json",
+        )
+        _garrison(["migrate", "up"], env)
+        (port,) = free_ports(1)
+        url = f"http://127.0.0.1:{port}"
+        log = open(base / "serve-redis.log", "ab")  # noqa: SIM115 - handed to the child
+        server = subprocess.Popen(  # noqa: S603 - this interpreter
+            [sys.executable, "-m", "garrison", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for("garrison serve", lambda: _live(httpx, url), 60)
+        progress(f"load for {duration:.0f} s; SIGKILL the Redis master after {kill_after:.0f} s")
+        outcomes, killed_at = asyncio.run(_redis_load(url, duration, kill_after, group))
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        promoted = group.promoted()
+        group.close()
+    general: dict[str, int] = {}
+    sensitive: dict[str, int] = {}
+    for kind, _started, _ended, status in outcomes:
+        bucket = general if kind == "general" else sensitive
+        bucket[str(status)] = bucket.get(str(status), 0) + 1
+    refused_after = [e for k, _s, e, st in outcomes if k == "sensitive" and st == 503]
+    recovered = [
+        e
+        for k, s, e, st in outcomes
+        if k == "sensitive" and st != 503 and s > max(refused_after, default=killed_at)
+    ]
+    return RedisDrillReport(
+        master_killed_after=kill_after,
+        general=general,
+        sensitive=sensitive,
+        responses_500=sum(1 for o in outcomes if o[3] == 500),
+        general_failures=sum(1 for o in outcomes if o[0] == "general" and o[3] != 200),
+        sensitive_refused_503=sensitive.get("503", 0),
+        sensitive_recovered_seconds=round(min(recovered) - killed_at, 2) if recovered else None,
+        promoted=promoted,
+    )
+
+
+def _live(httpx: Any, url: str) -> bool:
+    try:
+        return bool(httpx.get(f"{url}/api/health/live").is_success)
+    except httpx.HTTPError:
+        return False
+
+
+async def _redis_load(
+    url: str, duration: float, kill_after: float, group: Any
+) -> tuple[list[tuple[str, float, float, int]], float]:
+    import httpx
+
+    outcomes: list[tuple[str, float, float, int]] = []
+    start = time.monotonic()
+    stop_at = start + duration
+    killed: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+        async def general() -> None:
+            while time.monotonic() < stop_at:
+                began = time.monotonic()
+                try:
+                    status = (await client.get("/api/v1/openapi.json")).status_code
+                except httpx.HTTPError:
+                    status = 0
+                outcomes.append(("general", began, time.monotonic(), status))
+                await asyncio.sleep(0.02)
+
+        async def sensitive() -> None:
+            # A wrong password: 401 when the limiter answers, 503 when it cannot.
+            body = {"email": "nobody@example.com", "password": "not-the-password"}
+            while time.monotonic() < stop_at:
+                began = time.monotonic()
+                try:
+                    status = (await client.post("/api/v1/auth/login", json=body)).status_code
+                except httpx.HTTPError:
+                    status = 0
+                outcomes.append(("sensitive", began, time.monotonic(), status))
+                await asyncio.sleep(0.1)
+
+        async def kill() -> None:
+            await asyncio.sleep(kill_after)
+            killed.append(time.monotonic())
+            await asyncio.to_thread(group.kill_master)
+
+        await asyncio.gather(general(), general(), sensitive(), kill())
+    return outcomes, killed[0]
