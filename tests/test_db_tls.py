@@ -127,3 +127,19 @@ def test_a_replica_url_naming_the_writer_is_refused(tmp_path: Path) -> None:
         )
     assert caught.value.variable == "GARRISON_DB__REPLICA_URL"
     assert "writer" in caught.value.message
+
+
+def test_replica_urls_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = "mysql+asyncmy://app:pw@127.0.0.1:3306/app"
+    readers = [
+        "mysql+asyncmy://app:pw@127.0.0.1:3307/app",
+        "mysql+asyncmy://app:pw@127.0.0.1:3308/app",
+    ]
+    monkeypatch.setenv("GARRISON_DB__REPLICA_URL", '["' + '", "'.join(readers) + '"]')
+    settings = load_settings(_env_file=None, data_dir=tmp_path / "var", database_url=writer)
+    assert settings.db.replica_urls == readers
+    assert all("pw" not in url for url in settings.redacted()["db"]["replica_url"])
+    monkeypatch.setenv("GARRISON_DB__REPLICA_URL", "[not json")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None, data_dir=tmp_path / "var", database_url=writer)
+    assert caught.value.variable == "GARRISON_DB__REPLICA_URL"
