@@ -224,8 +224,10 @@ class FastReader:
         ready (a failover) runs again on another connection, within the retry deadline."""
         from garrison.db.retry import with_retry
 
+        # Short: a reader that stays down is skipped by the replica probe within a second,
+        # and the caller's own retry (records) picks another reader for its next attempt.
         return await with_retry(
-            lambda: self._execute(sql, params), deadline=self.settings.retry_deadline
+            lambda: self._execute(sql, params), deadline=min(2.0, self.settings.retry_deadline)
         )
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
@@ -244,6 +246,12 @@ class FastReader:
             raise PoolTimeout(
                 f"no reader connection came free within {self.settings.pool_timeout}s"
             ) from None
+        except asyncmy.errors.Error as exc:
+            # A new connection that cannot be made (the server is down: 2003) is a driver
+            # error like any other, so it is retried and then a 503, never a 500.
+            raise DBAPIError.instance(
+                sql, params, exc, asyncmy.errors.Error, dialect=self.dialect
+            ) from exc
         try:
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, params)
