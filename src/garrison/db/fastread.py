@@ -227,7 +227,9 @@ class FastReader:
         # Short: a reader that stays down is skipped by the replica probe within a second,
         # and the caller's own retry (records) picks another reader for its next attempt.
         return await with_retry(
-            lambda: self._execute(sql, params), deadline=min(2.0, self.settings.retry_deadline)
+            lambda: self._execute(sql, params),
+            deadline=min(2.0, self.settings.retry_deadline),
+            unavailable=False,
         )
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:

@@ -95,11 +95,14 @@ async def with_retry(
     base_delay: float = 0.02,
     max_delay: float = 0.5,
     retry_if: Callable[[BaseException], bool] = is_retryable,
+    unavailable: bool = True,
 ) -> T:
     """Run ``work`` until it succeeds or fails with an error ``retry_if`` refuses.
 
     Retries stop after ``deadline`` seconds (or ``attempts`` tries, when given): a transient
-    error then becomes ``DatabaseUnavailable``; any other error is raised as it is."""
+    error then becomes ``DatabaseUnavailable`` (unless ``unavailable`` is false: an inner
+    retry leaves its last error to the caller's own retry); any other error is raised as
+    it is."""
     give_up = time.monotonic() + deadline
     attempt = 0
     while True:
@@ -111,8 +114,8 @@ async def with_retry(
                 raise
             last = attempts is not None and attempt >= attempts
             if last or time.monotonic() >= give_up:
-                if attempts is not None and last and time.monotonic() < give_up:
-                    raise  # the caller's own bound on attempts: its error as it was
+                if not unavailable or (attempts is not None and last):
+                    raise  # an inner retry (or a bound on attempts): the error as it was
                 log.warning("db.retry_exhausted", attempts=attempt, code=mysql_error_code(exc))
                 raise DatabaseUnavailable() from exc
             delay = min(max_delay, base_delay * 2 ** min(attempt - 1, 16))
