@@ -18,6 +18,7 @@ import pytest
 
 from garrison.ops.cluster import ClusterSpec, LocalCluster
 from garrison.ops.cluster.local import ClusterError, wait_for
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.authkit import AuthApp, auth_app, bearer
 from tests.conftest import make_settings
@@ -105,7 +106,7 @@ async def test_reads_on_the_replica_and_your_own_writes(
     mine = await api.client.get(f"{RECORDS}/{created.json()['id']}", headers=admin)
     assert mine.status_code == 200
     wait_for("the replica has the record", lambda: _replica_caught_up(cluster, CANARY), 30)
-    db = api.running.app.state.db
+    db = runtime_of(api.running.app).db
     await db.replicas.probe_all()
     replica = db.replicas.replicas[0]
     assert (replica.role, replica.usable) == ("replica", True)
@@ -120,7 +121,7 @@ async def test_a_stopped_replica_is_skipped_and_reported(
     replica_proc = cluster.replicas()[0]
     cluster.sql(replica_proc, "STOP SLAVE SQL_THREAD")
     try:
-        db = api.running.app.state.db
+        db = runtime_of(api.running.app).db
         await db.replicas.probe_all()
         assert db.replicas.usable() == []
         assert db.fast_read is db.writer_fast_read  # reads go to the writer

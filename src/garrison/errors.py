@@ -113,8 +113,35 @@ class TooManyRequests(GarrisonError):
     status, slug, title = 429, "too-many-requests", "Too Many Requests"
 
 
+# The problem type draft-ietf-httpapi-ratelimit-headers registers for a refused request.
+QUOTA_EXCEEDED_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+
+class QuotaExceeded(TooManyRequests):
+    """429 with ``violated-policies`` (the names of the exceeded policies)."""
+
+    slug, title = "quota-exceeded", "Quota Exceeded"
+
+    @property
+    def type_uri(self) -> str:
+        return QUOTA_EXCEEDED_TYPE
+
+
 class ServiceUnavailable(GarrisonError):
+    """Always with ``Retry-After`` (1 s unless the raiser knows better)."""
+
     status, slug, title = 503, "service-unavailable", "Service Unavailable"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail, headers=headers, **extensions)
+        if not any(name.lower() == "retry-after" for name in self.headers):
+            self.headers["Retry-After"] = "1"
 
 
 _BY_STATUS: dict[int, type[GarrisonError]] = {

@@ -248,21 +248,17 @@ class FastReader:
             raise PoolTimeout(
                 f"no reader connection came free within {self.settings.pool_timeout}s"
             ) from None
-        except asyncmy.errors.Error as exc:
-            # A new connection that cannot be made (the server is down: 2003) is a driver
-            # error like any other, so it is retried and then a 503, never a 500.
-            raise DBAPIError.instance(
-                sql, params, exc, asyncmy.errors.Error, dialect=self.dialect
-            ) from exc
+        except (asyncmy.errors.Error, OSError) as exc:
+            # The pool opens a connection here when none is idle: a database that is down
+            # fails now, as a driver error (transient, so a 503), never a raw exception.
+            raise _driver_error("connect", exc, self.dialect) from exc
         try:
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, params)
                 rows: Sequence[Sequence[Any]] = await cursor.fetchall()
                 return rows
-        except asyncmy.errors.Error as exc:
-            raise DBAPIError.instance(
-                sql, params, exc, asyncmy.errors.Error, dialect=self.dialect
-            ) from exc
+        except (asyncmy.errors.Error, OSError) as exc:
+            raise _driver_error(sql, exc, self.dialect, params) from exc
         finally:
             pool.release(conn)
 
@@ -272,17 +268,18 @@ class FastReader:
         import asyncmy.errors
 
         pool = self._pool or await self._open_pool()
-        async with asyncio.timeout(self.settings.pool_timeout):
-            conn = await pool.acquire()
+        try:
+            async with asyncio.timeout(self.settings.pool_timeout):
+                conn = await pool.acquire()
+        except (asyncmy.errors.Error, OSError) as exc:
+            raise _driver_error("connect", exc, self.dialect) from exc
         try:
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, params or None)
                 names = [str(column[0]) for column in cursor.description or ()]
                 return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
-        except asyncmy.errors.Error as exc:
-            raise DBAPIError.instance(
-                sql, params, exc, asyncmy.errors.Error, dialect=self.dialect
-            ) from exc
+        except (asyncmy.errors.Error, OSError) as exc:
+            raise _driver_error(sql, exc, self.dialect, params) from exc
         finally:
             pool.release(conn)
 
@@ -309,10 +306,8 @@ class FastReader:
                         init_command="SET time_zone = '+00:00'",
                         ssl=self.ssl,
                     )
-                except asyncmy.errors.Error as exc:
-                    raise DBAPIError.instance(
-                        "connect", (), exc, asyncmy.errors.Error, dialect=self.dialect
-                    ) from exc
+                except (asyncmy.errors.Error, OSError) as exc:
+                    raise _driver_error("connect", exc, self.dialect) from exc
             return self._pool
 
     async def dispose(self) -> None:
@@ -320,6 +315,19 @@ class FastReader:
         if pool is not None:
             pool.close()
             await pool.wait_closed()
+
+
+def _driver_error(
+    sql: str, exc: Exception, dialect: Dialect, params: tuple[Any, ...] = ()
+) -> DBAPIError:
+    """An asyncmy error (or the socket error under it) as SQLAlchemy raises driver errors."""
+    import asyncmy.errors
+
+    if not isinstance(exc, asyncmy.errors.Error):  # a socket error: the connection is lost
+        exc = asyncmy.errors.OperationalError(2013, f"lost connection: {type(exc).__name__}")
+    error = DBAPIError.instance(sql, params, exc, asyncmy.errors.Error, dialect=dialect)
+    assert isinstance(error, DBAPIError)  # an asyncmy error is always a DBAPI error
+    return error
 
 
 async def rows_of(

@@ -2,11 +2,12 @@
 
 Transient: MySQL/MariaDB deadlock or Galera certification conflict (1213), lock wait
 timeout (1205), a Galera node not ready for queries (1047 "WSREP has not yet prepared node
-for application use"), a server shutting down or a connection killed (1053, 1927), a lost
-or refused connection (2002, 2003, 2006, 2013, 2055, 4031), and SQLite's "database is
-locked". During a failover these last seconds, so the whole transaction is retried with
-backoff and full jitter until ``db.retry_deadline`` (default 15 s) has passed; then the
-caller gets ``DatabaseUnavailable`` (503 with ``Retry-After``), never a 500.
+for application use"), too many connections (1040), a server shutting down or a connection
+killed (1053, 1927), a lost or refused connection (2002, 2003, 2006, 2013, 2055, 4031), and
+SQLite's "database is locked". During a failover these last seconds, so the whole
+transaction is retried with backoff and full jitter until ``db.retry_deadline`` (default
+15 s) has passed; then the caller gets ``DatabaseUnavailable`` (503 with
+``Retry-After``), never a 500.
 
 A write is never applied twice by a retry: the unit of work runs again from the start in a
 fresh transaction, and an error raised by the COMMIT itself (``during_commit``) is retried
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 ROLLED_BACK_CODES = frozenset({1047, 1205, 1213})  # the server undid the transaction
-CONNECTION_CODES = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
+CONNECTION_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
 TRANSIENT_MYSQL_CODES = ROLLED_BACK_CODES | CONNECTION_CODES
 DEFAULT_DEADLINE = 15.0
 log = get_logger(__name__)

@@ -50,3 +50,10 @@ class IdempotencyKeyReused(ValidationFailed):
 class IdempotencyKeyInUse(Conflict):
     slug = "idempotency-key-in-use"
     title = "Idempotency Key In Use"
+
+
+class CollectionReferenced(Conflict):
+    """``referencing``: the collections whose relations point at this one."""
+
+    slug = "collection-referenced"
+    title = "Collection Referenced"

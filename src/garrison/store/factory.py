@@ -17,6 +17,7 @@ def open_store(settings: Settings, *, prefix: str | None = None) -> KeyValueStor
             settings.redis_url or "",
             prefix=prefix or settings.redis_prefix,
             max_connections=settings.redis_max_connections,
+            timeout=settings.redis_timeout,
             sentinels=settings.redis_sentinels,
             sentinel_master=settings.redis_sentinel_master,
         )
