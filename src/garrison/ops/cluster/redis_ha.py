@@ -17,11 +17,22 @@ class SentinelGroup:
         base.mkdir(parents=True, exist_ok=True)
         self.master_port, self.replica_port, self.sentinel_port = free_ports(3)
         common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        # A full resync still writes dump.rdb: into the server's own directory, not the cwd.
+        for name in ("master", "replica"):
+            (base / name).mkdir(exist_ok=True)
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         self.procs: list[subprocess.Popen[bytes]] = []
         try:
             self.master = self._start(
-                ["redis-server", "--port", str(self.master_port), *common], quiet
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.master_port),
+                    *common,
+                    "--dir",
+                    str(base / "master"),
+                ],
+                quiet,
             )
             self.replica = self._start(
                 [
@@ -29,6 +40,8 @@ class SentinelGroup:
                     "--port",
                     str(self.replica_port),
                     *common,
+                    "--dir",
+                    str(base / "replica"),
                     "--replicaof",
                     "127.0.0.1",
                     str(self.master_port),
