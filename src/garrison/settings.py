@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 Environment = Literal["development", "staging", "production"]
@@ -62,9 +63,45 @@ class DatabaseSettings(BaseModel):
     pool_pre_ping: bool = True
     connect_timeout: float = Field(default=5.0, gt=0)
     isolation_level: Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"] = "READ COMMITTED"
-    replica_url: str | None = Field(default=None, description="read-only replica URL")
+    replica_url: str | list[str] | None = Field(
+        default=None, description="read-only replica URL, or a JSON list of them"
+    )
+    max_replica_lag: float = Field(
+        default=5.0, gt=0, description="seconds; a replica further behind is skipped"
+    )
+    replica_check_interval: float = Field(
+        default=1.0, gt=0, le=60, description="seconds between replica lag probes"
+    )
+    retry_deadline: float = Field(
+        default=15.0, gt=0, le=120, description="seconds a transaction is retried on failover"
+    )
+    tls_ca: Path | None = Field(default=None, description="CA bundle that signs the server")
+    tls_cert: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    tls_key: Path | None = Field(default=None, description="client certificate's key")
+    tls_verify: bool = Field(default=True, description="check the server's name and chain")
+    allow_insecure: bool = Field(
+        default=False, description="production: allow a non-TLS connection to a remote host"
+    )
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     echo: bool = False
+
+    @field_validator("replica_url", mode="before")
+    @classmethod
+    def _replica_list(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("is not a URL or a JSON list of URLs") from None
+        return value
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """Every reader URL, in the order given."""
+        if self.replica_url is None:
+            return []
+        urls = [self.replica_url] if isinstance(self.replica_url, str) else self.replica_url
+        return [url for url in urls if url.strip()]
 
 
 class HttpSettings(BaseModel):
@@ -402,6 +439,10 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(
         default=256, ge=1, le=10_000, description="per process; callers wait when all are busy"
     )
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="host:port of each Sentinel (comma-separated)"
+    )
+    redis_sentinel_master: str = Field(default="mymaster", min_length=1, max_length=64)
     secret_key: SecretStr | None = None
     previous_secret_keys: list[SecretStr] = Field(
         default_factory=list,
@@ -423,6 +464,25 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
     sentry_dsn: SecretStr | None = Field(default=None, description="Sentry/GlitchTip DSN")
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinel_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{entry!r} must be host:port")
+        return value
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:
@@ -470,8 +530,11 @@ class Settings(BaseSettings):
         for key in ("database_url", "redis_url"):
             if data.get(key):
                 data[key] = _redact_url(data[key])
-        if data["db"].get("replica_url"):
-            data["db"]["replica_url"] = _redact_url(data["db"]["replica_url"])
+        replicas = data["db"].get("replica_url")
+        if isinstance(replicas, str):
+            data["db"]["replica_url"] = _redact_url(replicas)
+        elif replicas:
+            data["db"]["replica_url"] = [_redact_url(url) for url in replicas]
         return data
 
 
@@ -532,8 +595,9 @@ def check_settings(settings: Settings) -> None:
             f"{ENV_PREFIX}DATABASE_URL",
             f"SQLite is not allowed in {settings.env}; use mysql+asyncmy://user:pw@host/db",
         )
-    if strict and not settings.redis_url:
+    if strict and not (settings.redis_url or settings.redis_sentinels):
         raise ConfigError(f"{ENV_PREFIX}REDIS_URL", f"is required in {settings.env}")
+    _check_database_links(settings, url)
     if settings.redis_url and not settings.redis_url.startswith(
         ("redis://", "rediss://", "unix://")
     ):
@@ -553,6 +617,45 @@ def check_settings(settings: Settings) -> None:
             f"{ENV_PREFIX}TRACING__ENABLED",
             "needs the tracing extra: pip install 'garrison[tracing]'",
         )
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _check_database_links(settings: Settings, writer: URL) -> None:
+    """Readers, TLS files, and production's refusal of plain text to a remote database."""
+    db = settings.db
+    variable = f"{ENV_PREFIX}DB__REPLICA_URL"
+    for replica in db.replica_urls:
+        try:
+            parsed = make_url(replica)
+        except Exception as exc:
+            raise ConfigError(variable, "is not a valid database URL") from exc
+        if parsed.get_backend_name() != writer.get_backend_name():
+            raise ConfigError(variable, "must use the same database kind as DATABASE_URL")
+        same = (parsed.host, parsed.port or 3306, parsed.database)
+        if parsed.get_backend_name() != "sqlite" and same == (
+            writer.host,
+            writer.port or 3306,
+            writer.database,
+        ):
+            raise ConfigError(variable, "points at the writer (DATABASE_URL); name a replica")
+    for name in ("tls_ca", "tls_cert", "tls_key"):
+        path: Path | None = getattr(db, name)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{ENV_PREFIX}DB__{name.upper()}", f"{path} is not a readable file")
+    if (db.tls_cert is None) != (db.tls_key is None):
+        raise ConfigError(f"{ENV_PREFIX}DB__TLS_KEY", "TLS_CERT and TLS_KEY go together")
+    if settings.env == "production" and writer.get_backend_name() != "sqlite":
+        hosts = [writer.host or "localhost"]
+        hosts += [make_url(u).host or "localhost" for u in db.replica_urls]
+        remote = [host for host in hosts if host not in _LOOPBACK]
+        if remote and db.tls_ca is None and not db.allow_insecure:
+            raise ConfigError(
+                f"{ENV_PREFIX}DB__TLS_CA",
+                f"production refuses a non-TLS connection to {remote[0]}; set the CA"
+                " (or DB__ALLOW_INSECURE=true)",
+            )
 
 
 def _installed(module: str) -> bool:

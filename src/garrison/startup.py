@@ -60,7 +60,7 @@ async def open_runtime(
         runtime.add(QuotaLookup(db=db, cache=cache, ttl=settings.rate_limit.quota_cache_seconds))
         health = HealthService(
             db=db,
-            store=store if settings.redis_url else None,
+            store=store if settings.redis_url or settings.redis_sentinels else None,
             data_dir=settings.data_dir,
             settings=settings.health,
             expected_revisions=head_revisions(),

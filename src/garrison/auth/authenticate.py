@@ -10,6 +10,8 @@ active.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +23,7 @@ from garrison.auth.opaque import API_KEY_PREFIX
 from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
 from garrison.db.fastread import AnySelect
-from garrison.db.retry import transact
+from garrison.db.retry import transact, with_retry
 
 
 def credential(headers: dict[str, str]) -> tuple[str, str] | None:
@@ -53,9 +55,12 @@ def _user_state() -> AnySelect:
 
 async def _user_principal(runtime: AuthRuntime, claims: tokens.AccessClaims) -> Principal:
     # On the hot-path reader: one round trip, no ORM session (see db.fastread).
-    rows = await runtime.db.fast_read.all_by_shape(
-        "auth.user_state", _user_state, {"user_id": claims.sub}
-    )
+    # Right after a login or a change the user's row may not be on a replica yet.
+    async def read() -> list[dict[str, Any]]:
+        reader = await runtime.db.reader_for(f"user:{claims.sub}")  # picked each attempt
+        return await reader.all_by_shape("auth.user_state", _user_state, {"user_id": claims.sub})
+
+    rows = await with_retry(read, deadline=runtime.db.settings.retry_deadline)
     if not rows or rows[0]["status"] != "active":
         raise InvalidToken("the access token's user is not active")
     if claims.generation != rows[0]["token_generation"]:

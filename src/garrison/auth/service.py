@@ -82,6 +82,7 @@ async def register(
         return user.id
 
     user_id: str = await transact(runtime.db, work)
+    runtime.db.note_write(f"user:{user_id}")
     return user_id
 
 
@@ -181,6 +182,7 @@ async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair
         return user.token_generation, roles, permissions, family
 
     generation, roles, permissions, family = await transact(runtime.db, work)
+    runtime.db.note_write(f"user:{uid}")
     access, expires_in = await _tokens_for_user(runtime, uid, generation, roles, permissions)
     return TokenPair(access, expires_in, family.token, " ".join(sorted(permissions)))
 

@@ -8,7 +8,9 @@ import typer
 from garrison import __version__
 from garrison.audit import install_recorder
 from garrison.cli import audit as audit_cmd
+from garrison.cli import cluster as cluster_cmd
 from garrison.cli import config as config_cmd
+from garrison.cli import drill_ha
 from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
 from garrison.cli import monitor as monitor_cmd
@@ -32,6 +34,10 @@ app.add_typer(quotas_cmd.app, name="quotas")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(users_cmd.app, name="users")
 app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(cluster_cmd.app, name="cluster")
+app.add_typer(
+    drill_ha.register(typer.Typer(help="Disaster drills.", no_args_is_help=True)), name="drill"
+)
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
 app.command("monitor")(monitor_cmd.monitor_command)

@@ -16,11 +16,14 @@ from sqlalchemy.pool import Pool
 
 from garrison.db.engine import Database
 from garrison.metrics.registry import (
+    DB_CLUSTER_SIZE,
     DB_POOL_CHECKED_OUT,
     DB_POOL_OVERFLOW,
     DB_POOL_SIZE,
     DB_POOL_WAIT,
     DB_QUERY_DURATION,
+    DB_REPLICA_USABLE,
+    DB_REPLICATION_LAG,
     OTHER,
 )
 
@@ -38,19 +41,43 @@ def operation(statement: str) -> str:
     return word if word in _OPERATIONS else OTHER.upper()
 
 
+def _label(db: Database, index: int) -> str:
+    """``reader`` for the writer's own read pool, ``replica:host:port`` for each replica."""
+    return "reader" if index == 0 else f"replica:{db.replicas.replicas[index - 1].name}"
+
+
 def instrument_database(db: Database) -> None:
-    """Attach the listeners to the writer engine and, when separate, the reader engine."""
+    """Attach the listeners to the writer engine and every reader engine."""
     instrument_engine(db.engine.sync_engine, "writer")
-    if db.read_engine is not db.engine:
-        instrument_engine(db.read_engine.sync_engine, "reader")
+    for index, engine in enumerate(db.reader_engines()):
+        if engine is not db.engine:
+            instrument_engine(engine.sync_engine, _label(db, index))
     # The hot-path reads bypass the engine's events; they report their duration directly.
-    db.fast_read.observe = DB_QUERY_DURATION.labels("reader", "SELECT").observe
+    for index, reader in enumerate(db.fast_readers()):
+        reader.observe = DB_QUERY_DURATION.labels(_label(db, index), "SELECT").observe
 
 
 def refresh_pool(db: Database) -> None:
     refresh_pool_gauges(db.engine.sync_engine.pool, "writer")
-    if db.read_engine is not db.engine:
-        refresh_pool_gauges(db.read_engine.sync_engine.pool, "reader")
+    for index, engine in enumerate(db.reader_engines()):
+        if engine is not db.engine:
+            refresh_pool_gauges(engine.sync_engine.pool, _label(db, index))
+
+
+async def refresh_replication(db: Database) -> None:
+    """Probe every reader now (so lag shows in the scrape that follows its appearance) and
+    read the writer's cluster size."""
+    if db.is_sqlite:
+        return
+    await db.replicas.probe_all()
+    for replica in db.replicas.replicas:
+        DB_REPLICATION_LAG.labels(replica.name).set(-1 if replica.lag is None else replica.lag)
+        DB_REPLICA_USABLE.labels(replica.name).set(1 if replica.usable else 0)
+    try:
+        rows = await db.writer_fast_read.query("SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'")
+    except Exception:  # the writer being away is the health check's to report
+        return
+    DB_CLUSTER_SIZE.set(int(rows[0]["Value"]) if rows else 0)
 
 
 def refresh_pool_gauges(pool: Pool, label: str) -> None:

@@ -39,6 +39,7 @@ class CheckResult:
     observed_value: float | int | None = None
     observed_unit: str | None = None
     output: str | None = None
+    component_id: str | None = None  # which node, when a component has several
 
     def as_json(self, time_iso: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -51,6 +52,8 @@ class CheckResult:
             body["observedUnit"] = self.observed_unit
         if self.output:
             body["output"] = self.output
+        if self.component_id:
+            body["componentId"] = self.component_id
         return body
 
 
@@ -102,6 +105,7 @@ class HealthService:
         self.expected_revisions = expected_revisions
         self._cached: tuple[float, HealthReport] | None = None
         self._lock = asyncio.Lock()
+        self._cluster_peak = 0  # the largest cluster seen: fewer members is a lost node
 
     async def report(self) -> HealthReport:
         cached = self._cached
@@ -123,6 +127,9 @@ class HealthService:
             ("disk", "system", self._disk, "fail"),
             # A backlog delays webhooks and e-mail but not the API: warn, never fail.
             ("outbox", "component", self._backlog, "warn"),
+            # Without quorum the cluster refuses writes: fail. A lost node or replica: warn.
+            ("database:cluster", "datastore", self._cluster, "warn"),
+            ("database:replication", "datastore", self._replication, "warn"),
         ]
         if self.store is not None:
             # The API keeps serving without its store (rate limits fail open): warn, not fail.
@@ -203,6 +210,74 @@ class HealthService:
                 if parked
                 else None,
             ),
+        ]
+
+    async def _cluster(self) -> list[CheckResult]:
+        """The writer's Galera state: quorum, its own state, members, flow control."""
+        if self.db.is_sqlite:
+            return []
+        rows = await self.db.writer_fast_read.query(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_status',"
+            "'wsrep_cluster_size','wsrep_local_state_comment','wsrep_flow_control_paused')"
+        )
+        wsrep = {str(row["Variable_name"]).lower(): str(row["Value"]) for row in rows}
+        if wsrep.get("wsrep_cluster_status", "Disconnected") == "Disconnected":
+            return []  # not a Galera node (wsrep off)
+        size = int(wsrep.get("wsrep_cluster_size") or 0)
+        self._cluster_peak = max(self._cluster_peak, size)
+        primary = wsrep["wsrep_cluster_status"] == "Primary"
+        synced = wsrep.get("wsrep_local_state_comment") == "Synced"
+        paused = float(wsrep.get("wsrep_flow_control_paused") or 0)
+        size_status: Status = "pass" if size >= self._cluster_peak else "warn"
+        return [
+            CheckResult(
+                "database:cluster",
+                "datastore",
+                "pass" if primary and synced else "fail",
+                size,
+                "members",
+                output=None
+                if primary and synced
+                else f"no quorum: the writer is {wsrep['wsrep_cluster_status']}, "
+                f"{wsrep.get('wsrep_local_state_comment')}",
+                component_id="writer",
+            ),
+            CheckResult(
+                "database:clusterSize",
+                "datastore",
+                size_status,
+                size,
+                "members",
+                output=f"{self._cluster_peak - size} node(s) lost of {self._cluster_peak}"
+                if size_status == "warn"
+                else None,
+            ),
+            CheckResult(
+                "database:flowControl",
+                "datastore",
+                "warn" if paused > 0.1 else "pass",
+                round(paused, 3),
+                "fraction paused",
+            ),
+        ]
+
+    async def _replication(self) -> list[CheckResult]:
+        """Each reader: its lag and state (a skipped reader is a warning: reads go on)."""
+        replicas = self.db.replicas
+        if not replicas:
+            return []
+        await replicas.probe_all()
+        return [
+            CheckResult(
+                "database:replication",
+                "datastore",
+                "pass" if replica.usable and replica.problem is None else "warn",
+                replica.lag,
+                "s",
+                output=replica.problem,
+                component_id=replica.name,
+            )
+            for replica in replicas.replicas
         ]
 
     async def _disk(self) -> list[CheckResult]:

@@ -12,12 +12,14 @@ from garrison.store.redis import RedisStore
 
 
 def open_store(settings: Settings, *, prefix: str | None = None) -> KeyValueStore:
-    if settings.redis_url:
+    if settings.redis_url or settings.redis_sentinels:
         return RedisStore(
-            settings.redis_url,
+            settings.redis_url or "",
             prefix=prefix or settings.redis_prefix,
             max_connections=settings.redis_max_connections,
             timeout=settings.redis_timeout,
+            sentinels=settings.redis_sentinels,
+            sentinel_master=settings.redis_sentinel_master,
         )
     return MemoryStore()
 
