@@ -42,6 +42,8 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     ├── DecryptionFailed (crypto)                      500  decryption-failed
     │   └── UnknownKey (crypto)                        500  unknown-key
     └── ServiceUnavailable                             503  service-unavailable
+        ├── DatabaseUnavailable (db.retry)             503  database-unavailable
+        └── ReadOnlyMaintenance (ops.status.readonly)  503  read-only-maintenance
 
 Domains raise these (or subclasses with their own ``slug``); ``problem_response`` turns any of
 them into ``application/problem+json``. ``ConfigError`` (settings.py) is not in this tree: it

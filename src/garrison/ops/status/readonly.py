@@ -29,6 +29,8 @@ EXEMPT_PREFIXES = ("/api/v1/status", "/status", "/api/v1/auth/login", "/api/v1/a
 
 
 class ReadOnlyMaintenance(ServiceUnavailable):
+    """A maintenance window has made the API read-only: writes get 503 until it ends."""
+
     slug, title = "read-only-maintenance", "Read-Only During Maintenance"
 
 
