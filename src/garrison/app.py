@@ -27,6 +27,8 @@ from garrison.auth.router import well_known as auth_well_known
 from garrison.auth.runtime import AuthRuntime
 from garrison.db.engine import Database
 from garrison.db.migrate import head_revisions
+from garrison.flags.router import routes as flags_routes
+from garrison.flags.runtime import FlagRuntime
 from garrison.gateway.access_log import AccessLogMiddleware
 from garrison.gateway.body_limit import BodyLimitMiddleware
 from garrison.gateway.client_ip import ClientIpMiddleware
@@ -51,7 +53,7 @@ from garrison.records.cache import CollectionCache
 from garrison.records.collections_router import router as collections_router
 from garrison.records.router import router as records_router
 from garrison.settings import Settings, load_settings
-from garrison.store.factory import open_cache, open_rate_limiter, open_store
+from garrison.store.factory import open_cache, open_pubsub, open_rate_limiter, open_store
 from garrison.tracing import TracingMiddleware, create_provider
 from garrison.tracing import instrument_database as trace_database
 
@@ -141,6 +143,8 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
         )
         app.state.auth = AuthRuntime(settings, db, store)
         await app.state.auth.start()
+        app.state.flags = FlagRuntime(db, settings, open_pubsub(settings))
+        await app.state.flags.start()
         sampler: asyncio.Task[None] | None = None
         if settings.metrics.enabled:
             instrument_database(db)
@@ -165,6 +169,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
                 sampler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler
+            await app.state.flags.stop()
             await app.state.rate_limiter.close()
             await app.state.auth.stop()
             await store.close()
@@ -197,6 +202,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     app.include_router(api_keys_router)
     app.include_router(admin_router)
     app.include_router(auth_well_known)
+    app.include_router(flags_routes)
     return app
 
 

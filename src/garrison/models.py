@@ -2,6 +2,7 @@
 
 from garrison.audit import models as audit_models
 from garrison.auth import models as auth_models
+from garrison.flags import models as flags_models
 from garrison.ops import models as ops_models
 from garrison.outbox import models as outbox_models
 from garrison.quotas import models as quotas_models
@@ -10,6 +11,7 @@ from garrison.records import models as records_models
 __all__ = [
     "audit_models",
     "auth_models",
+    "flags_models",
     "ops_models",
     "outbox_models",
     "quotas_models",

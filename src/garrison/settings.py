@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from garrison.flags.config import FlagSettings
+
 Environment = Literal["development", "staging", "production"]
 
 ENV_PREFIX = "GARRISON_"
@@ -370,6 +372,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    flags: FlagSettings = Field(default_factory=FlagSettings)
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:
