@@ -191,6 +191,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     app.state.rate_limit_stats = stats
     install_exception_handlers(app)
     app.include_router(health_router)
+    app.include_router(flags_routes)  # early: OFREP is polled hard, matching is in order
     app.include_router(collections_router)
     app.include_router(records_router)
     app.include_router(quotas_router)
@@ -202,7 +203,6 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     app.include_router(api_keys_router)
     app.include_router(admin_router)
     app.include_router(auth_well_known)
-    app.include_router(flags_routes)
     return app
 
 

@@ -5,6 +5,8 @@ OpenFeature SDKs' OFREP providers work unchanged.
 Callers authenticate with an API key (or service token) holding ``flags:evaluate``, or a
 user's access token: the token then seeds the context (``targetingKey`` is the user id,
 ``roles`` the user's roles), and those identity attributes cannot be overridden by the body.
+A checked credential is trusted for ``flags.principal_cache_seconds`` (see
+``PrincipalCache``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from starlette.responses import Response
 from garrison.auth.deps import optional_principal
 from garrison.auth.errors import InsufficientScope, InvalidToken
 from garrison.auth.principal import Principal
+from garrison.flags.principals import PrincipalCache
 from garrison.flags.rules import FLAG_NOT_FOUND, INVALID_CONTEXT, TARGETING_KEY
 from garrison.flags.runtime import FlagRuntime, context_tag
+from garrison.gateway.scope import state
 
 router = APIRouter(prefix="/ofrep/v1", tags=["flags"])
 EVALUATE = "flags:evaluate"
@@ -35,9 +39,19 @@ def _error(status: int, code: str, details: str, key: str | None = None) -> Resp
 
 
 async def _caller(request: Request) -> Principal:
-    principal = await optional_principal(request)
-    if principal is None:
-        raise InvalidToken("authentication is required", presented=False)
+    cache: PrincipalCache = request.app.state.flags.principals
+    digest = PrincipalCache.digest(request)
+    principal = cache.get(digest) if digest is not None else None
+    if principal is not None:
+        values = state(request.scope)
+        values["principal"] = principal
+        values["user_id"] = principal.user_id or principal.id
+    else:
+        principal = await optional_principal(request)
+        if principal is None:
+            raise InvalidToken("authentication is required", presented=False)
+        if digest is not None:
+            cache.put(digest, principal)
     if principal.kind != "user" and not principal.can(EVALUATE):
         raise InsufficientScope(EVALUATE)
     return principal

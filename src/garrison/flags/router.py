@@ -106,5 +106,5 @@ async def delete_flag(
 
 # What app.py mounts: the definitions API and the OFREP endpoints.
 routes = APIRouter()
-routes.include_router(router)
 routes.include_router(ofrep_router)
+routes.include_router(router)

@@ -21,6 +21,7 @@ import orjson
 from garrison import flags
 from garrison.db.engine import Database
 from garrison.flags import service
+from garrison.flags.principals import PrincipalCache
 from garrison.flags.rules import ERROR, FLAG_NOT_FOUND, Evaluator, Resolution, compile_flag
 from garrison.log import get_logger
 from garrison.settings import Settings
@@ -54,6 +55,7 @@ class FlagRuntime:
         self.pubsub = pubsub
         self.snapshot = Snapshot()
         self.reloads = 0
+        self.principals = PrincipalCache(self.config.principal_cache_seconds)
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._subscribed = asyncio.Event()
