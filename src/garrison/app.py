@@ -47,6 +47,7 @@ from garrison.ops.router import router as health_router
 from garrison.outbox.registry import import_handler_modules
 from garrison.outbox.router import router as outbox_router
 from garrison.outbox.worker import Worker
+from garrison.privacy.router import router as privacy_router
 from garrison.quotas.router import router as quotas_router
 from garrison.quotas.service import QuotaLookup
 from garrison.records.cache import CollectionCache
@@ -202,6 +203,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     app.include_router(auth_email_router)
     app.include_router(api_keys_router)
     app.include_router(admin_router)
+    app.include_router(privacy_router)
     app.include_router(auth_well_known)
     return app
 

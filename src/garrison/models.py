@@ -5,6 +5,7 @@ from garrison.auth import models as auth_models
 from garrison.flags import models as flags_models
 from garrison.ops import models as ops_models
 from garrison.outbox import models as outbox_models
+from garrison.privacy import models as privacy_models
 from garrison.quotas import models as quotas_models
 from garrison.records import models as records_models
 
@@ -14,6 +15,7 @@ __all__ = [
     "flags_models",
     "ops_models",
     "outbox_models",
+    "privacy_models",
     "quotas_models",
     "records_models",
 ]

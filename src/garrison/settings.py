@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from garrison.flags.config import FlagSettings
+from garrison.privacy.config import PrivacySettings
 
 Environment = Literal["development", "staging", "production"]
 
@@ -373,6 +374,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     flags: FlagSettings = Field(default_factory=FlagSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:

@@ -38,6 +38,11 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     changes: Mapped[str | None] = mapped_column(Text)  # canonical JSON, secrets redacted
     data: Mapped[str | None] = mapped_column(Text)  # canonical JSON, secrets redacted
+    # Set when the entry is about a person: ip, user_agent, changes and data are then
+    # sealed under that person's key (``garrison.privacy.keys``) and the plain columns are
+    # empty. Erasure destroys the key; the hash covers the sealed text, so the chain holds.
+    subject_id: Mapped[str | None] = mapped_column(String(36))
+    sealed: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 
@@ -46,6 +51,7 @@ class AuditEntry(Base):
         Index("ix_audit_entries_action", "action"),
         Index("ix_audit_entries_actor", "actor_kind", "actor_id"),
         Index("ix_audit_entries_target", "target_type", "target_id"),
+        Index("ix_audit_entries_subject_id", "subject_id"),
     )
 
 
