@@ -1,6 +1,6 @@
 """The background worker: seals new audit entries into the hash chain, delivers outbox
-messages to their handlers and runs the audit retention job. ``garrison worker`` runs one
-per process; in development ``garrison serve`` runs one inside each app process (several
+messages to their handlers and runs the retention jobs (audit, privacy). ``garrison worker``
+runs one per process; in development ``garrison serve`` runs one inside each app process (several
 can run at once: claims never overlap, sealers queue on the chain head)."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from garrison.db.engine import Database
 from garrison.log import get_logger
 from garrison.outbox import service
 from garrison.outbox.registry import Message, Registry, registry
+from garrison.privacy import retention as privacy_retention
 from garrison.settings import Settings
 
 log = get_logger("garrison.worker")
@@ -111,6 +112,7 @@ class Worker:
             return
         self._next_purge = time.monotonic() + self.settings.audit.purge_interval_seconds
         await retention.purge(self.db, settings=self.settings)
+        await privacy_retention.apply(self.db, self.settings)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; a batch in progress is finished first."""
