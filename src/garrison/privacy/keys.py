@@ -62,8 +62,10 @@ async def key_for(
     if cached is not None and cached[2] > time.monotonic():
         return cached[0], cached[1]
     found = await _stored(session, subject_id)
+    created: set[str] = session.info.setdefault("garrison_new_subject_keys", set())
     if found is not None:
-        _remember(subject_id, *found)
+        if subject_id not in created:  # made by this transaction: not known committed yet
+            _remember(subject_id, *found)
         return found
     if not create:
         return None
@@ -83,6 +85,7 @@ async def key_for(
         if found is None:
             raise
         return found
+    created.add(subject_id)
     return key_id, key
 
 
