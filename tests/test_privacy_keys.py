@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from garrison import events
 from garrison.audit import personal, retention
@@ -93,9 +93,7 @@ async def test_erasing_the_key_keeps_the_chain(setup: tuple[Database, Settings])
     # Editing the sealed text is still caught by the chain.
     async with db.transaction() as session:
         await session.execute(
-            AuditEntry.__table__.update()
-            .where(AuditEntry.subject_id == "u-keep")
-            .values(sealed="v1.x.AAAA")
+            update(AuditEntry).where(AuditEntry.subject_id == "u-keep").values(sealed="v1.x.AAAA")
         )
     async with db.read_session() as session:
         broken = await verify_chain(session, checkpoint_key=retention.signing_key(settings))
