@@ -5,10 +5,13 @@ takes to be served by another.
     flock /tmp/garrison-bench.lock .venv/bin/python -m bench.flags --duration 10 --rounds 2
 
 In-process: a snapshot of 20 flags (static, targeting rules, percentage rollouts) evaluated
-in a loop over 1,000 contexts, one flag at a time (``FlagRuntime.evaluate``) and all 20 at
-once. Over HTTP: two ``garrison serve`` processes (``--workers`` each) on one MariaDB
-database and Redis; wrk GETs ``/api/health`` and POSTs the bulk evaluation (an API key with
+in a loop over 1,000 contexts, one flag per call (the lookup ``FlagRuntime.evaluate`` does),
+and the heaviest flag alone (two rules of two conditions that miss, then a split). Over
+HTTP: two ``garrison serve`` processes (``--workers`` each) on one MariaDB database and
+Redis; wrk GETs ``/api/health`` and POSTs the bulk evaluation (an API key with
 ``flags:evaluate``, and a user's access token) on the first, alternately, ``--rounds`` times.
+``--exempt-ofrep`` takes OFREP out of rate limiting like the health endpoint (which is
+exempt): the difference is the gateway's per-request quota lookup in Redis, not flags work.
 Propagation: the kill switch is flipped through the first instance and the second is polled
 over OFREP until it serves the change, ``--flips`` times.
 """
@@ -174,6 +177,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="granian workers per instance")
     parser.add_argument("--flips", type=int, default=10)
+    parser.add_argument(
+        "--exempt-ofrep",
+        action="store_true",
+        help="exempt /ofrep from rate limiting as /api/health is (no per-request quota lookup)",
+    )
     args = parser.parse_args()
 
     local = in_process()
@@ -199,6 +207,11 @@ def main() -> None:
                 "GARRISON_LOG__FORMAT": "json",
                 "GARRISON_LOG__LEVEL": "warning",
                 "GARRISON_WORKER__IN_PROCESS": "false",
+                **(
+                    {"GARRISON_RATE_LIMIT__EXEMPT_PATHS": '["/api/health", "/metrics", "/ofrep"]'}
+                    if args.exempt_ofrep
+                    else {}
+                ),
                 "PYTHONPATH": str(ROOT),
             }
             garrison(env, "migrate", "up")
