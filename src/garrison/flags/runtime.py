@@ -30,6 +30,7 @@ from garrison.store.pubsub import PubSub
 
 log = get_logger("garrison.flags")
 RETRY_SECONDS = 1.0
+START_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class FlagRuntime:
         self.principals = PrincipalCache(self.config.principal_cache_seconds)
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._subscribed = asyncio.Event()
+        self._tried = asyncio.Event()  # a first load was attempted
 
     def evaluate(self, key: str, context: Mapping[str, Any]) -> Resolution:
         evaluator = self.snapshot.evaluators.get(key)
@@ -70,11 +71,14 @@ class FlagRuntime:
         return [evaluator(context) for evaluator in self.snapshot.evaluators.values()]
 
     async def reload(self) -> None:
-        async with self._lock:
-            async with self.db.read_session() as session:
-                definitions = await service.all_definitions(session)
-            self.snapshot = build_snapshot(definitions, self.settings.env)
-            self.reloads += 1
+        try:
+            async with self._lock:
+                async with self.db.read_session() as session:
+                    definitions = await service.all_definitions(session)
+                self.snapshot = build_snapshot(definitions, self.settings.env)
+                self.reloads += 1
+        finally:
+            self._tried.set()
 
     async def notify(self) -> None:
         """After a committed change: reload here, and tell every other instance."""
@@ -85,16 +89,13 @@ class FlagRuntime:
             log.warning("flags.notify_failed", error=str(exc))
 
     async def start(self) -> None:
-        try:
-            await self.reload()
-        except Exception as exc:  # not migrated yet, or down: the listener retries
-            log.warning("flags.not_loaded", error=type(exc).__name__)
+        """Subscribe and load in the background; wait for the first load to succeed or fail,
+        at most ``START_WAIT`` seconds, so a database that hangs never holds up the start."""
         self._task = asyncio.create_task(self._listen(), name="garrison-flags")
         flags._install(self.evaluate)
-        # Wait (briefly) for the subscription, so a change made right after start is heard.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
-                await self._subscribed.wait()
+            async with asyncio.timeout(START_WAIT):
+                await self._tried.wait()
 
     async def stop(self) -> None:
         flags._install(None)
@@ -110,9 +111,9 @@ class FlagRuntime:
                 subscription = await self.pubsub.subscribe(self.config.channel)
             except StoreUnavailable as exc:
                 log.warning("flags.subscribe_failed", error=str(exc))
+                await self._reload_quietly()  # without notifications, still serve the latest
                 await asyncio.sleep(RETRY_SECONDS)  # back-off before reconnecting
                 continue
-            self._subscribed.set()
             try:
                 await self._follow(subscription)
             except Exception as exc:
@@ -120,6 +121,12 @@ class FlagRuntime:
                 await asyncio.sleep(RETRY_SECONDS)
             finally:
                 await subscription.close()
+
+    async def _reload_quietly(self) -> None:
+        try:
+            await self.reload()
+        except Exception as exc:  # not migrated yet, or down: retried
+            log.warning("flags.not_loaded", error=type(exc).__name__)
 
     async def _follow(self, subscription: Any) -> None:
         # A reload after (re)subscribing covers whatever was announced while away.
