@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from garrison import flags
 from garrison.app import create_app
+from garrison.audit import personal
 from garrison.audit.models import AuditEntry
 from garrison.settings import Settings
 from tests.authkit import AuthApp, auth_app, bearer
@@ -103,17 +104,18 @@ async def test_flag_lifecycle_is_audited(kit: AuthApp, admin: dict[str, str]) ->
     assert missing.headers["content-type"] == "application/problem+json"
 
     async with kit.runtime.db.read_session() as session:
-        entries = (
-            await session.scalars(
-                select(AuditEntry).where(
-                    AuditEntry.target_type == "flag", AuditEntry.target_id == key
-                )
+        rows = (
+            await session.execute(
+                select(AuditEntry.__table__)
+                .where(AuditEntry.target_type == "flag", AuditEntry.target_id == key)
+                .order_by(AuditEntry.id)
             )
         ).all()
-    assert [e.action for e in entries] == ["flag.updated"] * 3
-    assert ['"created"' in (e.data or "") for e in entries] == [True, False, False]
-    assert '"deleted"' in (entries[-1].data or "")
-    assert "enabled" in (entries[1].changes or "")
+        entries = await personal.open_rows(session, rows)  # sealed under the acting admin
+    assert [e["action"] for e in entries] == ["flag.updated"] * 3
+    assert ['"created"' in (e["data"] or "") for e in entries] == [True, False, False]
+    assert '"deleted"' in (entries[-1]["data"] or "")
+    assert "enabled" in (entries[1]["changes"] or "")
 
 
 @pytest.mark.parametrize(
