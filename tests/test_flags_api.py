@@ -20,6 +20,8 @@ from garrison import flags
 from garrison.app import create_app
 from garrison.audit import personal
 from garrison.audit.models import AuditEntry
+from garrison.flags.runtime import FlagRuntime
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.authkit import AuthApp, auth_app, bearer
 from tests.conftest import make_settings, migrated, start
@@ -177,7 +179,9 @@ async def test_ofrep_single_and_bulk(kit: AuthApp, admin: dict[str, str]) -> Non
     assert (
         await kit.client.put(f"{FLAGS}/{key}", json=definition, headers=admin)
     ).status_code == 201
-    await kit.running.app.state.flags.reload()  # the announcement runs after the response
+    await (
+        runtime_of(kit.running.app).get(FlagRuntime).reload()
+    )  # the announcement runs after the response
     caller = await evaluator_key(kit, admin, ["flags:evaluate"])
     hit = await kit.client.post(
         f"{OFREP}/{key}",
@@ -228,7 +232,7 @@ async def test_ofrep_single_and_bulk(kit: AuthApp, admin: dict[str, str]) -> Non
     assert (
         await kit.client.patch(f"{FLAGS}/{key}", json={"description": "x"}, headers=admin)
     ).is_success
-    await kit.running.app.state.flags.reload()
+    await runtime_of(kit.running.app).get(FlagRuntime).reload()
     changed = await kit.client.post(
         OFREP, json={"context": {"email": "z@corp.io"}}, headers={**caller, "If-None-Match": etag}
     )
@@ -246,7 +250,7 @@ async def test_a_user_token_seeds_the_context(kit: AuthApp, admin: dict[str, str
         ]
     )
     assert (await kit.client.put(f"{FLAGS}/{key}", json=definition, headers=admin)).is_success
-    await kit.running.app.state.flags.reload()
+    await runtime_of(kit.running.app).get(FlagRuntime).reload()
     user = bearer(await kit.token(role="user"))
     body = {"context": {"roles": ["admin"], "targetingKey": "someone-else"}}
     assert (await kit.client.post(f"{OFREP}/{key}", json=body, headers=user)).json()[

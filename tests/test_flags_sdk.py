@@ -21,8 +21,7 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
 from tests import services
-from tests.test_cli import garrison
-from tests.test_server import Server, free_port, wait_until_accepting
+from tests.helpers import LoggedProcess, free_port, garrison, wait_until_accepting
 
 pytestmark = pytest.mark.slow
 PASSWORD = "a long enough password for the admin"
@@ -41,7 +40,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
         "GARRISON_LOG__LEVEL": "warning",
         "GARRISON_WORKER__IN_PROCESS": "false",
     }
-    servers: list[Server] = []
+    servers: list[LoggedProcess] = []
     try:
         assert garrison("migrate", "up", env=env).returncode == 0
         made = garrison(
@@ -52,9 +51,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
         ports = [free_port(), free_port()]
         for port in ports:
             args = [sys.executable, "-m", "garrison", "serve", "--port", str(port)]
-            servers.append(Server(args, env))
-        for server, port in zip(servers, ports, strict=True):
-            server.keep_draining()
+            servers.append(LoggedProcess(args, env))
+        for port in ports:
             wait_until_accepting(port, timeout=60)
         first, second = (f"http://127.0.0.1:{port}" for port in ports)
         login = httpx.post(

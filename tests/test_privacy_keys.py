@@ -11,12 +11,12 @@ from sqlalchemy import select, update
 
 from garrison import events
 from garrison.audit import personal, retention
+from garrison.audit import subject_keys as keys
 from garrison.audit.models import AuditEntry
 from garrison.audit.sealer import seal_pending
 from garrison.audit.verify import verify_chain
 from garrison.db.engine import Database
 from garrison.events import Actor, Event
-from garrison.privacy import keys
 from garrison.settings import Settings
 from tests.conftest import make_settings, migrated
 
@@ -34,7 +34,11 @@ async def setup(
 
 def about(user: str, secret: str) -> Event:
     return Event(
-        "profile.updated", Actor("user", user), "user", user, changes={"name": ("old", secret)}
+        action="profile.updated",
+        actor=Actor("user", user),
+        target_type="user",
+        target_id=user,
+        changes={"name": ("old", secret)},
     )
 
 

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from garrison import models  # noqa: F401 - every domain's tables on the metadata
 from garrison.db.engine import Database
 from garrison.privacy import reference
 from tests import services
 from tests.authkit import auth_app, bearer
 from tests.conftest import make_settings
-from tests.test_cli import garrison
+from tests.helpers import garrison
 
 RULES = {"create": "@auth.id != null", "list": "owner = @auth.id", "view": "owner = @auth.id"}
 PEOPLE: dict[str, Any] = {

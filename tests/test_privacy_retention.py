@@ -23,7 +23,7 @@ from garrison.privacy.export import archive_path
 from garrison.privacy.models import PrivacyJob
 from tests.authkit import AuthApp, auth_app, bearer
 from tests.conftest import make_settings
-from tests.test_cli import garrison
+from tests.helpers import garrison
 
 LOGS: dict[str, Any] = {
     "name": "visits",

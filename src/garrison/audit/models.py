@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.db.base import Base
-from garrison.db.types import BigId, UtcDateTime
+from garrison.db.types import BigId, LongText, UtcDateTime
 
 GENESIS_HASH = "0" * 64
 
@@ -36,13 +36,13 @@ class AuditEntry(Base):
     target_type: Mapped[str | None] = mapped_column(String(64))
     target_id: Mapped[str | None] = mapped_column(String(191))
     outcome: Mapped[str] = mapped_column(String(16))
-    changes: Mapped[str | None] = mapped_column(Text)  # canonical JSON, secrets redacted
-    data: Mapped[str | None] = mapped_column(Text)  # canonical JSON, secrets redacted
+    changes: Mapped[str | None] = mapped_column(LongText)  # canonical JSON, secrets redacted
+    data: Mapped[str | None] = mapped_column(LongText)  # canonical JSON, secrets redacted
     # Set when the entry is about a person: ip, user_agent, changes and data are then
-    # sealed under that person's key (``garrison.privacy.keys``) and the plain columns are
+    # sealed under that person's key (``garrison.audit.subject_keys``) and the plain columns are
     # empty. Erasure destroys the key; the hash covers the sealed text, so the chain holds.
     subject_id: Mapped[str | None] = mapped_column(String(36))
-    sealed: Mapped[str | None] = mapped_column(Text)
+    sealed: Mapped[str | None] = mapped_column(LongText)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 
@@ -77,3 +77,15 @@ class AuditCheckpoint(Base):
     purged: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     signature: Mapped[str] = mapped_column(String(64))
+
+
+class SubjectKey(Base):
+    """One data key per person (user id); deleting it is what makes their sealed audit
+    data unrecoverable."""
+
+    __tablename__ = "privacy_subject_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(36), unique=True)
+    key: Mapped[str] = mapped_column(String(64))  # base64 of 32 bytes
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -2,7 +2,7 @@
 
 An entry is about a person when its target is a user, else when it carries a record owned by
 a user, else when a user acted. Its ``ip``, ``user_agent``, ``changes`` and ``data`` are then
-sealed together under that person's key (``garrison.privacy.keys``, AES-256-GCM, the event
+sealed together under that person's key (``garrison.audit.subject_keys``, AES-256-GCM, the event
 id as associated data) into ``sealed``, and the plain columns stay empty. Readers open the
 entries they show; once the person is erased their key is gone and an entry reads
 ``"erased": true`` with those four fields empty, while its hash (over the sealed text) still
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from garrison.privacy import keys
+from garrison.audit import subject_keys as keys
 
 if TYPE_CHECKING:
     from garrison.events import Event

@@ -8,6 +8,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from garrison import models  # noqa: F401 - every domain's tables on the metadata
 from garrison.cli.common import EXIT_CONFIG, fail, run_db, settings_or_exit
 from garrison.privacy import reference
 

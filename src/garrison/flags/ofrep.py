@@ -20,10 +20,11 @@ from starlette.responses import Response
 from garrison.auth.deps import optional_principal
 from garrison.auth.errors import InsufficientScope, InvalidToken
 from garrison.auth.principal import Principal
+from garrison.context import state
 from garrison.flags.principals import PrincipalCache
 from garrison.flags.rules import FLAG_NOT_FOUND, INVALID_CONTEXT, TARGETING_KEY
 from garrison.flags.runtime import FlagRuntime, context_tag
-from garrison.gateway.scope import state
+from garrison.runtime import runtime_of
 
 router = APIRouter(prefix="/ofrep/v1", tags=["flags"])
 EVALUATE = "flags:evaluate"
@@ -39,7 +40,7 @@ def _error(status: int, code: str, details: str, key: str | None = None) -> Resp
 
 
 async def _caller(request: Request) -> Principal:
-    cache: PrincipalCache = request.app.state.flags.principals
+    cache: PrincipalCache = runtime_of(request).get(FlagRuntime).principals
     digest = PrincipalCache.digest(request)
     principal = cache.get(digest) if digest is not None else None
     if principal is not None:
@@ -77,8 +78,7 @@ async def _context(request: Request, principal: Principal) -> dict[str, Any] | R
 
 
 def _runtime(request: Request) -> FlagRuntime:
-    runtime: FlagRuntime = request.app.state.flags
-    return runtime
+    return runtime_of(request).get(FlagRuntime)
 
 
 @router.post("/evaluate/flags/{key}", summary="Evaluate one flag (OFREP)")

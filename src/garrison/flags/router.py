@@ -13,7 +13,9 @@ from garrison.deps import ReadSession, WriteSession
 from garrison.errors import ValidationFailed
 from garrison.flags import service
 from garrison.flags.ofrep import router as ofrep_router
+from garrison.flags.runtime import FlagRuntime
 from garrison.flags.schemas import KEY_PATTERN, FlagIn, FlagOut, FlagPatch
+from garrison.runtime import runtime_of
 
 router = APIRouter(prefix="/api/v1/flags", tags=["flags"])
 FlagAdmin = Annotated[Principal, require("flags:manage")]
@@ -22,7 +24,7 @@ Key = Annotated[str, Path(pattern=KEY_PATTERN, description="the flag's key")]
 
 def _announce(request: Request, background: BackgroundTasks) -> None:
     # Background tasks run after the response, so after the transaction has committed.
-    background.add_task(request.app.state.flags.notify)
+    background.add_task(runtime_of(request).get(FlagRuntime).notify)
 
 
 def _out(flag: object) -> FlagOut:

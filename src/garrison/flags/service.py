@@ -72,10 +72,10 @@ async def _emit(
     await emit(
         session,
         Event(
-            EVENT,
-            actor,
-            "flag",
-            flag.key,
+            action=EVENT,
+            actor=actor,
+            target_type="flag",
+            target_id=flag.key,
             changes=changes,
             data={"key": flag.key, "operation": operation, "version": flag.version},
         ),

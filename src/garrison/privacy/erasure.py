@@ -24,12 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.audit import service as audit_service
+from garrison.audit import subject_keys as keys
 from garrison.auth import subject as auth_subject
 from garrison.db.types import utcnow
 from garrison.errors import Conflict, NotFound
 from garrison.events import Actor, Event, emit
 from garrison.outbox import service as outbox_service
-from garrison.privacy import keys, policies
+from garrison.privacy import policies
 from garrison.privacy.models import PrivacyJob
 from garrison.records import owned
 
@@ -106,10 +107,10 @@ async def erase(
     await emit(
         session,
         Event(
-            "privacy.erasure.completed",
-            actor,
-            "privacy_job",
-            job.id,
+            action="privacy.erasure.completed",
+            actor=actor,
+            target_type="privacy_job",
+            target_id=job.id,
             data={
                 "subject_id": user_id,
                 "collections": {n: e["done"] for n, e in report["collections"].items()},

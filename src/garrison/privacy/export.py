@@ -78,7 +78,15 @@ async def request_export(session: AsyncSession, *, user_id: str, actor: Actor) -
     )
     session.add(job)
     await session.flush()
-    await emit(session, Event("privacy.export.requested", actor, "privacy_job", job.id))
+    await emit(
+        session,
+        Event(
+            action="privacy.export.requested",
+            actor=actor,
+            target_type="privacy_job",
+            target_id=job.id,
+        ),
+    )
     return job
 
 

@@ -12,18 +12,6 @@ from garrison.db.base import Base
 from garrison.db.types import UtcDateTime
 
 
-class SubjectKey(Base):
-    """One data key per person (user id); deleting it is what makes their sealed audit
-    data unrecoverable."""
-
-    __tablename__ = "privacy_subject_keys"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    subject_id: Mapped[str] = mapped_column(String(36), unique=True)
-    key: Mapped[str] = mapped_column(String(64))  # base64 of 32 bytes
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
 class PrivacyPolicy(Base):
     """Per collection: what erasure does to a user's records, and how long records live."""
 

@@ -15,7 +15,7 @@ from garrison.events import Actor, Event, emit
 from garrison.privacy.models import PrivacyPolicy
 from garrison.privacy.schemas import PolicyIn
 from garrison.records import owned
-from garrison.records.collections import get_collection
+from garrison.records.registry import get_collection
 
 DEFAULT = PolicyIn()
 
@@ -43,10 +43,10 @@ async def set_policy(
     await emit(
         session,
         Event(
-            "privacy.policy.updated",
-            actor,
-            "collection",
-            collection,
+            action="privacy.policy.updated",
+            actor=actor,
+            target_type="collection",
+            target_id=collection,
             changes={"policy": (before, values)},
         ),
     )

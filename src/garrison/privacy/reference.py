@@ -23,7 +23,6 @@ from argon2 import PasswordHasher
 from sqlalchemy import MetaData, Table, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from garrison import models  # noqa: F401 - every domain's tables on the metadata
 from garrison.db import migrate
 from garrison.db.base import Base
 from garrison.db.engine import Database

@@ -175,7 +175,10 @@ async def apply(db: Database, settings: Settings, *, dry_run: bool = False) -> l
         await events.emit_standalone(
             db,
             Event(
-                "privacy.retention.applied", Actor.system(), "retention", data={"deleted": deleted}
+                action="privacy.retention.applied",
+                actor=Actor.system(),
+                target_type="retention",
+                data={"deleted": deleted},
             ),
         )
         log.info(

@@ -16,6 +16,7 @@ from garrison.errors import Forbidden, GarrisonError, NotFound
 from garrison.privacy import erasure, export, policies
 from garrison.privacy.models import PrivacyJob, PrivacyPolicy
 from garrison.privacy.schemas import ErasureIn, ExportIn, JobOut, PolicyIn, PolicyOut
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 
 router = APIRouter(tags=["privacy"])
@@ -38,8 +39,8 @@ def _job(job: PrivacyJob, settings: Settings) -> JobOut:
 
 def _schedule(request: Request, background: BackgroundTasks, job_id: str) -> None:
     # After the response, so after the job row has committed.
-    app = request.app
-    background.add_task(export.run_export, app.state.db, app.state.settings, job_id=job_id)
+    runtime = runtime_of(request)
+    background.add_task(export.run_export, runtime.db, runtime.settings, job_id=job_id)
 
 
 @router.post(f"{PREFIX}/exports", status_code=202, summary="Export a user's data (job)")

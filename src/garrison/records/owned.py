@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.errors import ValidationFailed
-from garrison.records.collections import Collection, list_collections
+from garrison.records.registry import Collection, list_collections
 from garrison.records.validation import output
 
 TIME_FIELDS = ("created_at", "updated_at")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from garrison.db.types import UtcDateTime
+from garrison.db.types import LongText, UtcDateTime
 
 revision = "0011"
 down_revision = "0010"
@@ -21,7 +21,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("audit_entries") as batch:
         batch.add_column(sa.Column("subject_id", sa.String(36), nullable=True))
-        batch.add_column(sa.Column("sealed", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("sealed", LongText, nullable=True))
         batch.create_index("ix_audit_entries_subject_id", ["subject_id"])
     op.create_table(
         "privacy_subject_keys",

@@ -24,8 +24,8 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from garrison.audit.models import SubjectKey
 from garrison.db.types import utcnow
-from garrison.privacy.models import SubjectKey
 
 PREFIX = "v1."
 CACHE_SECONDS = 60.0
