@@ -286,7 +286,7 @@ async def test_a_change_reaches_the_other_instance(
         assert created.status_code == 201
 
         def served() -> Any:
-            return second.state.flags.evaluate(key, {"targetingKey": "u"})
+            return runtime_of(second).get(FlagRuntime).evaluate(key, {"targetingKey": "u"})
 
         async def reached() -> bool:
             return served().error_code is None
