@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "settings", "errors", "types"),
     ("log", "crypto", "context", "db", "store", "metrics", "tracing", "mail", "runtime"),
     ("events", "deps", "gateway", "openapi"),
-    ("auth", "records", "audit", "outbox", "quotas", "ops"),
+    ("auth", "records", "audit", "outbox", "quotas", "ops", "flags", "privacy"),
     ("worker",),
     ("startup", "app", "server", "cli", "models", "db.migrations", "__main__"),
 )

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison import events
-from garrison.audit import retention
+from garrison.audit import personal, retention
 from garrison.audit import service as audit_service
 from garrison.audit.chain import entry_hash
 from garrison.audit.models import AuditCheckpoint, AuditEntry
@@ -103,13 +103,19 @@ async def test_entry_fields_and_outbox_payload(db: Database) -> None:
         await events.emit(session, event)
     async with db.read_session() as session:
         entry = (await session.execute(select(AuditEntry))).scalar_one()
+        [opened] = await personal.open_rows(
+            session, [(await session.execute(select(AuditEntry.__table__))).one()]
+        )
     assert (entry.seq, entry.hash) == (None, None)  # sealed by the worker after commit
     assert entry.event_id == event.id
     assert (entry.actor_kind, entry.actor_id) == ("user", "u2")
-    assert (entry.ip, entry.user_agent, entry.request_id) == ("192.0.2.7", "pytest", "req-5")
+    # About a person (the acting user): the personal fields are sealed under their key.
+    assert (entry.subject_id, entry.ip, entry.user_agent, entry.changes) == ("u2", None, None, None)
+    assert entry.request_id == "req-5"
+    assert (opened["ip"], opened["user_agent"]) == ("192.0.2.7", "pytest")
     assert (entry.action, entry.target_type, entry.target_id) == ("record.updated", "record", "5")
     assert entry.outcome == "success"
-    assert orjson.loads(entry.changes or "") == {"title": {"before": "old 5", "after": "new 5"}}
+    assert orjson.loads(opened["changes"] or "") == {"title": {"before": "old 5", "after": "new 5"}}
     assert entry.occurred_at.tzinfo is not None
     assert abs(utcnow() - entry.occurred_at) < timedelta(minutes=5)
 
@@ -145,12 +151,14 @@ async def test_secrets_are_redacted_everywhere(db: Database) -> None:
         await events.emit(session, event)
     await seal_pending(db, batch_size=10)
     async with db.read_session() as session:
-        entry = (await session.execute(select(AuditEntry))).scalar_one()
         message = (await session.execute(select(OutboxMessage))).scalar_one()
-    stored = (entry.changes or "") + (entry.data or "") + message.payload
+        [entry] = await personal.open_rows(
+            session, (await session.execute(select(AuditEntry.__table__))).all()
+        )
+    stored = (entry["changes"] or "") + (entry["data"] or "") + message.payload
     for secret in ("$argon2id$old", "$argon2id$new", "gk_live_abcdef", "tok-123"):
         assert secret not in stored
-    changes = orjson.loads(entry.changes or "")
+    changes = orjson.loads(entry["changes"] or "")
     assert changes["password_hash"] == {"before": "[redacted]", "after": "[redacted]"}
     assert changes["name"] == {"before": "a", "after": "b"}
 

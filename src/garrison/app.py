@@ -23,6 +23,7 @@ from garrison.auth.email_router import router as auth_email_router
 from garrison.auth.identify import principal_key, principal_roles
 from garrison.auth.router import router as auth_router
 from garrison.auth.router import well_known as auth_well_known
+from garrison.flags.router import routes as flags_routes
 from garrison.gateway.access_log import AccessLogMiddleware
 from garrison.gateway.body_limit import BodyLimitMiddleware
 from garrison.gateway.client_ip import ClientIpMiddleware
@@ -41,6 +42,7 @@ from garrison.ops.status import front
 from garrison.ops.status import router as status_routes
 from garrison.ops.status.readonly import ReadOnlyMiddleware
 from garrison.outbox.router import router as outbox_router
+from garrison.privacy.router import router as privacy_router
 from garrison.quotas.router import router as quotas_router
 from garrison.quotas.service import QuotaLookup
 from garrison.records.collections_router import router as collections_router
@@ -123,6 +125,7 @@ def _middleware(
 ROUTERS = (
     health_router,
     status_routes.pages,  # early: the public page is hot
+    flags_routes,  # early: OFREP is polled hard, matching is in order
     collections_router,
     records_router,
     quotas_router,
@@ -133,6 +136,7 @@ ROUTERS = (
     auth_email_router,
     api_keys_router,
     admin_router,
+    privacy_router,
     auth_well_known,
     status_routes.api,
     front.router,

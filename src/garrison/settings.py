@@ -331,6 +331,36 @@ class SmtpSettings(BaseModel):
     timeout: float = Field(default=10.0, gt=0)
 
 
+class FlagSettings(BaseModel):
+    refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="full reload of the snapshot, behind the change notifications",
+    )
+    channel: str = Field(default="flags:changed", min_length=1, max_length=64)
+    principal_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="OFREP: how long a checked credential is trusted without a new check",
+    )
+
+
+class PrivacySettings(BaseModel):
+    export_link_seconds: int = Field(default=900, ge=30, le=86_400, description="signed link")
+    export_keep_seconds: int = Field(
+        default=86_400, ge=60, le=30 * 86_400, description="the archive is deleted after this"
+    )
+    session_retention_days: int = Field(
+        default=30, ge=1, le=3650, description="refresh tokens this long past expiry/revocation"
+    )
+    job_retention_days: int = Field(
+        default=90, ge=1, le=3650, description="finished export/erasure records"
+    )
+    retention_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+
 class _ProdDatabaseEnv(BaseSettings):
     """The specification's production database variables (no GARRISON_ prefix)."""
 
@@ -483,6 +513,9 @@ class Settings(BaseSettings):
             if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
                 raise ValueError(f"{entry!r} must be host:port")
         return value
+
+    flags: FlagSettings = Field(default_factory=FlagSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from garrison.auth.runtime import AuthRuntime
 from garrison.db.engine import Database
 from garrison.db.migrate import head_revisions
+from garrison.flags.runtime import FlagRuntime
 from garrison.metrics import instrument_database
 from garrison.metrics.process import sample_forever
 from garrison.ops.health import HealthService
@@ -26,7 +27,7 @@ from garrison.quotas.service import QuotaLookup
 from garrison.records.cache import CollectionCache
 from garrison.runtime import Runtime
 from garrison.settings import Settings
-from garrison.store.factory import open_cache, open_rate_limiter, open_store
+from garrison.store.factory import open_cache, open_pubsub, open_rate_limiter, open_store
 from garrison.worker import Worker
 
 if TYPE_CHECKING:
@@ -88,6 +89,10 @@ async def open_runtime(
         stack.push_async_callback(status.stop)
         runtime.add(status)
         runtime.add(status.read_only)  # the read-only middleware asks it
+        flags = FlagRuntime(db, settings, open_pubsub(settings))
+        await flags.start()
+        stack.push_async_callback(flags.stop)
+        runtime.add(flags)
         if settings.worker.in_process:
             import_handler_modules(settings.worker.handler_modules)
             worker = Worker(db, settings)

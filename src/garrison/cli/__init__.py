@@ -14,7 +14,9 @@ from garrison.cli import drill_ha
 from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
 from garrison.cli import monitor as monitor_cmd
+from garrison.cli import privacy as privacy_cmd
 from garrison.cli import quotas as quotas_cmd
+from garrison.cli import reference as reference_cmd
 from garrison.cli import schema as schema_cmd
 from garrison.cli import serve as serve_cmd
 from garrison.cli import users as users_cmd
@@ -38,6 +40,8 @@ app.add_typer(cluster_cmd.app, name="cluster")
 app.add_typer(
     drill_ha.register(typer.Typer(help="Disaster drills.", no_args_is_help=True)), name="drill"
 )
+app.add_typer(privacy_cmd.app, name="privacy")
+app.add_typer(reference_cmd.app, name="reference")
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
 app.command("monitor")(monitor_cmd.monitor_command)

@@ -253,3 +253,17 @@ async def requeue(session: AsyncSession, *, message_id: int) -> bool:
         .values(status=PENDING, attempts=0, available_at=utcnow(), parked_at=None)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def discard(session: AsyncSession, *, event_ids: Sequence[str]) -> int:
+    """Delete the messages of these events whatever their state (erasure: a person's
+    undelivered events must not outlive them); returns how many."""
+    total = 0
+    ids = list(event_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        result = await session.execute(
+            delete(OutboxMessage).where(OutboxMessage.event_id.in_(chunk))
+        )
+        total += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return total

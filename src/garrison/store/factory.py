@@ -7,6 +7,7 @@ from garrison.settings import Settings
 from garrison.store.base import KeyValueStore
 from garrison.store.cache import Cache
 from garrison.store.memory import MemoryStore
+from garrison.store.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from garrison.store.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from garrison.store.redis import RedisStore
 
@@ -38,3 +39,10 @@ def open_cache(settings: Settings, store: KeyValueStore) -> Cache:
         backing or MemoryStore(max_entries=settings.cache.memory_max_entries),
         default_ttl=settings.cache.default_ttl,
     )
+
+
+def open_pubsub(settings: Settings) -> PubSub:
+    """Redis pub/sub when Redis is configured, else the in-process broadcast."""
+    if settings.redis_url:
+        return RedisPubSub(settings.redis_url, prefix=settings.redis_prefix)
+    return MemoryPubSub()

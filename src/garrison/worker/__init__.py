@@ -26,6 +26,7 @@ from garrison.log import get_logger
 from garrison.ops.jobs import OpsJobs
 from garrison.outbox.delivery import Delivery, new_worker_id
 from garrison.outbox.registry import Registry, registry
+from garrison.privacy import retention as privacy_retention
 from garrison.settings import Settings
 
 __all__ = ["Job", "Worker", "new_worker_id", "standard_jobs"]
@@ -51,10 +52,19 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
 
     ops = OpsJobs(db, settings)
     status = settings.status
+
+    async def privacy_retention_apply() -> object:
+        return await privacy_retention.apply(db, settings)
+
     return [
         Job("audit.purge", audit_purge, every=settings.audit.purge_interval_seconds),
         Job("status.sample", ops.sample, every=status.sample_interval_seconds),
         Job("alerts.evaluate", ops.evaluate, every=status.alerts.interval_seconds),
+        Job(
+            "privacy.retention",
+            privacy_retention_apply,
+            every=settings.audit.purge_interval_seconds,
+        ),
     ]
 
 

@@ -1,7 +1,7 @@
 """status page (samples, daily rollups, incidents, maintenance, subscribers) and alerts
 
 Revision ID: 0012
-Revises: 0006
+Revises: 0011
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from garrison.db.types import BigId, UtcDateTime
 
 revision = "0012"
-down_revision = "0006"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
