@@ -29,6 +29,7 @@ from garrison.db.engine import Database
 from garrison.errors import GarrisonError
 from garrison.privacy.schemas import PolicyIn
 from garrison.records import ddl
+from garrison.records.kinds import EXTERNAL_TARGETS
 from garrison.records.spec import CollectionSpec, table_name
 from garrison.settings import Settings
 
@@ -96,7 +97,7 @@ def _ordered(specs: list[CollectionSpec]) -> list[CollectionSpec]:
         progressed = False
         for spec in list(pending):
             targets = {f.collection for f in spec.fields if f.type == "relation" and f.collection}
-            if all(t in done or t == spec.name or t in ddl.EXTERNAL_TARGETS for t in targets):
+            if all(t in done or t == spec.name or t in EXTERNAL_TARGETS for t in targets):
                 out.append(spec)
                 done.add(spec.name)
                 pending.remove(spec)
