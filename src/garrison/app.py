@@ -42,6 +42,7 @@ from garrison.metrics.process import sample_forever
 from garrison.metrics.router import router as metrics_router
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
+from garrison.outbox import wake
 from garrison.outbox.registry import import_handler_modules
 from garrison.outbox.router import router as outbox_router
 from garrison.outbox.worker import Worker
@@ -52,8 +53,11 @@ from garrison.records.collections_router import router as collections_router
 from garrison.records.router import router as records_router
 from garrison.settings import Settings, load_settings
 from garrison.store.factory import open_cache, open_rate_limiter, open_store
+from garrison.store.redis import RedisStore
 from garrison.tracing import TracingMiddleware, create_provider
 from garrison.tracing import instrument_database as trace_database
+from garrison.webhooks.catalogue import catalogue_router as webhook_catalogue
+from garrison.webhooks.router import router as webhooks_router
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -140,6 +144,8 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
             expected_revisions=head_revisions(),
         )
         app.state.auth = AuthRuntime(settings, db, store)
+        if isinstance(store, RedisStore):  # commits wake the workers of other processes
+            wake.use_redis(store.client, settings.redis_prefix)
         await app.state.auth.start()
         sampler: asyncio.Task[None] | None = None
         if settings.metrics.enabled:
@@ -197,6 +203,8 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     app.include_router(api_keys_router)
     app.include_router(admin_router)
     app.include_router(auth_well_known)
+    app.include_router(webhooks_router)
+    app.webhooks.include_router(webhook_catalogue())
     return app
 
 

@@ -33,6 +33,7 @@ from garrison.db.engine import Database
 from garrison.db.retry import transact
 from garrison.gateway.context import RequestContext, current_context
 from garrison.log import get_logger, redact_secrets
+from garrison.outbox import wake
 
 ActorKind = Literal["user", "api_key", "service", "system", "anonymous"]
 Outcome = Literal["success", "denied", "failed"]
@@ -95,6 +96,7 @@ def _log(event: Event) -> None:
 
 async def _record(session: AsyncSession, event: Event) -> None:
     await audit_service.append(session, event=event)
+    wake.on_commit(session)  # the worker is woken once the transaction commits
 
 
 async def emit(session: AsyncSession, event: Event) -> None:

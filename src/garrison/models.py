@@ -6,6 +6,7 @@ from garrison.ops import models as ops_models
 from garrison.outbox import models as outbox_models
 from garrison.quotas import models as quotas_models
 from garrison.records import models as records_models
+from garrison.webhooks import models as webhooks_models
 
 __all__ = [
     "audit_models",
@@ -14,4 +15,5 @@ __all__ = [
     "outbox_models",
     "quotas_models",
     "records_models",
+    "webhooks_models",
 ]

@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from garrison.webhooks.config import WebhookSettings
+
 Environment = Literal["development", "staging", "production"]
 
 ENV_PREFIX = "GARRISON_"
@@ -375,6 +377,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:

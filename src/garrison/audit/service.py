@@ -20,6 +20,8 @@ from garrison.audit.models import AuditChain, AuditEntry
 from garrison.db.fastread import execute_in
 from garrison.db.types import utcnow
 from garrison.outbox import service as outbox_service
+from garrison.outbox.registry import Registry
+from garrison.outbox.registry import registry as default_registry
 
 if TYPE_CHECKING:
     from garrison.events import Event
@@ -66,9 +68,9 @@ async def has_unsealed(session: AsyncSession) -> bool:
     return (await session.execute(query)).first() is not None
 
 
-async def seal(session: AsyncSession, *, limit: int) -> int:
+async def seal(session: AsyncSession, *, limit: int, registry: Registry | None = None) -> int:
     """Chain up to ``limit`` committed, unsealed entries (oldest first) and write their
-    outbox messages; returns how many.
+    outbox messages (for the events ``registry``'s handlers want); returns how many.
 
     The head row is locked (``SELECT … FOR UPDATE`` on MySQL/MariaDB; ``BEGIN IMMEDIATE``
     on SQLite), so two sealers queue and the chain never forks. An entry whose transaction
@@ -109,7 +111,9 @@ async def seal(session: AsyncSession, *, limit: int) -> int:
     await session.execute(
         update(_chain).where(_chain.c.id == HEAD_ID).values(seq=seq, last_hash=prev)
     )
-    await outbox_service.enqueue(session, messages=[_message(row) for row in rows])
+    await outbox_service.publish(
+        session, messages=[_message(row) for row in rows], registry=registry or default_registry
+    )
     return len(rows)
 
 

@@ -18,6 +18,7 @@ from garrison.db.engine import Database
 from garrison.log import get_logger
 from garrison.outbox import service
 from garrison.outbox.registry import Message, Registry, registry
+from garrison.outbox.wake import Waiter
 from garrison.settings import Settings
 
 log = get_logger("garrison.worker")
@@ -43,6 +44,14 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self._next_purge = time.monotonic()
         self.delivering = False
+        # Built-in consumers: queued mail, and webhooks (their own delivery loop).
+        from garrison.mail.outbox import MailConsumer
+        from garrison.webhooks.delivery import WebhookDelivery
+
+        MailConsumer(settings).install(handlers)
+        self.webhooks = WebhookDelivery(db, settings) if settings.webhooks.enabled else None
+        if self.webhooks is not None:
+            self.webhooks.install(handlers)
 
     async def _deliver(self, message: Message, deadline: float) -> str | None:
         """Run every matching handler; the error text if one failed, else None."""
@@ -104,7 +113,12 @@ class Worker:
         return len(messages)
 
     async def seal(self) -> int:
-        return await seal_pending(self.db, batch_size=self.settings.audit.seal_batch_size)
+        sealed = await seal_pending(
+            self.db, batch_size=self.settings.audit.seal_batch_size, registry=self.handlers
+        )
+        if sealed and self.webhooks is not None:
+            self.webhooks.wake()
+        return sealed
 
     async def maybe_purge(self) -> None:
         if time.monotonic() < self._next_purge:
@@ -115,6 +129,20 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; a batch in progress is finished first."""
         log.info("worker.started", worker=self.id, batch_size=self.config.batch_size)
+        waiter = Waiter(self.settings.redis_url, self.settings.redis_prefix)
+        webhooks = None
+        if self.webhooks is not None:
+            webhooks = asyncio.create_task(self.webhooks.run(stop), name="garrison-webhooks")
+        try:
+            await self._loop(stop, waiter)
+        finally:
+            await waiter.close()
+            if webhooks is not None:
+                stop.set()
+                await webhooks
+        log.info("worker.stopped", worker=self.id)
+
+    async def _loop(self, stop: asyncio.Event, waiter: Waiter) -> None:
         busy = False
         while not stop.is_set():
             try:
@@ -133,12 +161,8 @@ class Worker:
                     log.info("outbox.drained", worker=self.id, remaining=remaining)
             except Exception as exc:  # a database outage must not kill the loop
                 log.error("worker.error", worker=self.id, error=f"{type(exc).__name__}: {exc}")
-            try:
-                async with asyncio.timeout(self.config.poll_interval):
-                    await stop.wait()
-            except TimeoutError:
-                pass
-        log.info("worker.stopped", worker=self.id)
+            # Woken at once when an event commits (in this process, or through Redis).
+            await waiter.wait(stop, self.config.poll_interval)
 
     async def shutdown(
         self, stop: asyncio.Event, task: asyncio.Task[None], *, grace: float = 1.0
