@@ -12,6 +12,7 @@ from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
 from garrison.cli import quotas as quotas_cmd
 from garrison.cli import schema as schema_cmd
+from garrison.cli import secrets as secrets_cmd
 from garrison.cli import serve as serve_cmd
 from garrison.cli import users as users_cmd
 from garrison.cli import worker as worker_cmd
@@ -30,6 +31,7 @@ app.add_typer(quotas_cmd.app, name="quotas")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(users_cmd.app, name="users")
 app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(secrets_cmd.app, name="secrets")
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
 

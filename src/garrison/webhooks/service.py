@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from garrison import rewrap
 from garrison.crypto import Keyring
 from garrison.db.types import utcnow
 from garrison.errors import NotFound, ValidationFailed
@@ -510,3 +511,10 @@ async def rewrap_secrets(session: AsyncSession, *, keyring: Keyring) -> int:
             count += 1
     await session.flush()
     return count
+
+
+async def _rewrap(session: AsyncSession, keyring: Keyring) -> int:
+    return await rewrap_secrets(session, keyring=keyring)
+
+
+rewrap.register(PURPOSE, _rewrap)
