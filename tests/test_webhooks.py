@@ -199,8 +199,8 @@ async def test_deliveries_verify_with_standardwebhooks(rig: Rig) -> None:
     theirs = [d for d in received if verify_or_none(other["secret"], d)]
     assert [verify(other["secret"], d)["type"] for d in theirs] == ["record.posts.created"]
     assert theirs[0].headers["webhook-id"] == mine[0].headers["webhook-id"]
+    tampered = Delivery("/ok", mine[0].headers, mine[0].body.replace(b"created", b"CREATED"))
     with pytest.raises(WebhookVerificationError):
-        tampered = Delivery("/ok", mine[0].headers, mine[0].body.replace(b"created", b"CREATED"))
         verify(created["secret"], tampered)
 
     page = await rig.get(f"/api/v1/webhooks/{created['id']}/messages")
@@ -335,7 +335,8 @@ async def test_rotated_secret_signs_twice_during_the_overlap(rig: Rig) -> None:
     )
     assert rotated.status_code == 200
     new = rotated.json()["secret"]
-    assert new.startswith("whsec_") and new != created["secret"]
+    assert new.startswith("whsec_")
+    assert new != created["secret"]
     await record(rig.db, "created", "r1")
     await rig.deliver()
     [delivery] = rig.receiver.to("/ok")
@@ -465,7 +466,7 @@ async def test_send_time_resolution_refuses_private_addresses(rig: Rig) -> None:
     assert rig.receiver.deliveries == []
     # The address a name resolves to is checked, not only the name.
     target = ssrf.Target("https", "localhost", rig.receiver.port, "/ok")
-    with pytest.raises(ssrf.Refused, match="resolves to .*loopback"):
+    with pytest.raises(ssrf.Refused, match=r"resolves to .*loopback"):
         await ssrf.resolve(target, allow_private=False)
     assert str(await ssrf.resolve(target, allow_private=True)) in ("127.0.0.1", "::1")
 
