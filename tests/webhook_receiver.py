@@ -1,7 +1,7 @@
 """A real HTTP/1.1 receiver on a loopback port for the webhook tests and the benchmark.
 
 Each path chooses a behaviour: ``/ok`` answers 204, ``/status/<code>`` answers that code,
-``/hang`` never answers until ``release()``, ``/huge`` streams a 1 GiB body (lazily),
+``/slow`` answers 204 after 50 ms, ``/hang`` never answers until ``release()``, ``/huge`` streams a 1 GiB body (lazily),
 ``/endless`` a chunked body that never ends, ``/binary`` invalid UTF-8, ``/retry-after``
 429 with ``Retry-After: 1``, ``/redirect`` a 302. ``down`` answers 503 to everything.
 """
@@ -97,6 +97,9 @@ class Receiver:
 
         if self.down:
             writer.write(head("503 Service Unavailable"))
+        elif path == "/slow":
+            await asyncio.sleep(0.05)
+            writer.write(head("204 No Content"))
         elif path == "/hang":
             await self._released.wait()
             writer.write(head("200 OK"))

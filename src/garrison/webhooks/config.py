@@ -40,6 +40,9 @@ class WebhookSettings(BaseModel):
     stored_response_bytes: int = Field(default=4096, ge=0, le=65_536)
     attempt_retention_days: float = Field(default=30.0, gt=0)
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    lease_seconds: float | None = Field(
+        default=None, gt=0, description="a claim expires after this; default 3 x timeout + 30 s"
+    )
     poll_interval: float = Field(default=1.0, gt=0, le=60)
     batch_size: int = Field(default=500, ge=1, le=5000)
     max_filters: int = Field(default=100, ge=1, le=1000)

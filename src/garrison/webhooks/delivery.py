@@ -116,7 +116,7 @@ class WebhookDelivery:
         self._next_purge = time.monotonic()
         self._next_gauge = time.monotonic()
         # lease: long enough for the messages in hand to be sent one by one per slot
-        self.lease = self.config.timeout * 3 + 30
+        self.lease = self.config.lease_seconds or self.config.timeout * 3 + 30
 
     def install(self, registry: Registry) -> None:
         install(registry)
