@@ -36,7 +36,7 @@ async def _setup(settings: Settings, receiver: Receiver, count: int) -> tuple[st
     ids: list[str] = []
     try:
         async with db.transaction() as session:
-            endpoint, secret = await service.create_endpoint(
+            _endpoint, secret = await service.create_endpoint(
                 session,
                 url=receiver.url("/slow"),
                 events=["record.*"],

@@ -1,9 +1,10 @@
 """A real HTTP/1.1 receiver on a loopback port for the webhook tests and the benchmark.
 
 Each path chooses a behaviour: ``/ok`` answers 204, ``/status/<code>`` answers that code,
-``/slow`` answers 204 after 50 ms, ``/hang`` never answers until ``release()``, ``/huge`` streams a 1 GiB body (lazily),
-``/endless`` a chunked body that never ends, ``/binary`` invalid UTF-8, ``/retry-after``
-429 with ``Retry-After: 1``, ``/redirect`` a 302. ``down`` answers 503 to everything.
+``/slow`` answers 204 after 50 ms, ``/hang`` never answers until ``release()``, ``/huge``
+streams a 1 GiB body (lazily), ``/endless`` a chunked body that never ends, ``/binary``
+invalid UTF-8, ``/retry-after`` 429 with ``Retry-After: 1``, ``/redirect`` a 302.
+``down`` answers 503 to everything.
 """
 
 from __future__ import annotations
