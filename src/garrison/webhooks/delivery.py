@@ -244,6 +244,7 @@ class WebhookDelivery:
             body=message.body,
             secrets=secrets,
             headers=dict(endpoint.headers or {}),
+            pool=endpoint.id,
         )
 
     # -- recording ------------------------------------------------------------------------

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import h11
 
 from garrison import __version__
 from garrison.webhooks import signing, ssrf
 from garrison.webhooks.config import WebhookSettings
+from garrison.webhooks.http import Pool, ProtocolError
 
 USER_AGENT = f"Garrison-Webhooks/{__version__}"
 
@@ -47,18 +48,20 @@ class Sender:
         self.config = config
         self.allow_private = config.private_allowed(development)
         self.allow_http = config.http_allowed(development)
-        self.client = httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-            limits=httpx.Limits(
-                max_connections=config.global_concurrency,
-                max_keepalive_connections=config.global_concurrency,
-            ),
-            trust_env=False,
-        )
+        self._pools: dict[str, Pool] = {}  # one keep-alive pool per endpoint
+
+    def _pool(self, key: str) -> Pool:
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = Pool(
+                self.config.endpoint_concurrency, connect_timeout=self.config.connect_timeout
+            )
+        return pool
 
     async def close(self) -> None:
-        await self.client.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.close()
 
     async def send(
         self,
@@ -68,6 +71,7 @@ class Sender:
         body: str,
         secrets: list[str],
         headers: dict[str, Any],
+        pool: str = "",
     ) -> Outcome:
         started = time.monotonic()
 
@@ -83,51 +87,37 @@ class Sender:
             return Outcome(False, None, elapsed(), None, f"refused: {exc}")
         payload = body.encode()
         timestamp = int(time.time())
-        host = f"[{address}]" if address.version == 6 else str(address)
         default_port = 443 if target.scheme == "https" else 80
         authority = target.host if ":" not in target.host else f"[{target.host}]"
         if target.port != default_port:
             authority += f":{target.port}"
-        request_headers = {
-            **{str(k): str(v) for k, v in headers.items()},
-            "Host": authority,
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "Accept-Encoding": "identity",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signing.header(secrets, msg_id, timestamp, payload),
-        }
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        request_headers = [
+            *((str(k), str(v)) for k, v in headers.items()),
+            ("Host", authority),
+            ("Content-Type", "application/json"),
+            ("User-Agent", USER_AGENT),
+            ("webhook-id", msg_id),
+            ("webhook-timestamp", str(timestamp)),
+            ("webhook-signature", signing.header(secrets, msg_id, timestamp, payload)),
+        ]
         limit = self.config.max_response_bytes
         try:
             async with asyncio.timeout(self.config.timeout):
-                async with self.client.stream(
-                    "POST",
-                    f"{target.scheme}://{host}:{target.port}{target.path}",
-                    content=payload,
+                answer = await self._pool(pool).post(
+                    (target.scheme, str(address), target.port, target.host),
+                    target=target.path,
                     headers=request_headers,
-                    extensions=extensions,
-                ) as response:
-                    buffer = bytearray()
-                    over = False
-                    async for chunk in response.aiter_raw():
-                        buffer += chunk
-                        if len(buffer) > limit:
-                            over = True
-                            break
-                    status = response.status_code
-                    wait = retry_after(response.headers.get("retry-after"), time.time())
+                    body=payload,
+                    limit=limit,
+                )
         except TimeoutError:
-            return Outcome(
-                False, None, elapsed(), None, f"timed out after {self.config.timeout:g} s"
-            )
-        except httpx.HTTPError as exc:
+            timeout = self.config.timeout
+            return Outcome(False, None, elapsed(), None, f"timed out after {timeout:g} s")
+        except (OSError, ProtocolError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
             return Outcome(False, None, elapsed(), None, f"{type(exc).__name__}: {exc}"[:900])
-        except OSError as exc:
-            return Outcome(False, None, elapsed(), None, f"{type(exc).__name__}: {exc}"[:900])
-        text = bytes(buffer[: self.config.stored_response_bytes]).decode("utf-8", "replace")
-        if over:
+        status = answer.status
+        text = answer.body[: self.config.stored_response_bytes].decode("utf-8", "replace")
+        if answer.over_limit:
             return Outcome(
                 False, status, elapsed(), text, f"response body over {limit} bytes; cut off"
             )
@@ -135,6 +125,7 @@ class Sender:
         error = None if ok else f"HTTP {status}"
         if 300 <= status < 400:
             error = f"HTTP {status}: redirects are not followed"
+        wait = retry_after(answer.headers.get("retry-after"), time.time())
         return Outcome(
             ok,
             status,
