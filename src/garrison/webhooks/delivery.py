@@ -303,6 +303,7 @@ class WebhookDelivery:
             ],
         )
         updates: list[dict[str, Any]] = []
+        delivered: list[int] = []
         succeeded: set[str] = set()
         failed: set[str] = set()
         gone: set[str] = set()
@@ -310,31 +311,38 @@ class WebhookDelivery:
             ep = r.message.endpoint_id
             if r.outcome.succeeded:
                 succeeded.add(ep)
-                status, next_at, finished = SUCCEEDED, r.at, r.at
+                delivered.append(r.message.id)
+                continue
+            failed.add(ep)
+            if r.outcome.gone:
+                gone.add(ep)
+            delay = None if r.outcome.gone else self._delay(r.message.attempts, r.outcome)
+            if delay is None:
+                status, next_at, finished = FAILED, r.at, r.at
             else:
-                failed.add(ep)
-                if r.outcome.gone:
-                    gone.add(ep)
-                delay = None if r.outcome.gone else self._delay(r.message.attempts, r.outcome)
-                if delay is None:
-                    status, next_at, finished = FAILED, r.at, r.at
-                else:
-                    status, finished = PENDING, None
-                    next_at = now + timedelta(seconds=delay)
+                status, finished = PENDING, None
+                next_at = now + timedelta(seconds=delay)
             updates.append(
                 {"b_id": r.message.id, "b_status": status, "b_next": next_at, "b_done": finished}
             )
-        await session.execute(
-            update(_messages)
-            .where(_messages.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                next_attempt_at=bindparam("b_next"),
-                finished_at=bindparam("b_done"),
-                claimed_until=None,
-            ),
-            updates,
-        )
+        if delivered:  # one statement for every success (the usual case)
+            await session.execute(
+                update(_messages)
+                .where(_messages.c.id.in_(delivered))
+                .values(status=SUCCEEDED, next_attempt_at=now, finished_at=now, claimed_until=None)
+            )
+        if updates:
+            await session.execute(
+                update(_messages)
+                .where(_messages.c.id == bindparam("b_id"))
+                .values(
+                    status=bindparam("b_status"),
+                    next_attempt_at=bindparam("b_next"),
+                    finished_at=bindparam("b_done"),
+                    claimed_until=None,
+                ),
+                updates,
+            )
         e = WebhookEndpoint
         if succeeded:
             await session.execute(

@@ -59,7 +59,14 @@ class WebhookMessage(Base):
 
     __table_args__ = (
         UniqueConstraint("endpoint_id", "event_id"),
-        Index("ix_webhook_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        # The claim looks up pending messages of the endpoints with room, so a hanging
+        # endpoint's backlog is never scanned.
+        Index(
+            "ix_webhook_messages_status_endpoint_id_next_attempt_at",
+            "status",
+            "endpoint_id",
+            "next_attempt_at",
+        ),
         Index("ix_webhook_messages_endpoint_id_id", "endpoint_id", "id"),
     )
 

@@ -59,9 +59,9 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        "ix_webhook_messages_status_next_attempt_at",
+        "ix_webhook_messages_status_endpoint_id_next_attempt_at",
         "webhook_messages",
-        ["status", "next_attempt_at"],
+        ["status", "endpoint_id", "next_attempt_at"],
     )
     op.create_index("ix_webhook_messages_endpoint_id_id", "webhook_messages", ["endpoint_id", "id"])
     op.create_table(
