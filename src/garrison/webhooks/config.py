@@ -41,7 +41,7 @@ class WebhookSettings(BaseModel):
     attempt_retention_days: float = Field(default=30.0, gt=0)
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
     lease_seconds: float | None = Field(
-        default=None, gt=0, description="a claim expires after this; default 3 x timeout + 30 s"
+        default=None, gt=0, description="a claim expires after this; default 9 x timeout + 30 s"
     )
     poll_interval: float = Field(default=1.0, gt=0, le=60)
     batch_size: int = Field(default=500, ge=1, le=5000)

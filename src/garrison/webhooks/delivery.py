@@ -3,7 +3,7 @@ endpoint, record every attempt, retry on the endpoint's schedule.
 
 Isolation: each endpoint has its own concurrency bound and every send takes a slot of the
 global bound only once its endpoint has a free slot, so an endpoint that hangs holds at most
-``endpoint_concurrency`` global slots. An endpoint with ``2 * endpoint_concurrency``
+``endpoint_concurrency`` global slots. An endpoint with ``HOLD * endpoint_concurrency``
 messages already in hand is left out of the next claim, so its backlog never crowds out
 the others. Messages of one target (a record) are sent one after another, in order.
 
@@ -51,6 +51,9 @@ log = get_logger("garrison.webhooks")
 _messages: Table = WebhookMessage.__table__  # type: ignore[assignment]
 _attempts: Table = WebhookAttempt.__table__  # type: ignore[assignment]
 FLUSH_BATCH = 500
+# Messages in hand per endpoint, in units of its concurrency: enough to keep its connections
+# busy between claims, few enough that a hanging endpoint holds little.
+HOLD = 8
 
 
 async def fan_out_sink(session: AsyncSession, payloads: Sequence[Mapping[str, Any]]) -> None:
@@ -116,7 +119,9 @@ class WebhookDelivery:
         self._next_purge = time.monotonic()
         self._next_gauge = time.monotonic()
         # lease: long enough for the messages in hand to be sent one by one per slot
-        self.lease = self.config.lease_seconds or self.config.timeout * 3 + 30
+        # A claimed message may wait for HOLD sends of its endpoint before its own: the lease
+        # covers that, so a slow endpoint's messages are not taken twice.
+        self.lease = self.config.lease_seconds or self.config.timeout * (HOLD + 1) + 30
 
     def install(self, registry: Registry) -> None:
         install(registry)
@@ -143,7 +148,7 @@ class WebhookDelivery:
 
     async def claim(self) -> list[Claimed]:
         await self._load_endpoints()
-        per_endpoint = 2 * self.config.endpoint_concurrency
+        per_endpoint = HOLD * self.config.endpoint_concurrency
         open_endpoints = [ep for ep in self._endpoints if self._held.get(ep, 0) < per_endpoint]
         room = min(self.config.batch_size, 2 * self.config.global_concurrency - self.held)
         if not open_endpoints or room <= 0:
@@ -432,6 +437,9 @@ class WebhookDelivery:
         flusher = asyncio.create_task(self._flush_loop(stop), name="garrison-webhooks-flush")
         try:
             while not stop.is_set():
+                # Cleared before the pass, not after: a wake-up that arrives while claiming
+                # (a flush freed slots, new messages were sealed) is not lost.
+                self._wake.clear()
                 try:
                     await self._housekeeping()
                     claimed = await self.run_once()
@@ -440,7 +448,6 @@ class WebhookDelivery:
                     claimed = 0
                 if claimed and self.held < 2 * self.config.global_concurrency:
                     continue
-                self._wake.clear()
                 waits = [
                     asyncio.ensure_future(stop.wait()),
                     asyncio.ensure_future(self._wake.wait()),
