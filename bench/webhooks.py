@@ -40,12 +40,12 @@ from garrison.crypto import keyring_for
 from garrison.db import Database, migrate
 from garrison.events import Actor, Event
 from garrison.log import configure_logging
-from garrison.outbox import wake
 from garrison.outbox.registry import Message, Registry
-from garrison.outbox.worker import Worker
 from garrison.settings import Settings, load_settings
+from garrison.store import wake
 from garrison.webhooks import service
 from garrison.webhooks.models import SUCCEEDED, WebhookMessage
+from garrison.worker import Worker
 
 LOG = open(os.environ.get("BENCH_WORKER_LOG", os.devnull), "ab")  # noqa: SIM115
 REDIS_URL = os.environ.get("GARRISON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -25,14 +25,13 @@ from garrison.db import Database
 from garrison.db.types import utcnow
 from garrison.events import Actor, Event
 from garrison.outbox.models import OutboxMessage
-from garrison.outbox.worker import Worker
 from garrison.settings import Settings
 from garrison.webhooks import catalogue, ssrf
 from garrison.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+from garrison.worker import Worker
 from tests.authkit import AuthApp, auth_app, bearer
 from tests.conftest import make_settings
-from tests.test_cli import garrison
-from tests.test_gateway import assert_problem
+from tests.helpers import assert_problem, garrison
 from tests.webhook_receiver import Delivery, Receiver
 
 SCHEDULE = [0.0, 0.2, 0.2, 0.2]

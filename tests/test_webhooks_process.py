@@ -17,15 +17,14 @@ from garrison.db import Database
 from garrison.db.types import utcnow
 from garrison.events import Actor, Event
 from garrison.outbox.models import OutboxMessage
-from garrison.outbox.worker import Worker
 from garrison.settings import Settings
 from garrison.webhooks import service
 from garrison.webhooks.models import SUCCEEDED, WebhookMessage
+from garrison.worker import Worker
 from tests.authkit import auth_app
 from tests.conftest import make_settings, migrated
+from tests.helpers import free_port, garrison_process
 from tests.test_auth_email import launch_smtp
-from tests.test_server import free_port
-from tests.test_worker_process import Process
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
@@ -51,7 +50,13 @@ async def _setup(settings: Settings, receiver: Receiver, count: int) -> tuple[st
             )
         async with db.transaction() as session:
             for n in range(count):
-                event = Event("record.created", Actor.system(), "posts", f"r{n}", data={"n": n})
+                event = Event(
+                    action="record.created",
+                    actor=Actor.system(),
+                    target_type="posts",
+                    target_id=f"r{n}",
+                    data={"n": n},
+                )
                 await events.emit(session, event)
                 ids.append(event.id)
     finally:
@@ -84,7 +89,7 @@ async def test_sigkill_of_the_worker_loses_no_webhook(
     }
     try:
         _secret, ids = await _setup(settings, receiver, 40)
-        first = Process(["worker"], env)
+        first = garrison_process("worker", env=env)
         try:
             await _until(lambda: len(receiver.deliveries) >= 10)
             first.proc.kill()  # SIGKILL mid-batch: its claims stay leased, results unwritten
@@ -92,7 +97,7 @@ async def test_sigkill_of_the_worker_loses_no_webhook(
         finally:
             first.close()
         expected = {"msg_" + event_id.replace("-", "") for event_id in ids}
-        second = Process(["worker"], env)
+        second = garrison_process("worker", env=env)
         try:
             await _until(lambda: {d.headers["webhook-id"] for d in receiver.deliveries} >= expected)
             db = Database(settings.db_url, settings.db)

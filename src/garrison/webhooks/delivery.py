@@ -392,10 +392,10 @@ class WebhookDelivery:
         await events.emit(
             session,
             Event(
-                "webhook.endpoint.disabled",
-                Actor.system(),
-                "webhook_endpoint",
-                endpoint_id,
+                action="webhook.endpoint.disabled",
+                actor=Actor.system(),
+                target_type="webhook_endpoint",
+                target_id=endpoint_id,
                 data={"reason": reason, "url": url},
             ),
         )
@@ -489,7 +489,7 @@ async def alert_admins(
 ) -> int:
     """Queue an e-mail to every admin (through the outbox, so it is retried)."""
     from garrison.auth import users
-    from garrison.mail import outbox as mail_outbox
+    from garrison.outbox import mail as mail_outbox
 
     keyring = keyring_for(settings)
     sent = 0

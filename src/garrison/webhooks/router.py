@@ -12,6 +12,7 @@ from garrison.auth.deps import require
 from garrison.auth.principal import Principal
 from garrison.crypto import Keyring, keyring_for
 from garrison.deps import ReadSession, SettingsDep, WriteSession
+from garrison.runtime import runtime_of
 from garrison.webhooks import service
 from garrison.webhooks.models import WebhookEndpoint, WebhookMessage
 from garrison.webhooks.schemas import (
@@ -37,10 +38,11 @@ MessageId = Annotated[int, Path(ge=1)]
 
 
 def _keyring(request: Request) -> Keyring:
-    keyring: Keyring | None = getattr(request.app.state, "webhook_keyring", None)
-    if keyring is None:
-        keyring = keyring_for(request.app.state.settings)
-        request.app.state.webhook_keyring = keyring
+    runtime = runtime_of(request)
+    keyring = runtime.find(Keyring)
+    if keyring is None:  # built once per process (no await between the look-up and the add)
+        keyring = keyring_for(runtime.settings)
+        runtime.add(keyring)
     return keyring
 
 

@@ -134,10 +134,10 @@ async def create_endpoint(
     await emit(
         session,
         Event(
-            "webhook.endpoint.created",
-            actor,
-            "webhook_endpoint",
-            endpoint_id,
+            action="webhook.endpoint.created",
+            actor=actor,
+            target_type="webhook_endpoint",
+            target_id=endpoint_id,
             data={"url": endpoint.url, "events": endpoint.events},
         ),
     )
@@ -189,10 +189,10 @@ async def update_endpoint(
     await emit(
         session,
         Event(
-            "webhook.endpoint.updated",
-            actor,
-            "webhook_endpoint",
-            endpoint_id,
+            action="webhook.endpoint.updated",
+            actor=actor,
+            target_type="webhook_endpoint",
+            target_id=endpoint_id,
             changes={key: (value, after[key]) for key, value in before.items()},
         ),
     )
@@ -204,7 +204,15 @@ async def delete_endpoint(session: AsyncSession, *, endpoint_id: str, actor: Act
     await session.execute(delete(WebhookAttempt).where(WebhookAttempt.endpoint_id == endpoint_id))
     await session.execute(delete(WebhookMessage).where(WebhookMessage.endpoint_id == endpoint_id))
     await session.delete(endpoint)
-    await emit(session, Event("webhook.endpoint.deleted", actor, "webhook_endpoint", endpoint_id))
+    await emit(
+        session,
+        Event(
+            action="webhook.endpoint.deleted",
+            actor=actor,
+            target_type="webhook_endpoint",
+            target_id=endpoint_id,
+        ),
+    )
 
 
 async def rotate_secret(
@@ -228,7 +236,13 @@ async def rotate_secret(
     endpoint.updated_at = utcnow()
     await session.flush()
     await emit(
-        session, Event("webhook.endpoint.secret_rotated", actor, "webhook_endpoint", endpoint_id)
+        session,
+        Event(
+            action="webhook.endpoint.secret_rotated",
+            actor=actor,
+            target_type="webhook_endpoint",
+            target_id=endpoint_id,
+        ),
     )
     return secret, endpoint.previous_secret_until
 
@@ -386,10 +400,10 @@ async def resend(
     await emit(
         session,
         Event(
-            "webhook.message.resent",
-            actor,
-            "webhook_endpoint",
-            endpoint_id,
+            action="webhook.message.resent",
+            actor=actor,
+            target_type="webhook_endpoint",
+            target_id=endpoint_id,
             data={"message": message_id},
         ),
     )
@@ -412,10 +426,10 @@ async def recover(session: AsyncSession, *, endpoint_id: str, since: datetime, a
     await emit(
         session,
         Event(
-            "webhook.endpoint.recovered",
-            actor,
-            "webhook_endpoint",
-            endpoint_id,
+            action="webhook.endpoint.recovered",
+            actor=actor,
+            target_type="webhook_endpoint",
+            target_id=endpoint_id,
             data={"since": since.isoformat(), "requeued": count},
         ),
     )

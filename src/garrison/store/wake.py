@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from garrison.log import get_logger
 
-log = get_logger("garrison.outbox.wake")
+log = get_logger("garrison.store.wake")
 _FLAG = "garrison_wake"
 _waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 _publisher: tuple[Any, str] | None = None

@@ -15,9 +15,9 @@ from garrison.crypto import Keyring, keyring_for
 from garrison.db.engine import Database
 from garrison.mail.mailer import Mailer, open_mailer
 from garrison.outbox import service as outbox_service
-from garrison.outbox import wake
 from garrison.outbox.registry import Message, Registry
 from garrison.settings import Settings
+from garrison.store import wake
 
 TOPIC = "mail.send"
 PURPOSE = "mail.message"
