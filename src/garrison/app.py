@@ -53,6 +53,8 @@ from garrison.startup import open_runtime
 from garrison.store.ratelimit import Rate
 from garrison.tracing import TracingMiddleware, create_provider
 from garrison.types import Scope
+from garrison.webhooks.catalogue import catalogue_router as webhook_catalogue
+from garrison.webhooks.router import router as webhooks_router
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -140,6 +142,7 @@ ROUTERS = (
     auth_well_known,
     status_routes.api,
     front.router,
+    webhooks_router,
 )
 
 
@@ -184,6 +187,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     openapi.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.webhooks.include_router(webhook_catalogue())
     return app
 
 

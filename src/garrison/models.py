@@ -10,6 +10,7 @@ from garrison.outbox import models as outbox_models
 from garrison.privacy import models as privacy_models
 from garrison.quotas import models as quotas_models
 from garrison.records import models as records_models
+from garrison.webhooks import models as webhooks_models
 
 __all__ = [
     "alerts_models",
@@ -22,4 +23,5 @@ __all__ = [
     "quotas_models",
     "records_models",
     "status_models",
+    "webhooks_models",
 ]

@@ -27,7 +27,9 @@ from garrison.quotas.service import QuotaLookup
 from garrison.records.cache import CollectionCache
 from garrison.runtime import Runtime
 from garrison.settings import Settings
+from garrison.store import wake
 from garrison.store.factory import open_cache, open_pubsub, open_rate_limiter, open_store
+from garrison.store.redis import RedisStore
 from garrison.worker import Worker
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ async def open_runtime(
         rate_limiter = open_rate_limiter(store)
         stack.push_async_callback(rate_limiter.close)
         cache = open_cache(settings, store)
+        if isinstance(store, RedisStore):  # commits wake the workers of other processes
+            wake.use_redis(store.client, settings.redis_prefix)
         runtime = Runtime(settings, db, store, cache, rate_limiter)
         for component in components:
             runtime.add(component)

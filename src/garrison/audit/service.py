@@ -20,6 +20,9 @@ from garrison.audit.models import AuditChain, AuditEntry
 from garrison.db.fastread import execute_in
 from garrison.db.types import utcnow
 from garrison.outbox import service as outbox_service
+from garrison.outbox.registry import Registry
+from garrison.outbox.registry import registry as default_registry
+from garrison.store import wake
 from garrison.types import canonical_time
 
 if TYPE_CHECKING:
@@ -65,6 +68,7 @@ async def append(session: AsyncSession, *, event: Event) -> None:
     }
     await personal.seal_entry(session, event, values)
     await execute_in(session, _INSERT_ENTRY, values)
+    wake.on_commit(session)  # the worker is woken once the transaction commits
 
 
 async def has_unsealed(session: AsyncSession) -> bool:
@@ -79,9 +83,9 @@ async def unsealed_backlog(session: AsyncSession) -> tuple[int, datetime | None]
     return int(count), oldest
 
 
-async def seal(session: AsyncSession, *, limit: int) -> int:
+async def seal(session: AsyncSession, *, limit: int, registry: Registry | None = None) -> int:
     """Chain up to ``limit`` committed, unsealed entries (oldest first) and write their
-    outbox messages; returns how many.
+    outbox messages (for the events ``registry``'s handlers want); returns how many.
 
     The head row is locked (``SELECT … FOR UPDATE`` on MySQL/MariaDB; ``BEGIN IMMEDIATE``
     on SQLite), so two sealers queue and the chain never forks. An entry whose transaction
@@ -123,7 +127,9 @@ async def seal(session: AsyncSession, *, limit: int) -> int:
         update(_chain).where(_chain.c.id == HEAD_ID).values(seq=seq, last_hash=prev)
     )
     opened = await personal.open_rows(session, rows)
-    await outbox_service.enqueue(session, messages=[_message(row) for row in opened])
+    await outbox_service.publish(
+        session, messages=[_message(row) for row in opened], registry=registry or default_registry
+    )
     return len(rows)
 
 

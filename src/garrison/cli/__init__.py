@@ -18,6 +18,7 @@ from garrison.cli import privacy as privacy_cmd
 from garrison.cli import quotas as quotas_cmd
 from garrison.cli import reference as reference_cmd
 from garrison.cli import schema as schema_cmd
+from garrison.cli import secrets as secrets_cmd
 from garrison.cli import serve as serve_cmd
 from garrison.cli import users as users_cmd
 from garrison.cli import worker as worker_cmd
@@ -42,6 +43,7 @@ app.add_typer(
 )
 app.add_typer(privacy_cmd.app, name="privacy")
 app.add_typer(reference_cmd.app, name="reference")
+app.add_typer(secrets_cmd.app, name="secrets")
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
 app.command("monitor")(monitor_cmd.monitor_command)

@@ -25,9 +25,12 @@ from garrison.db.engine import Database
 from garrison.log import get_logger
 from garrison.ops.jobs import OpsJobs
 from garrison.outbox.delivery import Delivery, new_worker_id
+from garrison.outbox.mail import MailConsumer
 from garrison.outbox.registry import Registry, registry
 from garrison.privacy import retention as privacy_retention
 from garrison.settings import Settings
+from garrison.store.wake import Waiter
+from garrison.webhooks.delivery import WebhookDelivery
 
 __all__ = ["Job", "Worker", "new_worker_id", "standard_jobs"]
 
@@ -81,6 +84,12 @@ class Worker:
         self.db = db
         self.settings = settings
         self.config = settings.worker
+        self.handlers = handlers
+        # Built-in consumers: queued mail, and webhooks (their own delivery loop).
+        MailConsumer(settings).install(handlers)
+        self.webhooks = WebhookDelivery(db, settings) if settings.webhooks.enabled else None
+        if self.webhooks is not None:
+            self.webhooks.install(handlers)
         self.delivery = Delivery(db, settings.worker, handlers=handlers, worker_id=worker_id)
         self.id = self.delivery.id
         self.jobs = list(standard_jobs(db, settings) if jobs is None else jobs)
@@ -91,7 +100,12 @@ class Worker:
         return self.delivery.delivering
 
     async def seal(self) -> int:
-        return await seal_pending(self.db, batch_size=self.settings.audit.seal_batch_size)
+        sealed = await seal_pending(
+            self.db, batch_size=self.settings.audit.seal_batch_size, registry=self.handlers
+        )
+        if sealed and self.webhooks is not None:
+            self.webhooks.wake()
+        return sealed
 
     async def run_once(self) -> int:
         """One pass of the per-pass jobs: seal new audit entries (which writes their
@@ -118,6 +132,20 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; a batch in progress is finished first."""
         log.info("worker.started", worker=self.id, batch_size=self.config.batch_size)
+        waiter = Waiter(self.settings.redis_url, self.settings.redis_prefix)
+        webhooks = None
+        if self.webhooks is not None:
+            webhooks = asyncio.create_task(self.webhooks.run(stop), name="garrison-webhooks")
+        try:
+            await self._loop(stop, waiter)
+        finally:
+            await waiter.close()
+            if webhooks is not None:
+                stop.set()
+                await webhooks
+        log.info("worker.stopped", worker=self.id)
+
+    async def _loop(self, stop: asyncio.Event, waiter: Waiter) -> None:
         busy = False
         while not stop.is_set():
             try:
@@ -132,12 +160,8 @@ class Worker:
                     log.info("outbox.drained", worker=self.id, remaining=remaining)
             except Exception as exc:  # a database outage must not kill the loop
                 log.error("worker.error", worker=self.id, error=f"{type(exc).__name__}: {exc}")
-            try:
-                async with asyncio.timeout(self.config.poll_interval):
-                    await stop.wait()
-            except TimeoutError:
-                pass
-        log.info("worker.stopped", worker=self.id)
+            # Woken at once when an event commits (in this process, or through Redis).
+            await waiter.wait(stop, self.config.poll_interval)
 
     async def shutdown(
         self, stop: asyncio.Event, task: asyncio.Task[None], *, grace: float = 1.0
