@@ -3,6 +3,7 @@
 from garrison.audit import models as audit_models
 from garrison.auth import models as auth_models
 from garrison.ops import models as ops_models
+from garrison.ops.deploy import models as deploy_models
 from garrison.outbox import models as outbox_models
 from garrison.quotas import models as quotas_models
 from garrison.records import models as records_models
@@ -10,6 +11,7 @@ from garrison.records import models as records_models
 __all__ = [
     "audit_models",
     "auth_models",
+    "deploy_models",
     "ops_models",
     "outbox_models",
     "quotas_models",
