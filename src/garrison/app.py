@@ -47,7 +47,7 @@ from garrison.outbox.router import router as outbox_router
 from garrison.outbox.worker import Worker
 from garrison.quotas.router import router as quotas_router
 from garrison.quotas.service import QuotaLookup
-from garrison.records.cache import CollectionCache
+from garrison.records.cache import CollectionCache, schema_bus
 from garrison.records.collections_router import router as collections_router
 from garrison.records.router import router as records_router
 from garrison.settings import Settings, load_settings
@@ -126,7 +126,8 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
         store = open_store(settings)
         app.state.db = db
         app.state.store = store
-        app.state.collections = CollectionCache()
+        app.state.collections = CollectionCache(bus=schema_bus(store))
+        app.state.collections.start()
         app.state.rate_limiter = open_rate_limiter(store)
         app.state.cache = open_cache(settings, store)
         app.state.quota_lookup = QuotaLookup(
@@ -165,6 +166,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
                 sampler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler
+            await app.state.collections.stop()
             await app.state.rate_limiter.close()
             await app.state.auth.stop()
             await store.close()

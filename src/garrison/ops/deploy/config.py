@@ -49,6 +49,7 @@ class FrontEnd(_Strict):
     check_rise: int = Field(default=2, ge=1)
     slowstart: str = "5s"
     server_maxconn: int = Field(default=500, ge=1)
+    maxconn: int = Field(default=4000, ge=1, description="HAProxy needs 2 descriptors each")
     log_target: str = "stdout"
 
 

@@ -69,6 +69,7 @@ def render(config: DeployConfig, name: str, *, active: Colour = "blue") -> str:
         check_rise=front.check_rise,
         slowstart=front.slowstart,
         server_maxconn=front.server_maxconn,
+        maxconn=front.maxconn,
         servers="\n".join(lines),
     )
 
