@@ -11,6 +11,7 @@ given traffic and must be rolled back); ``contract`` adds a destructive migratio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -92,8 +93,10 @@ def free_port() -> int:
 def build_wheel(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
-        + ["--disable-pip-version-check", "-w", str(out), str(REPO)],
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"),
+            *("--no-build-isolation", "--disable-pip-version-check", "-w", str(out), str(REPO)),
+        ],
         check=True,
         capture_output=True,
     )
@@ -216,7 +219,7 @@ slowstart = "2s"
 watch_seconds = {self.watch_seconds}
 window_seconds = 3
 min_requests = 10
-readiness_timeout = 40
+readiness_timeout = 8
 """
         )
 
@@ -329,10 +332,8 @@ readiness_timeout = 40
                         break
                     time.sleep(0.05)  # bounded wait for the exit we asked for
                 else:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.killpg(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
         if self.haproxy is not None and self.haproxy.poll() is None:
             self.haproxy.terminate()
             try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -62,8 +63,12 @@ def _environment(config: DeployConfig, name: str | None) -> str:
     return name
 
 
+_BEGUN = time.monotonic()
+
+
 def _say(line: str) -> None:
-    console.print(f"[bold]deploy[/bold]: {line}", highlight=False)
+    elapsed = time.monotonic() - _BEGUN
+    console.print(f"[bold]deploy[/bold] {elapsed:6.1f}s  {line}", highlight=False)
 
 
 def _print(data: dict[str, Any], as_json: bool, text: str) -> None:

@@ -56,7 +56,10 @@ class FrontEnd(_Strict):
 class Checks(_Strict):
     """How a new colour is judged before and after it is given traffic."""
 
-    readiness_timeout: float = Field(default=60.0, gt=0, description="seconds")
+    start_timeout: float = Field(default=90.0, gt=0, description="until it answers HTTP")
+    readiness_timeout: float = Field(
+        default=30.0, gt=0, description="from its first answer until it is ready"
+    )
     switch_timeout: float = Field(default=30.0, gt=0, description="HAProxy sees it UP")
     drain_timeout: float = Field(default=30.0, gt=0, description="in-flight requests end")
     watch_seconds: float = Field(default=30.0, ge=0, description="the watch window")

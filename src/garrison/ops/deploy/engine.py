@@ -218,22 +218,33 @@ class Deployer:
         state.colours[colour] = ColourState(release.id, release.version, pids)
         state.save(self.state_path)
         self.say(f"{colour}: started {release.id}; waiting for readiness")
-        deadline = time.monotonic() + self.env.checks.readiness_timeout
+        checks = self.env.checks
+        start_deadline = time.monotonic() + checks.start_timeout
         for key, pid in pids.items():
             host, port_text = key.rsplit(":", 1)
             port = int(port_text)
+            ready_deadline: float | None = None
             while True:
                 probe = await asyncio.to_thread(procs.http_get, host, port, "/api/health/ready")
                 if probe.ok:
                     break
-                if not procs.alive(pid) or time.monotonic() > deadline:
-                    why = "exited" if not procs.alive(pid) else "was not ready in time"
+                now = time.monotonic()
+                if probe.status is not None and ready_deadline is None:
+                    ready_deadline = now + checks.readiness_timeout  # it answers: not ready
+                late = now > (ready_deadline or start_deadline)
+                if not procs.alive(pid) or late:
+                    if not procs.alive(pid):
+                        why = "exited"
+                    elif ready_deadline is None:
+                        why = "did not answer in time"
+                    else:
+                        why = "was never ready"
                     detail = probe.error or f"HTTP {probe.status}"
                     tail = procs.log_tail(self.dir / "logs" / f"{colour}-{port}.log")
                     await self.stop_colour(colour, state)
                     raise DeployError(
                         f"release {release.id} {why} on {key} ({detail}); "
-                        f"it was given no traffic. Log: {tail}"
+                        f"it was given no traffic. Log: {tail or '-'}"
                     )
                 await asyncio.sleep(0.2)  # bounded poll of the readiness endpoint
 

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from garrison import __version__
-from garrison.ops.deploy.config import COLOURS, Colour, DeployConfig, Environment
+from garrison.ops.deploy.config import (
+    COLOURS,
+    Colour,
+    DeployConfig,
+    DeployConfigError,
+    Environment,
+)
 
 TEMPLATE_NAME = "haproxy.cfg.tmpl"
 
@@ -34,9 +40,18 @@ def certificate_path(config: DeployConfig, name: str, environment: Environment) 
     return config.env_dir(name) / "tls" / "haproxy.pem"
 
 
+MAX_SOCKET_PATH = 97  # HAProxy's limit for a unix socket's path
+
+
 def socket_path(config: DeployConfig, name: str, environment: Environment) -> Path:
     path = environment.frontend.admin_socket
-    return path if path.is_absolute() else config.env_dir(name) / path
+    found = path if path.is_absolute() else config.env_dir(name) / path
+    if len(str(found)) > MAX_SOCKET_PATH:
+        raise DeployConfigError(
+            f"environments.{name}.frontend.admin_socket: {found} is longer than "
+            f"{MAX_SOCKET_PATH} characters; give a shorter absolute path"
+        )
+    return found
 
 
 def render(config: DeployConfig, name: str, *, active: Colour = "blue") -> str:

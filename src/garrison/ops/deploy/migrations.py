@@ -37,7 +37,14 @@ class IncompatibleMigration(Exception):
 
 
 def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:4])
+    """Release numbers padded to four, then 0 for a pre-release (``1.4.0rc1`` < ``1.4.0``)."""
+    match = re.match(r"^\s*v?(\d+(?:\.\d+)*)(.*)$", version.split("+")[0])
+    if match is None:
+        return (0, 0, 0, 0, 0)
+    numbers = [int(part) for part in match.group(1).split(".")][:4]
+    numbers += [0] * (4 - len(numbers))
+    final = 0 if re.match(r"^[.-]?(a|b|c|rc|alpha|beta|pre|preview|dev)", match.group(2)) else 1
+    return (*numbers, final)
 
 
 def steps(scripts: ScriptDirectory, pending: tuple[str, ...]) -> list[Step]:

@@ -101,6 +101,7 @@ def install(
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
+                "--no-compile",  # byte-compiled on first import, off the deploy's clock
                 *extra,
                 *pip_args,
                 str(directory / wheel.name),
