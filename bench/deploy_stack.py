@@ -139,6 +139,7 @@ class Stack:
     blue_ports: list[int]
     green_ports: list[int]
     watch_seconds: float = 3.0
+    canary_seconds: float = 4.0
     https_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     env_name: str = "production"
@@ -218,8 +219,10 @@ slowstart = "2s"
 [environments.production.checks]
 watch_seconds = {self.watch_seconds}
 window_seconds = 3
-min_requests = 10
-readiness_timeout = 8
+min_requests = 5
+readiness_timeout = 6
+canary_seconds = {self.canary_seconds}
+canary_weight = 10
 """
         )
 

@@ -62,6 +62,10 @@ class Checks(_Strict):
     )
     switch_timeout: float = Field(default=30.0, gt=0, description="HAProxy sees it UP")
     drain_timeout: float = Field(default=30.0, gt=0, description="in-flight requests end")
+    canary_seconds: float = Field(
+        default=10.0, ge=0, description="the new colour takes a small share first; 0: none"
+    )
+    canary_weight: int = Field(default=5, ge=1, le=100, description="its weight (old: 100)")
     watch_seconds: float = Field(default=30.0, ge=0, description="the watch window")
     sample_seconds: float = Field(default=1.0, gt=0)
     window_seconds: float = Field(default=5.0, gt=0, description="rates over this window")

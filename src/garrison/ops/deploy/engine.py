@@ -19,7 +19,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from garrison.ops.deploy.config import (
     read_env_file,
 )
 from garrison.ops.deploy.haproxy import RuntimeApi, RuntimeApiError, socket_path
-from garrison.ops.deploy.migrations import IncompatibleMigration, Step, check_compatible
+from garrison.ops.deploy.migrations import Step
 from garrison.ops.deploy.releases import Release
 from garrison.ops.deploy.watch import Judge, Sample, histogram
 
@@ -173,39 +173,36 @@ class Deployer:
         current = state.colours[state.active]
         return current if any(procs.alive(p) for p in current.pids.values()) else None
 
-    async def plan(self, release: Release, state: State) -> list[Step]:
-        env = self.child_env(release)
-        result = await _run(
-            [str(release.python), "-m", "garrison.ops.deploy.migrations"], env, self.dir
-        )
+    async def migrate(self, release: Release, state: State) -> list[Step]:
+        """Plan the new release's pending migrations with its own code and apply them,
+        in one run of its interpreter; a contract step the serving release cannot take
+        is refused before anything is applied."""
+        serving = self.serving(state)
+        args = [str(release.python), "-m", "garrison.ops.deploy.migrations", "--apply"]
+        if serving is not None and serving.version is not None:
+            args += ["--serving", serving.version]
+        result = await _run(args, self.child_env(release), self.dir)
         try:
             data = json.loads(result.strip().splitlines()[-1])
         except (ValueError, IndexError):
             raise DeployError(f"the migration plan could not be read: {result[-200:]}") from None
         if "error" in data:
-            raise DeployError(f"the migration plan failed: {data['error']}")
+            raise DeployError(f"migrations failed: {data['error']}; traffic unchanged")
+        if "refused" in data:
+            raise DeployError(f"{data['refused']}; nothing changed")
         plan = [Step(**step) for step in data["pending"]]
-        serving = self.serving(state)
-        try:
-            check_compatible(plan, serving=serving.version if serving else None)
-        except IncompatibleMigration as exc:
-            raise DeployError(f"{exc}; nothing changed") from None
-        return plan
-
-    async def migrate(self, release: Release, plan: list[Step]) -> None:
-        if not plan:
+        if plan:
+            self.say(f"migrations: applied {', '.join(s.revision for s in plan)}")
+        else:
             self.say("migrations: none pending")
-            return
-        self.say(f"migrations: applying {', '.join(s.revision for s in plan)}")
-        await _run([str(release.garrison), "migrate", "up"], self.child_env(release), self.dir)
+        return plan
 
     async def start_colour(self, colour: Colour, release: Release, state: State) -> None:
         """Stop whatever runs as ``colour`` (the standby), start ``release`` there, wait
         for each instance's own readiness. Raises with the reason; nothing gets traffic."""
         for server, _, _ in self.env.servers(colour):
             await self.api.set_state(self.env.backend, server, "maint")
-        for pid in state.colours[colour].pids.values():
-            await asyncio.to_thread(procs.stop, pid)
+        await _stop_all(state.colours[colour].pids.values())
         env = self.child_env(release)
         pids: dict[str, int] = {}
         for _, host, port in self.env.servers(colour):
@@ -252,8 +249,7 @@ class Deployer:
         for server, _, _ in self.env.servers(colour):
             with contextlib.suppress(RuntimeApiError):
                 await self.api.set_state(self.env.backend, server, "maint")
-        for pid in state.colours[colour].pids.values():
-            await asyncio.to_thread(procs.stop, pid)
+        await _stop_all(state.colours[colour].pids.values())
         state.colours[colour].pids = {}
         state.save(self.state_path)
 
@@ -267,15 +263,37 @@ class Deployer:
             await asyncio.sleep(0.1)  # HAProxy's checks run every fastinter
         return False
 
-    async def switch(self, to: Colour, state: State) -> None:
-        """Give ``to`` the traffic and drain the other colour; no reload."""
-        self.say(f"switching traffic to {to}")
-        for server, _, _ in self.env.servers(to):
+    async def enable(self, colour: Colour, weight: int) -> None:
+        """Put ``colour`` in the pool at ``weight`` and wait until HAProxy's own checks see
+        every instance UP (else take it out again and raise)."""
+        for server, _, _ in self.env.servers(colour):
+            await self.api.set_weight(self.env.backend, server, weight)
             await self.api.set_state(self.env.backend, server, "ready")
-        if not await self.wait_up(to, self.env.checks.switch_timeout):
-            for server, _, _ in self.env.servers(to):
+        if not await self.wait_up(colour, self.env.checks.switch_timeout):
+            for server, _, _ in self.env.servers(colour):
                 await self.api.set_state(self.env.backend, server, "maint")
-            raise DeployError(f"HAProxy's health checks never saw {to} UP; traffic unchanged")
+            raise DeployError(f"HAProxy's health checks never saw {colour} UP; traffic unchanged")
+
+    async def canary(self, colour: Colour) -> str | None:
+        """The new colour beside the old at a small weight; what went wrong, if anything.
+        On a failure the new colour is taken out: the old one never stopped serving."""
+        checks = self.env.checks
+        if checks.canary_seconds <= 0:
+            return None
+        self.say(
+            f"canary: {colour} at weight {checks.canary_weight} for {checks.canary_seconds:.0f} s"
+        )
+        await self.enable(colour, checks.canary_weight)
+        problem = await self.watch(colour, checks.canary_seconds)
+        if problem is not None:
+            for server, _, _ in self.env.servers(colour):
+                await self.api.set_state(self.env.backend, server, "maint")
+        return problem
+
+    async def switch(self, to: Colour, state: State) -> None:
+        """Give ``to`` all the traffic and drain the other colour; no reload."""
+        self.say(f"switching traffic to {to}")
+        await self.enable(to, 100)
         old = other(to)
         old_servers = [s for s, _, _ in self.env.servers(old)]
         for server in old_servers:
@@ -314,16 +332,15 @@ class Deployer:
                 buckets = None  # no latency figure without every instance's histogram
         return Sample(time.monotonic(), responses, errors, buckets), not_ready
 
-    async def watch(self, colour: Colour) -> str | None:
+    async def watch(self, colour: Colour, seconds: float) -> str | None:
         checks = self.env.checks
-        if checks.watch_seconds <= 0:
+        if seconds <= 0:
             return None
-        self.say(f"watching {colour} for {checks.watch_seconds:.0f} s")
         judge = Judge(
             checks.window_seconds, checks.max_5xx_ratio, checks.min_requests, checks.max_p95_ms
         )
         misses = 0
-        deadline = time.monotonic() + checks.watch_seconds
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             sample, not_ready = await self.sample(colour)
             misses = misses + 1 if not_ready else 0
@@ -343,19 +360,31 @@ class Deployer:
         begun = time.monotonic()
         release = self.install(wheel)
         state = State.load(self.state_path)
-        plan = await self.plan(release, state)
         serving = self.serving(state)
         old: Colour | None = state.active if serving else None
         new: Colour = other(old) if old else "blue"
-        await self.migrate(release, plan)
+        await self.migrate(release, state)
         if started is not None:  # the ledger's entry: from here on, something changed
             await started(release, new)
         await self.start_colour(new, release, state)
-        await self.switch(new, state)
-        problem = await self.watch(new)
         outcome = Outcome(self.name, release.id, release.version, new, "success")
+        switched = time.monotonic()
+        if old is not None:
+            problem = await self.canary(new)
+            if problem is not None:
+                self.say(f"canary failed: {problem}; {old} kept all the traffic")
+                await self.stop_colour(new, state)
+                outcome.outcome, outcome.reason = "rolled_back", f"canary: {problem}"
+                outcome.figures["detected_after_seconds"] = round(time.monotonic() - switched, 2)
+                outcome.seconds = round(time.monotonic() - begun, 2)
+                return outcome
+        await self.switch(new, state)
+        switched = time.monotonic()
+        self.say(f"watching {new} for {self.env.checks.watch_seconds:.0f} s")
+        problem = await self.watch(new, self.env.checks.watch_seconds)
         if problem is not None:
             outcome.reason = problem
+            outcome.figures["detected_after_seconds"] = round(time.monotonic() - switched, 2)
             if old is None:
                 outcome.outcome = "failed"
                 self.say(f"watch failed: {problem}; no previous release to return to")
@@ -437,6 +466,10 @@ class Deployer:
         }
 
 
+async def _stop_all(pids: Iterable[int]) -> None:
+    await asyncio.gather(*(asyncio.to_thread(procs.stop, pid) for pid in pids))
+
+
 def _port_free(host: str, port: int) -> bool:
     import socket
 
@@ -460,9 +493,4 @@ async def _run(args: list[str], env: dict[str, str], cwd: Path) -> str:
         stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await process.communicate()
-    text = output.decode(errors="replace")
-    if process.returncode != 0:
-        lines = [line for line in text.strip().splitlines() if line.strip()]
-        last = lines[-1] if lines else f"exit {process.returncode}"
-        raise DeployError(f"{Path(args[0]).name} {' '.join(args[1:3])} failed: {last[-300:]}")
-    return text
+    return output.decode(errors="replace")

@@ -146,7 +146,9 @@ class RuntimeApi:
             raise RuntimeApiError(f"HAProxy refused state {state} for {server}: {answer.strip()}")
 
     async def set_weight(self, backend: str, server: str, weight: int) -> None:
-        await self.command(f"set server {backend}/{server} weight {weight}")
+        answer = await self.command(f"set server {backend}/{server} weight {weight}")
+        if answer.strip():
+            raise RuntimeApiError(f"HAProxy refused weight {weight} for {server}: {answer.strip()}")
 
     async def stats(self, backend: str) -> dict[str, ServerStat]:
         answer = await self.command("show stat")

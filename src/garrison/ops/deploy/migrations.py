@@ -14,6 +14,7 @@ JSON (the deploy runs it with the *new* release's interpreter and environment).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import re
@@ -80,19 +81,38 @@ def check_compatible(plan: list[Step], *, serving: str | None) -> None:
             )
 
 
-async def _plan() -> dict[str, Any]:
+async def _plan(serving: str | None, apply: bool) -> dict[str, Any]:
     from garrison.db import migrate
     from garrison.settings import load_settings
 
     settings = load_settings()
     status = await migrate.status(settings.db_url, settings.db)
     plan = steps(migrate.script_directory(), status.pending)
-    return {"current": sorted(status.current), "pending": [asdict(step) for step in plan]}
-
-
-def main() -> None:
+    result: dict[str, Any] = {
+        "current": sorted(status.current),
+        "pending": [asdict(step) for step in plan],
+        "applied": False,
+    }
     try:
-        result = asyncio.run(_plan())
+        check_compatible(plan, serving=serving)
+    except IncompatibleMigration as exc:
+        result["refused"] = str(exc)
+        return result
+    if apply and plan:
+        await migrate.upgrade(settings.db_url, settings.db)
+        result["applied"] = True
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``--serving VERSION`` (the release that serves now) and ``--apply`` (migrate when
+    the plan is compatible); prints one JSON document."""
+    parser = argparse.ArgumentParser(prog="python -m garrison.ops.deploy.migrations")
+    parser.add_argument("--serving", default=None)
+    parser.add_argument("--apply", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        result = asyncio.run(_plan(args.serving, args.apply))
     except Exception as exc:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}))
         sys.exit(1)
