@@ -74,10 +74,13 @@ class Load:
         failed = metrics["http_req_failed"]["values"]
         count = int(metrics["http_reqs"]["values"]["count"])
         failures = []
+        statuses: dict[str, int] = {}
         with self.samples.open() as handle:
             for row in csv.DictReader(handle):
                 if row["metric_name"] == "http_req_failed" and float(row["metric_value"]) > 0:
                     failures.append(float(row["timestamp"]))
+                    status = row.get("status") or "?"
+                    statuses[status] = statuses.get(status, 0) + 1
         self.samples.unlink()
         return {
             "requests": count,
@@ -89,6 +92,7 @@ class Load:
             ),
             "p50_ms": round(duration["p(50)"], 1),
             "p99_ms": round(duration["p(99)"], 1),
+            "failed_by_status": statuses,
             "first_failure": min(failures) if failures else None,
             "last_failure": max(failures) if failures else None,
         }

@@ -48,7 +48,12 @@ class FrontEnd(_Strict):
     check_fall: int = Field(default=2, ge=1)
     check_rise: int = Field(default=2, ge=1)
     slowstart: str = "5s"
-    server_maxconn: int = Field(default=500, ge=1)
+    server_maxconn: int = Field(
+        default=64,
+        ge=1,
+        description="requests in flight per server; more wait in HAProxy's queue, so a "
+        "busy server still answers its health checks",
+    )
     maxconn: int = Field(default=4000, ge=1, description="HAProxy needs 2 descriptors each")
     log_target: str = "stdout"
 

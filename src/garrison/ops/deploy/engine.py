@@ -295,7 +295,12 @@ class Deployer:
         self.say(f"switching traffic to {to}")
         await self.enable(to, 100)
         old = other(to)
-        old_servers = [s for s, _, _ in self.env.servers(old)]
+        stats = await self.api.stats(self.env.backend)
+        old_servers = [
+            s
+            for s, _, _ in self.env.servers(old)
+            if s in stats and not stats[s].status.startswith("MAINT")  # out already: leave it
+        ]
         for server in old_servers:
             await self.api.set_state(self.env.backend, server, "drain")
         state.active = to
@@ -308,7 +313,8 @@ class Deployer:
             await asyncio.sleep(0.1)  # until the old colour's in-flight requests end
         for server in old_servers:
             await self.api.set_state(self.env.backend, server, "maint")
-        self.say(f"{old}: drained")
+        if old_servers:
+            self.say(f"{old}: drained")
 
     async def sample(self, colour: Colour) -> tuple[Sample, list[str]]:
         stats = await self.api.stats(self.env.backend)
