@@ -5,6 +5,7 @@ judge, releases, the ledger (SQLite and MariaDB), and the shipped CI workflow.""
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shlex
 import shutil
@@ -208,6 +209,20 @@ def test_every_secret_has_a_file_form(tmp_path: Path, monkeypatch: pytest.Monkey
     assert settings.metrics.token.get_secret_value().endswith("XYZabc")
     assert settings.smtp.password is not None
     assert settings.smtp.password.get_secret_value() == "smtp-pass"
+
+
+def test_previous_secret_keys_and_redis_timeout_from_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = ["o" * 32 + "1", "p" * 32 + "2"]
+    (tmp_path / "previous").write_text(json.dumps(older) + "\n")  # a JSON list, as the variable
+    (tmp_path / "timeout").write_text("2.5\n")
+    monkeypatch.setenv("GARRISON_PREVIOUS_SECRET_KEYS_FILE", str(tmp_path / "previous"))
+    monkeypatch.setenv("GARRISON_REDIS_TIMEOUT_FILE", str(tmp_path / "timeout"))
+    settings = Settings(_env_file=None)
+    assert [key.get_secret_value() for key in settings.previous_secret_keys] == older
+    assert settings.redis_timeout == 2.5
+    assert older[0] not in str(settings.redacted())
 
 
 def test_secrets_directory_and_prod_db_password(

@@ -29,8 +29,6 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import URL, make_url
 
-from garrison.ops.deploy.config import DeploySettings
-
 Environment = Literal["development", "staging", "production"]
 
 ENV_PREFIX = "GARRISON_"
@@ -285,6 +283,9 @@ class AuthSettings(BaseModel):
     lockout_window_seconds: float = Field(default=3600.0, gt=0, description="failure memory")
     lockout_ip_threshold: int = Field(default=30, ge=1)
     lockout_global_per_minute: int = Field(default=1000, ge=1, description="all failures")
+    deny_list_refresh_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="how often a process reloads logouts"
+    )
     verify_token_ttl: int = Field(default=86_400, ge=60)
     reset_token_ttl: int = Field(default=3600, ge=60)
 
@@ -297,6 +298,13 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = None
     sender: str = "Garrison <no-reply@localhost>"
     timeout: float = Field(default=10.0, gt=0)
+
+
+class DeploySettings(BaseModel):
+    """``GARRISON_DEPLOY__*``: where ``garrison deploy`` finds its configuration (the rest is
+    the deploy config file, ``garrison.ops.deploy.config``)."""
+
+    config: Path = Field(default=Path("deploy.toml"), description="the deploy config file")
 
 
 FILE_SUFFIX = "_FILE"
@@ -431,10 +439,21 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = Field(default="garrison:", min_length=1, max_length=64)
+    redis_timeout: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="seconds a Redis command or connect may take before the store counts as down",
+    )
     redis_max_connections: int = Field(
         default=256, ge=1, le=10_000, description="per process; callers wait when all are busy"
     )
     secret_key: SecretStr | None = None
+    previous_secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="older master keys, still read (JSON list); `garrison secrets rotate` "
+        "re-encrypts what they sealed under the current key",
+    )
 
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -503,6 +522,7 @@ class Settings(BaseSettings):
         """The effective configuration with every secret replaced; for ``config show``."""
         data = self.model_dump(mode="json")
         data["secret_key"] = "**********" if self.secret_key else None
+        data["previous_secret_keys"] = ["**********" for _ in self.previous_secret_keys]
         data["metrics"]["token"] = "**********" if self.metrics.token else None
         for key in ("database_url", "redis_url"):
             if data.get(key):

@@ -21,8 +21,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from garrison.log import get_logger
-from garrison.records import collections as registry
-from garrison.records.collections import Collection, Executor
+from garrison.records import registry
+from garrison.records.registry import Collection, Executor
 from garrison.store.base import KeyValueStore
 from garrison.store.redis import RedisStore
 

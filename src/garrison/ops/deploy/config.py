@@ -20,12 +20,6 @@ Colour = Literal["blue", "green"]
 COLOURS: tuple[Colour, Colour] = ("blue", "green")
 
 
-class DeploySettings(BaseModel):
-    """``GARRISON_DEPLOY__*``: where ``garrison deploy`` finds its configuration."""
-
-    config: Path = Field(default=Path("deploy.toml"), description="the deploy config file")
-
-
 class DeployConfigError(Exception):
     """The deploy config is unusable; the message is one line naming the field."""
 

@@ -44,10 +44,10 @@ async def start(
     await emit(
         session,
         Event(
-            f"deploy.{action}.started",
-            Actor("service", actor[:191]),
-            "release",
-            release_id,
+            action=f"deploy.{action}.started",
+            actor=Actor("service", actor[:191]),
+            target_type="release",
+            target_id=release_id,
             data={"environment": environment, "version": version, "colour": colour},
         ),
     )
@@ -77,10 +77,10 @@ async def finish(
     await emit(
         session,
         Event(
-            f"deploy.{record.action}.{outcome}",
-            Actor("service", record.actor),
-            "release",
-            record.release_id,
+            action=f"deploy.{record.action}.{outcome}",
+            actor=Actor("service", record.actor),
+            target_type="release",
+            target_id=record.release_id,
             outcome="success" if outcome == "success" else "failed",
             data={"environment": record.environment, "reason": reason},
         ),
@@ -157,10 +157,10 @@ async def approve(
     await emit(
         session,
         Event(
-            "deploy.approved",
-            Actor("user", user.id),
-            "release",
-            release_id,
+            action="deploy.approved",
+            actor=Actor("user", user.id),
+            target_type="release",
+            target_id=release_id,
             data={"environment": environment},
         ),
     )

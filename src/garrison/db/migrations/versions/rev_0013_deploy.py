@@ -1,7 +1,7 @@
 """deploy: history of deploys, rollbacks and promotions; promotion approvals
 
 Revision ID: 0013
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from garrison.db.types import UtcDateTime
 
 revision = "0013"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 destructive = False  # expand only (see garrison.ops.deploy.migrations)
