@@ -5,6 +5,7 @@ from garrison.auth import models as auth_models
 from garrison.flags import models as flags_models
 from garrison.ops import models as ops_models
 from garrison.ops.alerts import models as alerts_models
+from garrison.ops.deploy import models as deploy_models
 from garrison.ops.status import models as status_models
 from garrison.outbox import models as outbox_models
 from garrison.privacy import models as privacy_models
@@ -16,6 +17,7 @@ __all__ = [
     "alerts_models",
     "audit_models",
     "auth_models",
+    "deploy_models",
     "flags_models",
     "ops_models",
     "outbox_models",

@@ -17,11 +17,18 @@ import importlib.util
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy.engine import URL, make_url
 
 Environment = Literal["development", "staging", "production"]
@@ -419,6 +426,70 @@ class WebhookSettings(BaseModel):
         return development if self.allow_http is None else self.allow_http
 
 
+class DeploySettings(BaseModel):
+    """``GARRISON_DEPLOY__*``: where ``garrison deploy`` finds its configuration (the rest is
+    the deploy config file, ``garrison.ops.deploy.config``)."""
+
+    config: Path = Field(default=Path("deploy.toml"), description="the deploy config file")
+
+
+FILE_SUFFIX = "_FILE"
+SECRETS_DIR_VARIABLE = f"{ENV_PREFIX}SECRETS_DIR"
+
+
+def _read_secret(variable: str, path: Path) -> str:
+    try:
+        return path.read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(variable, f"cannot read {path}: {exc.__class__.__name__}") from None
+
+
+def secret_file_values(environ: Mapping[str, str], prefix: str) -> dict[str, str]:
+    """Variables given as files, the Docker and Kubernetes way: ``NAME_FILE=/path`` for any
+    ``NAME`` (``GARRISON_SECRET_KEY_FILE``, ``PROD_DB_PASSWORD_FILE``, …), and every file
+    of the directory ``GARRISON_SECRETS_DIR`` (named ``GARRISON_SECRET_KEY`` or
+    ``secret_key``). A variable set directly wins over its file."""
+    found: dict[str, str] = {}
+    directory = environ.get(SECRETS_DIR_VARIABLE)
+    if directory:
+        root = Path(directory)
+        if not root.is_dir():
+            raise ConfigError(SECRETS_DIR_VARIABLE, f"{root} is not a directory")
+        for path in sorted(root.iterdir()):
+            if path.name.startswith(".") or not path.is_file():
+                continue  # Kubernetes' ..data links and the like
+            name = path.name.upper()
+            if not name.startswith((ENV_PREFIX, "PROD_DB_")):
+                name = ENV_PREFIX + name
+            if name.startswith(prefix):
+                found[name] = _read_secret(SECRETS_DIR_VARIABLE, path)
+    for variable, value in environ.items():
+        name = variable.upper()
+        if name.startswith(prefix) and name.endswith(FILE_SUFFIX) and name != SECRETS_DIR_VARIABLE:
+            found[name.removesuffix(FILE_SUFFIX)] = _read_secret(variable, Path(value))
+    return found
+
+
+class _SecretFilesSource(EnvSettingsSource):
+    """The environment source, fed from ``*_FILE`` variables and the secrets directory."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        prefix = (self.env_prefix or "").upper()
+        values = secret_file_values(os.environ, prefix)
+        return {k.lower(): v for k, v in values.items()}
+
+
+def _with_secret_files(
+    settings_cls: type[BaseSettings],
+    init_settings: PydanticBaseSettingsSource,
+    env_settings: PydanticBaseSettingsSource,
+    dotenv_settings: PydanticBaseSettingsSource,
+    file_secret_settings: PydanticBaseSettingsSource,
+) -> tuple[PydanticBaseSettingsSource, ...]:
+    files = _SecretFilesSource(settings_cls)
+    return init_settings, env_settings, files, dotenv_settings, file_secret_settings
+
+
 class _ProdDatabaseEnv(BaseSettings):
     """The specification's production database variables (no GARRISON_ prefix)."""
 
@@ -429,6 +500,19 @@ class _ProdDatabaseEnv(BaseSettings):
     name: str | None = None
     username: str | None = None
     password: SecretStr | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return _with_secret_files(
+            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        )
 
 
 _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
@@ -575,6 +659,20 @@ class Settings(BaseSettings):
     flags: FlagSettings = Field(default_factory=FlagSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return _with_secret_files(
+            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        )
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:

@@ -24,7 +24,7 @@ from garrison.ops.health import HealthService
 from garrison.ops.status.runtime import StatusRuntime
 from garrison.outbox.registry import import_handler_modules
 from garrison.quotas.service import QuotaLookup
-from garrison.records.cache import CollectionCache
+from garrison.records.cache import CollectionCache, schema_bus
 from garrison.runtime import Runtime
 from garrison.settings import Settings
 from garrison.store import wake
@@ -61,7 +61,10 @@ async def open_runtime(
         runtime = Runtime(settings, db, store, cache, rate_limiter)
         for component in components:
             runtime.add(component)
-        runtime.add(CollectionCache())
+        collections = CollectionCache(bus=schema_bus(store))
+        collections.start()
+        stack.push_async_callback(collections.stop)
+        runtime.add(collections)
         runtime.add(QuotaLookup(db=db, cache=cache, ttl=settings.rate_limit.quota_cache_seconds))
         health = HealthService(
             db=db,

@@ -10,6 +10,7 @@ from garrison.audit import install_recorder
 from garrison.cli import audit as audit_cmd
 from garrison.cli import cluster as cluster_cmd
 from garrison.cli import config as config_cmd
+from garrison.cli import deploy as deploy_cmd
 from garrison.cli import drill_ha
 from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
@@ -44,6 +45,7 @@ app.add_typer(
 app.add_typer(privacy_cmd.app, name="privacy")
 app.add_typer(reference_cmd.app, name="reference")
 app.add_typer(secrets_cmd.app, name="secrets")
+app.add_typer(deploy_cmd.app, name="deploy")
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
 app.command("monitor")(monitor_cmd.monitor_command)

@@ -16,6 +16,7 @@ revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
+destructive = False  # expand only: new tables and columns (see garrison.ops.deploy.migrations)
 
 
 def upgrade() -> None:

@@ -16,6 +16,7 @@ revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
+destructive = False  # expand only: new tables and columns (see garrison.ops.deploy.migrations)
 
 
 def upgrade() -> None:
