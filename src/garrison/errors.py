@@ -29,6 +29,8 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     │   ├── ConfirmationRequired (records.errors)      409  confirmation-required
     │   ├── IdempotencyKeyInUse (records.errors)       409  idempotency-key-in-use
     │   └── LastAdmin (auth.rbac)                      409  last-admin
+    ├── ReferenceRefused (privacy.reference)           409  reference-refused
+    ├── Gone (privacy.router)                          410  gone
     ├── PreconditionFailed                             412  precondition-failed
     │   └── StaleRecord (records.errors)               412  stale-record
     ├── PayloadTooLarge                                413  payload-too-large

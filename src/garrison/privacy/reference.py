@@ -48,6 +48,8 @@ FAKED_BY_DEFAULT = ("text", "email", "url", "json")
 
 
 class ReferenceRefused(GarrisonError):
+    """A reference database cannot be loaded here (production, or not a reference file)."""
+
     status, slug, title = 409, "reference-refused", "Reference Database Refused"
 
 

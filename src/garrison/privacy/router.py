@@ -26,6 +26,8 @@ Collection = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
 
 class Gone(GarrisonError):
+    """The resource existed but is no longer available (an expired export link)."""
+
     status, slug, title = 410, "gone", "Gone"
 
 
