@@ -7,6 +7,7 @@ import typer
 
 from garrison import __version__
 from garrison.cli import audit as audit_cmd
+from garrison.cli import backup as backup_cmd
 from garrison.cli import config as config_cmd
 from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
@@ -30,6 +31,7 @@ app.add_typer(quotas_cmd.app, name="quotas")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(users_cmd.app, name="users")
 app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(backup_cmd.app, name="backup")
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
 
