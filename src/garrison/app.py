@@ -40,6 +40,7 @@ from garrison.log import configure_logging, get_logger
 from garrison.metrics import instrument_database
 from garrison.metrics.process import sample_forever
 from garrison.metrics.router import router as metrics_router
+from garrison.ops.backup.router import router as backups_router
 from garrison.ops.health import HealthService
 from garrison.ops.router import router as health_router
 from garrison.outbox.registry import import_handler_modules
@@ -138,6 +139,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
             data_dir=settings.data_dir,
             settings=settings.health,
             expected_revisions=head_revisions(),
+            app_settings=settings,
         )
         app.state.auth = AuthRuntime(settings, db, store)
         await app.state.auth.start()
@@ -196,6 +198,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     app.include_router(auth_email_router)
     app.include_router(api_keys_router)
     app.include_router(admin_router)
+    app.include_router(backups_router)
     app.include_router(auth_well_known)
     return app
 

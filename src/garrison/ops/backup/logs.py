@@ -38,6 +38,8 @@ _PIECE = re.compile(r"^logs/mariadb/([^/]+)/(\d{16})-(\d{16})$")
 class LogState(BaseModel):
     archived_at: datetime
     files: dict[str, int] = Field(default_factory=dict)
+    # Litestream orders its files by their time stamps: they are restored with them.
+    mtimes: dict[str, float] = Field(default_factory=dict)
     last_event_at: datetime | None = None
 
 
@@ -155,6 +157,7 @@ class Archiver:
                 continue
             self._put(f"logs/sqlite/{rel}", path.read_bytes())
             self.state.files[rel] = size
+            self.state.mtimes[rel] = path.stat().st_mtime
             shipped = True
         return shipped
 

@@ -5,6 +5,7 @@ tables except through ``events`` (a failed backup is audited)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -156,6 +157,7 @@ def _fetch_binlogs(ctx: Context, first: str, tmp: Path) -> list[Path]:
 
 def _fetch_tree(ctx: Context, tmp: Path) -> Path:
     replica = tmp / "replica"
+    state = logs.load_state(ctx.storage, "sqlite")
     entries = [k for k, _ in ctx.storage.keys("logs/sqlite/") if k != logs.state_key("sqlite")]
     if not entries:
         raise BackupNotFound("no SQLite log archive (run `garrison backup stream`)")
@@ -166,6 +168,9 @@ def _fetch_tree(ctx: Context, tmp: Path) -> Path:
         piece = tmp / "piece.enc"
         ctx.storage.get_file(key, piece)
         artifact.open_to(piece, ctx.keyring, target, name=key)
+        stamp = state.mtimes.get(rel) if state else None
+        if stamp is not None:
+            os.utime(target, (stamp, stamp))
     return replica
 
 
