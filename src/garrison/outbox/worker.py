@@ -16,6 +16,7 @@ from garrison.audit import retention
 from garrison.audit.sealer import seal_pending
 from garrison.db.engine import Database
 from garrison.log import get_logger
+from garrison.ops.backup.schedule import run_backup_jobs
 from garrison.outbox import service
 from garrison.outbox.registry import Message, Registry, registry
 from garrison.settings import Settings
@@ -115,6 +116,8 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; a batch in progress is finished first."""
         log.info("worker.started", worker=self.id, batch_size=self.config.batch_size)
+        # Scheduled jobs of other domains, each self-contained, stopped with the worker.
+        jobs = [asyncio.create_task(run_backup_jobs(self.settings, stop), name="backup-jobs")]
         busy = False
         while not stop.is_set():
             try:
@@ -138,6 +141,7 @@ class Worker:
                     await stop.wait()
             except TimeoutError:
                 pass
+        await asyncio.gather(*jobs, return_exceptions=True)
         log.info("worker.stopped", worker=self.id)
 
     async def shutdown(
