@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from garrison.ops.backup.errors import BackupError, ToolMissing
 
@@ -137,6 +138,7 @@ class SeaweedS3:
         self.base = base
         self.s3_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] = open(os.devnull, "wb")  # noqa: SIM115 - closed in stop()
         self.access_key = "garrison-test"
         self.secret_key = secrets.token_hex(16)
 
@@ -159,6 +161,8 @@ class SeaweedS3:
         config.write_text(json.dumps({"identities": [identity]}))
         config.chmod(0o600)
         master, volume, filer = free_port(), free_port(), free_port()
+        self._log.close()
+        self._log = (self.base / "weed.log").open("wb")
         env = dict(os.environ)
         self.proc = subprocess.Popen(  # noqa: S603
             [
@@ -184,7 +188,7 @@ class SeaweedS3:
                 "-master.volumeSizeLimitMB=64",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=(self.base / "weed.log").open("wb"),
+            stderr=self._log,
             env=env,
         )
         _wait(lambda: _port_open(self.s3_port), time.monotonic() + timeout, "weed", self.proc)
@@ -198,3 +202,4 @@ class SeaweedS3:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        self._log.close()
