@@ -9,6 +9,7 @@ from garrison import __version__
 from garrison.cli import audit as audit_cmd
 from garrison.cli import backup as backup_cmd
 from garrison.cli import config as config_cmd
+from garrison.cli import drill as drill_cmd
 from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
 from garrison.cli import quotas as quotas_cmd
@@ -32,6 +33,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(users_cmd.app, name="users")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(backup_cmd.app, name="backup")
+app.add_typer(drill_cmd.app, name="drill")
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
 
