@@ -90,6 +90,11 @@ def create_full_sync(ctx: Context) -> Manifest:
             )
             method, database, position = "sqlite-backup-api", source.name, manifest.Position()
         else:
+            if ctx.settings.backup.method == "physical":
+                raise BackupError(
+                    "GARRISON_BACKUP__METHOD=physical (mariadb-backup) is not supported yet; "
+                    "use the default, dump"
+                )
             conn = Conn.parse(ctx.settings.db_url)
             ctx.progress.step(f"mariadb-dump --single-transaction {conn.database}")
             scan = mariadb.DumpScan()
