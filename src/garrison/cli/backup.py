@@ -96,8 +96,7 @@ def create(
     full: Annotated[bool, typer.Option("--full", help="A full backup (the only kind).")] = True,
     as_json: Json = False,
 ) -> None:
-    """Take a full backup now: mariadb-dump --single-transaction (or mariadb-backup with
-    GARRISON_BACKUP__METHOD=physical), or SQLite's online backup API."""
+    """Take a full backup now (mariadb-dump --single-transaction, or SQLite's backup API)."""
     settings = settings_or_exit(configure_logs=False)
     try:
         with _progress(as_json) as bar:
