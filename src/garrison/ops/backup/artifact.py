@@ -33,8 +33,9 @@ def read_chunks(path: Path, size: int = _READ) -> Iterator[bytes]:
             yield chunk
 
 
+# One thread, in the caller's: a backup must leave the cores to the database's writers.
 def _compress(chunks: Iterable[bytes], counter: list[int]) -> Iterator[bytes]:
-    compressor = zstandard.ZstdCompressor(level=3, threads=-1).compressobj()
+    compressor = zstandard.ZstdCompressor(level=3, threads=0).compressobj()
     for chunk in chunks:
         counter[0] += len(chunk)
         out = compressor.compress(chunk)
