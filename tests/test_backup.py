@@ -285,11 +285,18 @@ async def test_failed_backup_is_audited(tmp_path: Path) -> None:
     jobs._started = datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(Exception, match="names no bucket"):
         await jobs.tick()
-    settings.backup.storage_url = None
-    settings.database_url = f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}"
+    # Storage that cannot be written: the failure is audited in the live database.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    settings.backup.storage_url = blocker.as_uri()
     jobs = BackupJobs(settings)
     jobs._started = datetime(2026, 1, 1, tzinfo=UTC)
     assert await jobs.tick() == "create-failed"
+    assert await jobs.tick() is None  # retried after a pause, not every tick
+    conn = sqlite3.connect(settings.db_url.split("///", 1)[1])
+    actions = [row[0] for row in conn.execute("SELECT action FROM audit_entries")]
+    conn.close()
+    assert "backup.create.failed" in actions
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -57,13 +57,13 @@ class LocalStorage:
     def get_file(self, key: str, path: Path) -> None:
         try:
             shutil.copyfile(self._path(key), path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise BackupNotFound(f"{key} is not in {self.url}") from None
 
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise BackupNotFound(f"{key} is not in {self.url}") from None
 
     def keys(self, prefix: str) -> list[tuple[str, int]]:
