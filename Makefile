@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck format bench clean
+.PHONY: run test lint typecheck format security bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: $(VENV)/.dev-installed
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
+
+## Security scans: bandit over src/ (high severity fails), pip-audit over the installed set
+security: $(VENV)/.dev-installed
+	$(BIN)/python scripts/security_scan.py
 
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff format src tests bench

@@ -19,9 +19,11 @@ import httpx
 
 from garrison.app import create_app
 from garrison.auth import service
+from garrison.auth.runtime import AuthRuntime
 from garrison.db import migrate
 from garrison.events import Actor
 from garrison.log import configure_logging
+from garrison.runtime import runtime_of
 from garrison.settings import load_settings
 
 PASSWORD = "correct horse battery staple"
@@ -49,7 +51,10 @@ async def main(rounds: int) -> None:
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             await service.register(
-                app.state.auth, email="known@example.com", password=PASSWORD, actor=Actor.system()
+                runtime_of(app).get(AuthRuntime),
+                email="known@example.com",
+                password=PASSWORD,
+                actor=Actor.system(),
             )
             wrong, unknown = [], []
             for _ in range(rounds):  # interleaved, so drift hits both alike

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from starlette.responses import Response
 
 from garrison.app import create_app_from_env
+from garrison.runtime import runtime_of
 
 floor = APIRouter(prefix="/bench/floor")
 
@@ -63,7 +64,8 @@ def create() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with inner(app):
-            url = make_url(app.state.settings.db_url)
+            settings = runtime_of(app).settings
+            url = make_url(settings.db_url)
             app.state.floor_pool = await asyncmy.create_pool(
                 host=url.host,
                 port=url.port or 3306,
@@ -71,7 +73,7 @@ def create() -> FastAPI:
                 password=url.password or "",
                 db=url.database,
                 minsize=1,
-                maxsize=app.state.settings.db.pool_size,
+                maxsize=settings.db.pool_size,
                 autocommit=True,
             )
             try:

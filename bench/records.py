@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 
 from garrison.db import Database, migrate
 from garrison.events import Actor
-from garrison.records import collections as registry
+from garrison.records import registry
 from garrison.records.ids import uuid7
 from garrison.settings import load_settings
 

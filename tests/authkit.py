@@ -16,6 +16,7 @@ from garrison.auth import service
 from garrison.auth.deps import CurrentPrincipal, require
 from garrison.auth.runtime import AuthRuntime
 from garrison.events import Actor
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.conftest import Running, migrated, start
 
@@ -33,7 +34,7 @@ class AuthApp:
 
     @property
     def runtime(self) -> AuthRuntime:
-        runtime: AuthRuntime = self.running.app.state.auth
+        runtime = runtime_of(self.running.app).get(AuthRuntime)
         return runtime
 
     async def user(self, *, role: str = "user", email: str | None = None) -> str:

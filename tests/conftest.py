@@ -15,10 +15,17 @@ from fastapi import FastAPI
 from sqlalchemy import Connection, inspect, text
 
 from garrison.app import create_app
+from garrison.audit import install_recorder
 from garrison.db import Database, migrate
 from garrison.log import configure_logging
 from garrison.settings import Settings, load_settings
 from tests import services
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _audit_recorder() -> None:
+    """Events that tests emit through the services are recorded, as in the app and CLI."""
+    install_recorder()
 
 
 @pytest.fixture(autouse=True)

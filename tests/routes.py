@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+from garrison.context import state
 from garrison.errors import Conflict
-from garrison.gateway.scope import state
 
 router = APIRouter(prefix="/api/v1/_test")
 

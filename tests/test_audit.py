@@ -20,10 +20,10 @@ from garrison.audit.chain import entry_hash
 from garrison.audit.models import AuditCheckpoint, AuditEntry
 from garrison.audit.sealer import seal_pending
 from garrison.audit.verify import VerifyReport, verify_chain
+from garrison.context import RequestContext
 from garrison.db import Database, transact
 from garrison.db.types import utcnow
 from garrison.events import Actor, Event
-from garrison.gateway.context import RequestContext
 from garrison.outbox.models import OutboxMessage
 from garrison.settings import Settings
 from tests.conftest import make_settings, migrated

@@ -23,10 +23,11 @@ from garrison.db import Database
 from garrison.deps import DatabaseDep, WriteSession
 from garrison.errors import Conflict, Unauthorized
 from garrison.events import Actor, Event
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.authkit import auth_app, bearer
 from tests.conftest import make_settings, migrated
-from tests.test_gateway import assert_problem
+from tests.helpers import assert_problem
 
 router = APIRouter(prefix="/api/v1/_audited")
 
@@ -91,7 +92,7 @@ async def client(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with auth_app(api_settings) as api:
         api.running.app.include_router(router)
         token = await api.token(role="admin")
-        await empty_audit_log(api.running.app.state.db)
+        await empty_audit_log(runtime_of(api.running.app).db)
         api.client.headers.update(bearer(token))
         yield api.client
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from garrison.auth.models import SigningKey, User, UserRole
 from garrison.db.engine import Database
 from tests.conftest import make_settings
-from tests.test_cli import garrison
+from tests.helpers import garrison
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

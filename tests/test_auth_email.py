@@ -28,7 +28,7 @@ from garrison.db.retry import transact
 from garrison.log import configure_logging
 from tests.authkit import PASSWORD, AuthApp, auth_app, bearer
 from tests.conftest import make_settings
-from tests.test_server import free_port
+from tests.helpers import free_port
 
 CODE = re.compile(r"code to the API: (got_[A-Za-z0-9_-]+)")
 

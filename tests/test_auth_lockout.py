@@ -16,7 +16,7 @@ from garrison.store.memory import MemoryStore
 from garrison.store.redis import RedisStore
 from tests.authkit import PASSWORD, auth_app
 from tests.conftest import make_settings
-from tests.test_server import free_port
+from tests.helpers import free_port
 
 
 class Clock:

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-GOOD_SECRET = "Zq8mW3nR6tY1uI4oP7aS0dF2gH5jK9lX"
-
-
-def garrison(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("GARRISON_", "PROD_DB_"))}
-    base.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "garrison", *args],
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        input=stdin,
-        check=False,
-    )
+from tests.helpers import GOOD_SECRET, garrison
 
 
 def test_help_everywhere() -> None:

@@ -15,11 +15,10 @@ from garrison.db import Database
 from garrison.db.fastread import FastReader, rows_of
 from garrison.db.retry import is_transient
 from garrison.events import Actor
-from garrison.records import collections as registry
-from garrison.records import query, service
+from garrison.records import query, registry, service
 from garrison.records.cache import CollectionCache
-from garrison.records.collections import Collection
 from garrison.records.query import Caller
+from garrison.records.registry import Collection
 from tests.conftest import make_settings
 
 ADMIN = Caller(actor=Actor("user", "admin-1"), id="admin-1", role="admin", admin=True)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from garrison.app import create_app
 from garrison.settings import Settings
 from tests.conftest import make_settings, migrated, start
+from tests.helpers import assert_problem
 from tests.routes import router as extra_routes
 
 SECURITY_HEADERS = {
@@ -51,16 +52,6 @@ async def _client(
 async def gw(gw_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async for client in _client(gw_settings):
         yield client
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
-    assert response.status_code == status
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, object] = response.json()
-    assert body["status"] == status
-    assert str(body["type"]).startswith("urn:garrison:problem:")
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 def assert_security_headers(response: httpx.Response) -> None:

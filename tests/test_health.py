@@ -9,6 +9,8 @@ import pytest
 
 from garrison.app import create_app
 from garrison.db import migrate
+from garrison.ops.health import HealthService
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.conftest import make_settings, migrated, start
 
@@ -150,11 +152,11 @@ async def test_no_secrets_hosts_or_versions_in_public_body(
 async def test_report_cached_between_probes(settings: Settings) -> None:
     await migrated(settings)
     async with start(create_app(settings)) as running:
-        first = await running.app.state.health.report()
-        second = await running.app.state.health.report()
+        first = await runtime_of(running.app).get(HealthService).report()
+        second = await runtime_of(running.app).get(HealthService).report()
         assert first is second
-        running.app.state.health.settings.cache_seconds = 0
-        third = await running.app.state.health.report()
+        runtime_of(running.app).get(HealthService).settings.cache_seconds = 0
+        third = await runtime_of(running.app).get(HealthService).report()
         assert third is not first
 
 

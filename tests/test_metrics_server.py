@@ -12,30 +12,29 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tests.helpers import LoggedProcess, free_port, wait_until_accepting
 from tests.metrics_helpers import parse, value
-from tests.test_server import Server, free_port, wait_until_accepting
 
 pytestmark = pytest.mark.slow
 LIVE = {"method": "GET", "route": "/api/health/live", "status": "200"}
 
 
-def _wait_for_workers(server: Server, port: int, count: int) -> None:
+def _wait_for_workers(server: LoggedProcess, port: int, count: int) -> None:
     """Every worker has run its startup (one ``garrison.ready`` line each) and the port
     accepts connections."""
-    while sum("garrison.ready" in line for line in server.lines) < count:
-        server.wait_for_log("garrison.ready")
+    server.wait_for("garrison.ready", count=count)
     wait_until_accepting(port)
 
 
-def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    return Server(
+def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> LoggedProcess:
+    return LoggedProcess(
         [sys.executable, "-m", "garrison", "serve", *args],
         {"GARRISON_DATA_DIR": str(tmp_path / "var"), "GARRISON_LOG__FORMAT": "json", **(env or {})},
     )
 
 
 @pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[tuple[Server, int]]:
+def two_workers(tmp_path: Path) -> Iterator[tuple[LoggedProcess, int]]:
     port = free_port()
     stale = tmp_path / "var" / "metrics" / str(port)
     stale.mkdir(parents=True)
@@ -48,7 +47,9 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[Server, int]]:
         server.stop()
 
 
-def test_counts_add_up_across_two_workers(two_workers: tuple[Server, int], tmp_path: Path) -> None:
+def test_counts_add_up_across_two_workers(
+    two_workers: tuple[LoggedProcess, int], tmp_path: Path
+) -> None:
     _server, port = two_workers
     base = f"http://127.0.0.1:{port}"
     sent = 200
@@ -116,8 +117,7 @@ def test_production_metrics_need_the_token(tmp_path: Path) -> None:
     """As a client would see it in production (MariaDB, Redis, real secrets): /metrics is
     refused without the bearer token and parses with it; the token is never logged."""
     from tests import services
-    from tests.test_cli import garrison
-    from tests.test_server import GOOD_SECRET
+    from tests.helpers import GOOD_SECRET, garrison
 
     url = services.create_mysql_database()
     token = "Pm4xV8nB2cQ6wE9rT1yU5iO3pA7sD0fGh"
@@ -129,11 +129,11 @@ def test_production_metrics_need_the_token(tmp_path: Path) -> None:
         "GARRISON_SECRET_KEY": GOOD_SECRET,
         "GARRISON_METRICS__TOKEN": token,
     }
-    server: Server | None = None
+    server: LoggedProcess | None = None
     try:
         assert garrison("migrate", "up", env=env).returncode == 0
         port = free_port()
-        server = Server(
+        server = LoggedProcess(
             [sys.executable, "-m", "garrison", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env,
         )
@@ -167,7 +167,7 @@ def test_production_metrics_need_the_token(tmp_path: Path) -> None:
 
 
 def test_listener_address_in_use_is_one_clear_line(tmp_path: Path) -> None:
-    from tests.test_cli import garrison
+    from tests.helpers import garrison
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

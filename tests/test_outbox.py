@@ -22,11 +22,12 @@ from garrison.outbox import Message, Registry, registry
 from garrison.outbox import service as outbox
 from garrison.outbox.models import PARKED, OutboxMessage
 from garrison.outbox.registry import import_handler_modules, matches
-from garrison.outbox.worker import Worker
+from garrison.runtime import runtime_of
 from garrison.settings import ConfigError, Settings
+from garrison.worker import Worker
 from tests.authkit import AuthApp, bearer
 from tests.conftest import make_settings, migrated, start
-from tests.test_gateway import assert_problem
+from tests.helpers import assert_problem
 
 
 @pytest.fixture
@@ -286,7 +287,7 @@ async def test_in_process_worker_delivers_and_stops_cleanly(
     try:
         app = create_app(settings)
         async with start(app):
-            db: Database = app.state.db
+            db: Database = runtime_of(app).db
             # The worker may deliver before emit() has returned the ids: collect every
             # delivery and wait until the expected ones are among them.
             expected = await emit(db, ("inproc.ping", None))

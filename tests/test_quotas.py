@@ -16,6 +16,7 @@ from garrison.app import create_app
 from garrison.db.engine import Database
 from garrison.events import Actor
 from garrison.quotas import service
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from garrison.store import Cache, MemoryStore, Rate
 from garrison.types import Scope
@@ -51,7 +52,7 @@ async def quota_app(quota_settings: Settings) -> FastAPI:
 async def admin(quota_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client holding an admin token (quotas need ``quotas:admin``)."""
     async with start(quota_app) as running:
-        api = AuthApp(running, quota_app.state.settings)
+        api = AuthApp(running, runtime_of(quota_app).settings)
         running.client.headers.update(bearer(await api.token(role="admin")))
         yield running.client
 
@@ -108,7 +109,7 @@ async def test_bad_input_names_the_field_and_changes_nothing(
 
 async def test_only_admins_manage_quotas(quota_app: FastAPI) -> None:
     async with start(quota_app) as running:
-        api = AuthApp(running, quota_app.state.settings)
+        api = AuthApp(running, runtime_of(quota_app).settings)
         user = bearer(await api.token(role="user"))
         anonymous = await running.client.put(f"{BASE}/role/x", json={"requests_per_minute": 5})
         assert anonymous.status_code == 401
@@ -192,7 +193,7 @@ async def test_a_broken_lookup_falls_back_to_the_default(tmp_path: Path) -> None
 
 
 def test_cli_sets_lists_and_deletes_quotas(tmp_path: Path) -> None:
-    from tests.test_cli import garrison
+    from tests.helpers import garrison
 
     env = {"GARRISON_DATA_DIR": str(tmp_path / "var")}
     assert garrison("migrate", "up", env=env).returncode == 0

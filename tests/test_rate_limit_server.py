@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -16,41 +14,27 @@ import httpx
 import pytest
 
 from tests import services
+from tests.helpers import GOOD_SECRET, LoggedProcess, free_port, garrison, wait_until_accepting
 from tests.test_rate_limit import parse_fields
-from tests.test_server import GOOD_SECRET, Server, free_port
 from tests.throwaway_redis import throwaway_redis
 
 pytestmark = pytest.mark.slow
 TARGET = "/api/v1/openapi.json"
 
 
-def serve(env: dict[str, str], *extra: str) -> tuple[Server, int]:
+def serve(env: dict[str, str], *extra: str) -> tuple[LoggedProcess, int]:
     port = free_port()
-    server = Server(
+    server = LoggedProcess(
         [sys.executable, "-m", "garrison", "serve", "--host", "127.0.0.1", "--port", str(port)],
         {"GARRISON_LOG__FORMAT": "json", **env},
     )
     try:
-        server.wait_for_log("Started worker-1")
+        server.wait_for("Started worker-1")
+        wait_until_accepting(port)
     except BaseException:
         server.stop()
         raise
-    server.keep_draining()
-    _wait_for_socket(port)
     return server, port
-
-
-def _wait_for_socket(port: int, attempts: int = 500) -> None:
-    """granian can log its worker as started a moment before the socket accepts: wait on
-    the socket itself (a refused connect returns at once, so pause briefly between tries)."""
-    pause = threading.Event()
-    for _ in range(attempts):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            return
-        except ConnectionRefusedError:
-            pause.wait(0.01)
-    raise AssertionError(f"nothing accepts connections on port {port}")
 
 
 def clear_prefix(redis_url: str, prefix: str) -> None:
@@ -73,10 +57,23 @@ def shared_redis(redis_url: str) -> Iterator[tuple[str, str]]:
 
 
 async def _get_all(urls: list[str]) -> Counter[int]:
+    """GET every URL, 100 at a time. Requests queue in the client for a free connection:
+    that wait is the client's own pacing, so it has no deadline (on a busy machine 1,000
+    requests can take longer than any fixed pool timeout); each request still has one."""
     limits = httpx.Limits(max_connections=100)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        responses = await asyncio.gather(*(client.get(url) for url in urls))
-    return Counter(response.status_code for response in responses)
+    timeout = httpx.Timeout(60, pool=None)
+    statuses: Counter[int] = Counter()
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+
+        async def get(url: str) -> None:
+            statuses[(await client.get(url)).status_code] += 1
+
+        # A task group cancels the rest when one request fails, before the client closes,
+        # so no connection is left for the garbage collector to find open.
+        async with asyncio.TaskGroup() as group:
+            for url in urls:
+                group.create_task(get(url))
+    return statuses
 
 
 def test_two_processes_share_one_quota_exactly(
@@ -85,7 +82,7 @@ def test_two_processes_share_one_quota_exactly(
     """1,000 concurrent requests spread over two servers against a quota of 100: exactly
     100 succeed. (One request per minute refills, so no refill lands during the run.)"""
     redis_url, prefix = shared_redis
-    servers: list[tuple[Server, int]] = []
+    servers: list[tuple[LoggedProcess, int]] = []
     try:
         for name in ("a", "b"):
             servers.append(
@@ -96,6 +93,9 @@ def test_two_processes_share_one_quota_exactly(
                         "GARRISON_REDIS_PREFIX": prefix,
                         "GARRISON_RATE_LIMIT__REQUESTS_PER_MINUTE": "1",
                         "GARRISON_RATE_LIMIT__BURST": "100",
+                        # This test counts: a busy machine must not turn a slow command
+                        # into an outage (the store's 0.5 s default is for failing fast).
+                        "GARRISON_REDIS_TIMEOUT": "30",
                     }
                 )
             )
@@ -112,10 +112,8 @@ def test_production_burst_of_21_gets_429(tmp_path: Path, shared_redis: tuple[str
     url = services.create_mysql_database()
     env = services.production_env(url, redis_url, str(tmp_path), GOOD_SECRET)
     env["GARRISON_REDIS_PREFIX"] = prefix
-    server: Server | None = None
+    server: LoggedProcess | None = None
     try:
-        from tests.test_cli import garrison
-
         assert garrison("migrate", "up", env=env).returncode == 0
         server, port = serve(env)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -160,7 +158,9 @@ async def _traffic_across_outage(
                 login = await client.post("/api/v1/auth/login", json={})
                 seen[f"{phase} login {login.status_code}"] += 1
 
-        await asyncio.gather(*(worker() for _ in range(5)))
+        async with asyncio.TaskGroup() as group:
+            for _ in range(5):
+                group.create_task(worker())
     return seen
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from garrison.db import Database
 from garrison.events import Actor
-from garrison.records import collections as registry
+from garrison.records import registry
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.authkit import AuthApp, auth_app, bearer
 
@@ -38,7 +39,7 @@ async def api(settings: Settings) -> AsyncIterator[AuthApp]:
     async with auth_app(settings) as app:
         yield app
         # The MariaDB database is shared by the session: leave no collection behind.
-        db: Database = app.running.app.state.db
+        db: Database = runtime_of(app.running.app).db
         async with db.transaction() as session:
             for collection in await registry.list_collections(session):
                 await registry.delete_collection(

@@ -10,9 +10,7 @@ import pytest
 from garrison.db import Database
 from garrison.errors import Conflict, ValidationFailed
 from garrison.events import Actor
-from garrison.records import collections as registry
-from garrison.records import query, service
-from garrison.records.collections import Collection
+from garrison.records import query, registry, service
 from garrison.records.ddl import SchemaChange
 from garrison.records.errors import (
     CollectionExists,
@@ -23,6 +21,7 @@ from garrison.records.errors import (
     StaleRecord,
 )
 from garrison.records.query import Caller
+from garrison.records.registry import Collection
 from garrison.records.spec import FieldSpec
 
 ADMIN = Caller(actor=Actor("user", "admin-1"), id="admin-1", role="admin", admin=True)

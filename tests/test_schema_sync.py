@@ -11,12 +11,12 @@ import pytest
 
 from garrison.db import Database
 from garrison.events import Actor
-from garrison.records import collections as registry
 from garrison.records import plan as planner
+from garrison.records import registry
 from garrison.records.spec import CollectionSpec
 from tests import services
 from tests.conftest import make_settings, migrated
-from tests.test_cli import garrison
+from tests.helpers import garrison
 
 AUTHORS: dict[str, Any] = {"name": "authors", "fields": [{"name": "name", "type": "text"}]}
 POSTS: dict[str, Any] = {

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from garrison.store import Cache, MemoryStore, RedisStore
-from tests.test_server import free_port
+from tests.helpers import free_port
 
 
 @pytest.fixture(params=["memory", "redis"])

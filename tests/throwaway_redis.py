@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.test_server import free_port
+from tests.helpers import free_port
 
 
 class RedisProcess:

@@ -32,7 +32,7 @@ from garrison.auth.runtime import AuthRuntime
 from garrison.db import Database, migrate
 from garrison.events import Actor
 from garrison.log import configure_logging
-from garrison.records import collections as registry
+from garrison.records import registry
 from garrison.records.ids import uuid7
 from garrison.settings import AUTH_SENSITIVE_PATHS, load_settings
 from garrison.store.factory import open_store

@@ -12,18 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison import events
 from garrison.db.engine import Database
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from garrison.store.base import KeyValueStore
 
 
 async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return runtime_of(request).settings
 
 
 def database_of(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
+    return runtime_of(request).db
 
 
 # Dependencies are coroutines on purpose: FastAPI runs a plain ``def`` dependency in its
@@ -33,8 +32,7 @@ async def get_database(request: Request) -> Database:
 
 
 async def get_store(request: Request) -> KeyValueStore:
-    store: KeyValueStore = request.app.state.store
-    return store
+    return runtime_of(request).store
 
 
 async def write_session(request: Request) -> AsyncIterator[AsyncSession]:

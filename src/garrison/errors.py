@@ -1,19 +1,47 @@
 """Garrison's error tree, and its one mapping to RFC 9457 problem details.
 
-    GarrisonError                    500  internal          (base; never shown in detail)
-    ├── BadRequest                   400  bad-request
-    │   └── MalformedBody            400  malformed-body
-    ├── Unauthorized                 401  unauthorized
-    ├── Forbidden                    403  forbidden
-    ├── NotFound                     404  not-found
-    ├── MethodNotAllowed             405  method-not-allowed
-    ├── Conflict                     409  conflict
-    ├── PreconditionFailed           412  precondition-failed
-    ├── PayloadTooLarge              413  payload-too-large
-    ├── UnsupportedMediaType         415  unsupported-media-type
-    ├── ValidationFailed             422  validation-failed   (``errors``: one per field)
-    ├── TooManyRequests              429  too-many-requests   (``Retry-After``)
-    └── ServiceUnavailable           503  service-unavailable
+Every error a request can meet, with its status and problem ``slug`` (the problem ``type``
+is ``urn:garrison:problem:<slug>``); the module is named where it is not this one.
+``tests/test_errors.py`` holds this drawing to the real classes.
+
+    GarrisonError                                      500  internal
+    ├── BadRequest                                     400  bad-request
+    │   ├── MalformedBody                              400  malformed-body
+    │   ├── DuplicateCredential (gateway.credentials)  400  duplicate-credential
+    │   ├── InvalidFilter (records.errors)             400  invalid-filter
+    │   ├── InvalidOneTimeToken (auth.email_flows)     400  invalid-one-time-token
+    │   └── OAuthError (auth.errors)                   400  oauth-error
+    ├── Unauthorized                                   401  unauthorized
+    │   ├── InvalidCredentials (auth.errors)           401  invalid-credentials
+    │   └── InvalidToken (auth.errors)                 401  invalid-token
+    ├── Forbidden                                      403  forbidden
+    │   ├── AccountDisabled (auth.errors)              403  account-disabled
+    │   ├── InsufficientScope (auth.errors)            403  insufficient-scope
+    │   └── RuleDenied (records.errors)                403  rule-denied
+    ├── NotFound                                       404  not-found
+    │   ├── CollectionNotFound (records.errors)        404  collection-not-found
+    │   ├── QuotaNotFound (quotas.errors)              404  quota-not-found
+    │   └── RecordNotFound (records.errors)            404  record-not-found
+    ├── MethodNotAllowed                               405  method-not-allowed
+    ├── Conflict                                       409  conflict
+    │   ├── CollectionExists (records.errors)          409  collection-exists
+    │   ├── CollectionReferenced (records.errors)      409  collection-referenced
+    │   ├── ConfirmationRequired (records.errors)      409  confirmation-required
+    │   ├── IdempotencyKeyInUse (records.errors)       409  idempotency-key-in-use
+    │   └── LastAdmin (auth.rbac)                      409  last-admin
+    ├── PreconditionFailed                             412  precondition-failed
+    │   └── StaleRecord (records.errors)               412  stale-record
+    ├── PayloadTooLarge                                413  payload-too-large
+    ├── UnsupportedMediaType                           415  unsupported-media-type
+    ├── ValidationFailed                               422  validation-failed
+    │   ├── IdempotencyKeyReused (records.errors)      422  idempotency-key-reused
+    │   └── WeakPassword (auth.errors)                 422  weak-password
+    ├── TooManyRequests                                429  too-many-requests
+    │   ├── QuotaExceeded                              429  quota-exceeded
+    │   └── LockedOut (auth.errors)                    429  locked-out
+    ├── DecryptionFailed (crypto)                      500  decryption-failed
+    │   └── UnknownKey (crypto)                        500  unknown-key
+    └── ServiceUnavailable                             503  service-unavailable
 
 Domains raise these (or subclasses with their own ``slug``); ``problem_response`` turns any of
 them into ``application/problem+json``. ``ConfigError`` (settings.py) is not in this tree: it
@@ -33,6 +61,8 @@ PROBLEM_TYPE_PREFIX = "urn:garrison:problem:"
 
 
 class GarrisonError(Exception):
+    """The root: an unexpected failure, shown only as a generic 500."""
+
     status: ClassVar[int] = 500
     slug: ClassVar[str] = "internal"
     title: ClassVar[str] = "Internal Server Error"
@@ -55,42 +85,62 @@ class GarrisonError(Exception):
 
 
 class BadRequest(GarrisonError):
+    """The request cannot be understood as sent."""
+
     status, slug, title = 400, "bad-request", "Bad Request"
 
 
 class MalformedBody(BadRequest):
+    """The body is not valid JSON (or not the declared form)."""
+
     slug, title = "malformed-body", "Malformed Request Body"
 
 
 class Unauthorized(GarrisonError):
+    """No valid credential was presented."""
+
     status, slug, title = 401, "unauthorized", "Unauthorized"
 
 
 class Forbidden(GarrisonError):
+    """The caller is known but may not do this."""
+
     status, slug, title = 403, "forbidden", "Forbidden"
 
 
 class NotFound(GarrisonError):
+    """Nothing is at this path, or the caller may not know that it is."""
+
     status, slug, title = 404, "not-found", "Not Found"
 
 
 class MethodNotAllowed(GarrisonError):
+    """The path exists but not for this method (``Allow`` lists the others)."""
+
     status, slug, title = 405, "method-not-allowed", "Method Not Allowed"
 
 
 class Conflict(GarrisonError):
+    """The request conflicts with the current state."""
+
     status, slug, title = 409, "conflict", "Conflict"
 
 
 class PreconditionFailed(GarrisonError):
+    """An ``If-Match`` precondition does not hold."""
+
     status, slug, title = 412, "precondition-failed", "Precondition Failed"
 
 
 class PayloadTooLarge(GarrisonError):
+    """The body is over the configured limit."""
+
     status, slug, title = 413, "payload-too-large", "Payload Too Large"
 
 
 class UnsupportedMediaType(GarrisonError):
+    """The body's content type is not accepted here."""
+
     status, slug, title = 415, "unsupported-media-type", "Unsupported Media Type"
 
 
@@ -110,11 +160,40 @@ class ValidationFailed(GarrisonError):
 
 
 class TooManyRequests(GarrisonError):
+    """A rate limit refused the request; ``Retry-After`` says when to retry."""
+
     status, slug, title = 429, "too-many-requests", "Too Many Requests"
 
 
+# The problem type draft-ietf-httpapi-ratelimit-headers registers for a refused request.
+QUOTA_EXCEEDED_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+
+class QuotaExceeded(TooManyRequests):
+    """429 with ``violated-policies`` (the names of the exceeded policies)."""
+
+    slug, title = "quota-exceeded", "Quota Exceeded"
+
+    @property
+    def type_uri(self) -> str:
+        return QUOTA_EXCEEDED_TYPE
+
+
 class ServiceUnavailable(GarrisonError):
+    """Always with ``Retry-After`` (1 s unless the raiser knows better)."""
+
     status, slug, title = 503, "service-unavailable", "Service Unavailable"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail, headers=headers, **extensions)
+        if not any(name.lower() == "retry-after" for name in self.headers):
+            self.headers["Retry-After"] = "1"
 
 
 _BY_STATUS: dict[int, type[GarrisonError]] = {

@@ -11,16 +11,18 @@ request's ``WriteSession``, it is deferred until that transaction has ended (com
 rolled back) and written before the response leaves: writing it at once would wait on the
 request's own lock on SQLite (one writer at a time).
 
-This module is the contract. Each event becomes an entry in the audit log
-(``garrison.audit``), written in the caller's transaction, and a structured log line
-(secrets redacted). The worker then seals committed entries into the hash chain and turns
-each into a message in the outbox (``garrison.outbox``) for the domains' handlers.
+This module is the contract. Each event is handed to the installed *recorder*, in the
+caller's transaction, and becomes a structured log line (secrets redacted). The recorder is
+the audit log (``garrison.audit.install_recorder``, called by the composition roots: the
+app, the CLI, the test fixtures): this module sits below every domain and imports none of
+them. The worker then seals committed entries into the hash chain and turns each into a
+message in the outbox (``garrison.outbox``) for the domains' handlers.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -28,10 +30,9 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from garrison.audit import service as audit_service
+from garrison.context import RequestContext, current_context
 from garrison.db.engine import Database
 from garrison.db.retry import transact
-from garrison.gateway.context import RequestContext, current_context
 from garrison.log import get_logger, redact_secrets
 
 ActorKind = Literal["user", "api_key", "service", "system", "anonymous"]
@@ -54,7 +55,7 @@ class Actor:
         return cls("anonymous")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Event:
     """One state change (or attempt). ``action`` is dotted: ``auth.login.failed``.
 
@@ -93,8 +94,24 @@ def _log(event: Event) -> None:
     log.info("event", **fields)
 
 
+Recorder = Callable[[AsyncSession, "Event"], Awaitable[None]]
+_recorder: Recorder | None = None
+
+
+def install_recorder(recorder: Recorder) -> None:
+    """Make ``recorder`` write every event (the audit log installs itself at start)."""
+    global _recorder
+    _recorder = recorder
+
+
+class NoRecorder(RuntimeError):
+    """An event was emitted before any recorder was installed: it would be lost."""
+
+
 async def _record(session: AsyncSession, event: Event) -> None:
-    await audit_service.append(session, event=event)
+    if _recorder is None:  # refuse loudly: an unrecorded change would break the audit trail
+        raise NoRecorder(f"no event recorder installed; {event.action} would go unrecorded")
+    await _recorder(session, event)
 
 
 async def emit(session: AsyncSession, event: Event) -> None:

@@ -49,6 +49,19 @@ def _json_dumps(value: Any, **_kwargs: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+def trace_ids(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the current span's ids, as the W3C hex strings (tracing on)."""
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict["trace_id"] = format(context.trace_id, "032x")
+        event_dict["span_id"] = format(context.span_id, "016x")
+    return event_dict
+
+
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
     out = stream or sys.stderr
     fmt = settings.log.format
@@ -62,8 +75,6 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         redact_secrets,
     ]
     if settings.tracing.enabled:
-        from garrison.tracing import trace_ids
-
         shared.insert(1, trace_ids)
     renderer: structlog.types.Processor
     if fmt == "json":

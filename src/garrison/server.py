@@ -12,6 +12,13 @@ from typing import Any
 APP_FACTORY = "garrison.app:create_app_from_env"
 
 
+# The request line and headers together: a request whose head is larger is refused by the
+# HTTP server itself (431, or 400 for a malformed one) before the app sees it, so that
+# answer has no problem body and no security headers (README, "Limits"). 64 KiB holds the
+# longest URL the API accepts (a 4,096-character filter, percent-encoded) and any token.
+MAX_REQUEST_HEAD_BYTES = 65_536
+
+
 def _log_config() -> dict[str, Any]:
     # granian's own lines go to the root logger, which garrison.log renders as JSON/console.
     return {
@@ -62,5 +69,7 @@ def run_server(
         workers_kill_timeout=shutdown_timeout,
         backlog=backlog,
         backpressure=connections_per_worker,
-        http1_settings=HTTP1Settings(header_read_timeout=keep_alive_timeout * 1000),
+        http1_settings=HTTP1Settings(
+            header_read_timeout=keep_alive_timeout * 1000, max_buffer_size=MAX_REQUEST_HEAD_BYTES
+        ),
     ).serve()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
@@ -22,8 +23,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
-
-from garrison.ops.backup.config import BackupSettings
 
 Environment = Literal["development", "staging", "production"]
 
@@ -279,6 +278,9 @@ class AuthSettings(BaseModel):
     lockout_window_seconds: float = Field(default=3600.0, gt=0, description="failure memory")
     lockout_ip_threshold: int = Field(default=30, ge=1)
     lockout_global_per_minute: int = Field(default=1000, ge=1, description="all failures")
+    deny_list_refresh_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="how often a process reloads logouts"
+    )
     verify_token_ttl: int = Field(default=86_400, ge=60)
     reset_token_ttl: int = Field(default=3600, ge=60)
 
@@ -291,6 +293,43 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = None
     sender: str = "Garrison <no-reply@localhost>"
     timeout: float = Field(default=10.0, gt=0)
+
+
+# The backup domain (garrison.ops.backup) reads these; defined here because settings sits
+# below every domain.
+class BackupSettings(BaseModel):
+    storage_url: str | None = Field(
+        default=None,
+        description="file:///dir or s3://bucket/prefix; default <data_dir>/backups",
+    )
+    copy_url: str | None = Field(
+        default=None, description="a second location every artifact is copied to"
+    )
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    method: Literal["dump", "physical"] = Field(
+        default="dump", description="MariaDB full backups: mariadb-dump or mariadb-backup"
+    )
+    full_at: str = Field(default="03:00", description="daily full backup time, HH:MM UTC")
+    keep_daily: int = Field(default=7, ge=1)
+    keep_weekly: int = Field(default=4, ge=0)
+    verify_every_days: int = Field(default=7, ge=0, description="0: the worker never verifies")
+    schedule: bool = Field(default=True, description="the worker takes the daily full")
+    stream: bool = Field(default=False, description="the worker supervises log archiving")
+    upload_interval: float = Field(default=1.0, gt=0, le=60, description="seconds")
+    age_warn_hours: float = Field(default=26.0, gt=0)
+    log_lag_warn_seconds: float = Field(default=60.0, gt=0)
+    tools_dir: str | None = Field(default=None, description="where mariadb-* binaries live")
+
+    @field_validator("full_at")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", value)
+        if match is None:
+            raise ValueError("must be HH:MM (UTC), e.g. 03:00")
+        return value
 
 
 class _ProdDatabaseEnv(BaseSettings):
@@ -355,6 +394,12 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = Field(default="garrison:", min_length=1, max_length=64)
+    redis_timeout: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="seconds a Redis command or connect may take before the store counts as down",
+    )
     redis_max_connections: int = Field(
         default=256, ge=1, le=10_000, description="per process; callers wait when all are busy"
     )

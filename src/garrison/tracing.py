@@ -10,7 +10,6 @@ are imported only when tracing is on.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +17,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from garrison import __version__
+from garrison.context import StatusCapture, request_id, route_template, state
 from garrison.db.engine import Database
-from garrison.gateway.scope import request_id, route_template, state
 from garrison.metrics.database import operation
 from garrison.settings import TracingSettings
-from garrison.types import ASGIApp, Message, Receive, Scope, Send
+from garrison.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -49,19 +48,6 @@ def create_provider(settings: TracingSettings) -> TracerProvider:
     exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint, timeout=5)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
-
-
-def trace_ids(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """structlog processor: the current span's ids, as the W3C hex strings."""
-    from opentelemetry import trace
-
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        event_dict["trace_id"] = format(context.trace_id, "032x")
-        event_dict["span_id"] = format(context.span_id, "016x")
-    return event_dict
 
 
 class _HeaderGetter:
@@ -93,14 +79,7 @@ class TracingMiddleware:
 
         method = scope["method"]
         parent = self.propagator.extract(scope, getter=self.getter)  # type: ignore[arg-type]
-        status = 500
-
-        async def send_capturing(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        capture = StatusCapture(send)
         with self.tracer.start_as_current_span(
             method,
             context=parent,
@@ -110,20 +89,20 @@ class TracingMiddleware:
             set_status_on_exception=False,
         ) as span:
             try:
-                await self.app(scope, receive, send_capturing)
+                await self.app(scope, receive, capture)
             finally:
                 route = route_template(scope)
                 if route is not None:
                     span.update_name(f"{method} {route}")
                     span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("http.response.status_code", capture.status)
                 client_ip = state(scope).get("client_ip")
                 if isinstance(client_ip, str):
                     span.set_attribute("client.address", client_ip)
                 rid = request_id(scope)
                 if rid is not None:
                     span.set_attribute("garrison.request_id", rid)
-                if status >= 500:
+                if capture.status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from garrison.log import REDACTED, redact_secrets
+from garrison.types import canonical_time
 
 HASHED_FIELDS = (
     "id",
@@ -40,12 +41,6 @@ _CHECKPOINT_KEY_LABEL = b"garrison/audit/checkpoint/v1"
 
 def canonical_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
-
-
-def canonical_time(value: datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def redact(value: Any) -> Any:

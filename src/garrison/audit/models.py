@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.db.base import Base
-from garrison.db.types import BigId, UtcDateTime
+from garrison.db.types import BigId, LongText, UtcDateTime
 
 GENESIS_HASH = "0" * 64
 
@@ -36,8 +36,8 @@ class AuditEntry(Base):
     target_type: Mapped[str | None] = mapped_column(String(64))
     target_id: Mapped[str | None] = mapped_column(String(191))
     outcome: Mapped[str] = mapped_column(String(16))
-    changes: Mapped[str | None] = mapped_column(Text)  # canonical JSON, secrets redacted
-    data: Mapped[str | None] = mapped_column(Text)  # canonical JSON, secrets redacted
+    changes: Mapped[str | None] = mapped_column(LongText)  # canonical JSON, secrets redacted
+    data: Mapped[str | None] = mapped_column(LongText)  # canonical JSON, secrets redacted
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 

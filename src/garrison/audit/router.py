@@ -41,7 +41,12 @@ def _utc(value: datetime | None) -> datetime | None:
 
 async def audit_query(
     actor: Annotated[
-        str | None, Query(max_length=220, description="`kind` or `kind:id`, e.g. `user:42`")
+        str | None,
+        Query(
+            max_length=220,
+            pattern=r"^(user|api_key|service|system|anonymous)(:.*)?$",
+            description="`kind` or `kind:id`, e.g. `user:42`",
+        ),
     ] = None,
     action: Annotated[
         str | None, Query(max_length=128, description="dotted prefix, e.g. `auth.login`")

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field
 
-from garrison.audit.chain import canonical_time
+from garrison.types import canonical_time
 
 
 class ActorOut(BaseModel):

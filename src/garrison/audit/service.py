@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import ColumnElement, Row, Table, case, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.audit import chain
@@ -20,6 +20,7 @@ from garrison.audit.models import AuditChain, AuditEntry
 from garrison.db.fastread import execute_in
 from garrison.db.types import utcnow
 from garrison.outbox import service as outbox_service
+from garrison.types import canonical_time
 
 if TYPE_CHECKING:
     from garrison.events import Event
@@ -33,6 +34,11 @@ _INSERT_ENTRY = insert(_entries)
 
 def _clip(value: str | None, length: int) -> str | None:
     return value[:length] if value is not None else None
+
+
+async def record(session: AsyncSession, event: Event) -> None:
+    """The event seam's recorder (``garrison.events.install_recorder``)."""
+    await append(session, event=event)
 
 
 async def append(session: AsyncSession, *, event: Event) -> None:
@@ -64,6 +70,13 @@ async def append(session: AsyncSession, *, event: Event) -> None:
 async def has_unsealed(session: AsyncSession) -> bool:
     query = select(_entries.c.id).where(_entries.c.seq.is_(None)).limit(1)
     return (await session.execute(query)).first() is not None
+
+
+async def unsealed_backlog(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many committed entries wait for the sealer, and when the oldest occurred."""
+    query = select(func.count(), func.min(_entries.c.occurred_at)).where(_entries.c.seq.is_(None))
+    count, oldest = (await session.execute(query)).one()
+    return int(count), oldest
 
 
 async def seal(session: AsyncSession, *, limit: int) -> int:
@@ -118,7 +131,7 @@ def _message(row: Row[Any]) -> outbox_service.NewMessage:
     payload = {
         "id": row.event_id,
         "action": row.action,
-        "occurred_at": chain.canonical_time(row.occurred_at),
+        "occurred_at": canonical_time(row.occurred_at),
         "actor": {"kind": row.actor_kind, "id": row.actor_id},
         "target": {"type": row.target_type, "id": row.target_id},
         "outcome": row.outcome,
@@ -189,9 +202,11 @@ def decode_cursor(cursor: str) -> int | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    if not raw.startswith("s") or not raw[1:].isdigit() or len(raw) > 21:
+    digits = raw[1:]
+    if not raw.startswith("s") or not (digits.isascii() and digits.isdigit()) or len(raw) > 20:
         return None
-    return int(raw[1:])
+    position = int(digits)
+    return position if position <= 2**63 - 1 else None  # the sequence column is 64-bit
 
 
 async def search(

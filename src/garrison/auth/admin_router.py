@@ -72,7 +72,7 @@ async def list_users(
     _: UsersRead,
     session: ReadSession,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     status_filter: Annotated[
         str | None, Query(alias="status", pattern="^(active|disabled)$")
     ] = None,

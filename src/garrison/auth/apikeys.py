@@ -72,7 +72,13 @@ async def create_key(
     await session.flush()
     await emit(
         session,
-        Event("auth.api_key.created", actor, "api_key", row.id, data={"scopes": wanted}),
+        Event(
+            action="auth.api_key.created",
+            actor=actor,
+            target_type="api_key",
+            target_id=row.id,
+            data={"scopes": wanted},
+        ),
     )
     return CreatedKey(row=row, secret=secret)
 
@@ -97,7 +103,12 @@ async def revoke_key(
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         await session.flush()
-        await emit(session, Event("auth.api_key.revoked", actor, "api_key", row.id))
+        await emit(
+            session,
+            Event(
+                action="auth.api_key.revoked", actor=actor, target_type="api_key", target_id=row.id
+            ),
+        )
 
 
 async def find_active(session: AsyncSession, *, secret: str) -> ApiKey | None:

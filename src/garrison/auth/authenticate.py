@@ -22,10 +22,6 @@ from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
 from garrison.db.fastread import AnySelect
 from garrison.db.retry import transact
-from garrison.errors import ServiceUnavailable
-from garrison.store.base import StoreUnavailable
-
-DENY_PREFIX = "auth:deny:"
 
 
 def credential(headers: dict[str, str]) -> tuple[str, str] | None:
@@ -93,14 +89,10 @@ async def _service_principal(session: AsyncSession, claims: tokens.AccessClaims)
     )
 
 
-async def _jwt(runtime: AuthRuntime, token: str) -> Principal:
-    claims = await tokens.verify(token, runtime.keyring, runtime.settings)
-    try:
-        denied = await runtime.store.get(DENY_PREFIX + claims.jti)
-    except StoreUnavailable:
-        # Fail closed: a logged-out token must not come back because the store is down.
-        raise ServiceUnavailable("credentials cannot be checked right now") from None
-    if denied is not None:
+async def _jwt(runtime: AuthRuntime, token: str, verified: tokens.AccessClaims | None) -> Principal:
+    claims = verified or await tokens.verify(token, runtime.keyring, runtime.settings)
+    # The deny list answers without the store when it is down (see auth.denylist).
+    if await runtime.deny_list.is_denied(claims.jti):
         raise InvalidToken("the access token has been revoked")
     if not claims.is_service:
         return await _user_principal(runtime, claims)
@@ -131,11 +123,20 @@ async def _api_key(runtime: AuthRuntime, secret: str) -> Principal:
     )
 
 
-async def authenticate(runtime: AuthRuntime, headers: dict[str, str]) -> Principal | None:
+async def authenticate(
+    runtime: AuthRuntime,
+    headers: dict[str, str],
+    *,
+    verified: tuple[str, tokens.AccessClaims] | None = None,
+) -> Principal | None:
+    """The principal behind ``headers`` (from ``gateway.credentials``). ``verified`` is the
+    (token, claims) the rate limiter's identification already checked for this request:
+    the signature is not verified twice; every current-state check still runs."""
     found = credential(headers)
     if found is None:
         return None
     kind, value = found
     if kind == "api_key":
         return await _api_key(runtime, value)
-    return await _jwt(runtime, value)
+    claims = verified[1] if verified is not None and verified[0] == value else None
+    return await _jwt(runtime, value, claims)

@@ -34,7 +34,11 @@ async def create_client(
     await emit(
         session,
         Event(
-            "auth.client.created", actor, "service_client", row.client_id, data={"scopes": granted}
+            action="auth.client.created",
+            actor=actor,
+            target_type="service_client",
+            target_id=row.client_id,
+            data={"scopes": granted},
         ),
     )
     return row, secret
@@ -57,7 +61,15 @@ async def set_status(session: AsyncSession, *, client_id: str, status: str, acto
         raise NotFound("no such client")
     row.status = status
     await session.flush()
-    await emit(session, Event(f"auth.client.{status}", actor, "service_client", client_id))
+    await emit(
+        session,
+        Event(
+            action=f"auth.client.{status}",
+            actor=actor,
+            target_type="service_client",
+            target_id=client_id,
+        ),
+    )
 
 
 async def check_secret(

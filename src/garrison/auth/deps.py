@@ -17,13 +17,16 @@ from fastapi import Depends, Request
 
 from garrison.auth.authenticate import authenticate
 from garrison.auth.errors import InsufficientScope, InvalidToken
+from garrison.auth.identify import CLAIMS_KEY
 from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
-from garrison.gateway.scope import state
+from garrison.context import state
+from garrison.gateway.credentials import credential_headers
+from garrison.runtime import runtime_of
 
 
 def auth_of(request: Request) -> AuthRuntime:
-    runtime: AuthRuntime = request.app.state.auth
+    runtime = runtime_of(request).get(AuthRuntime)
     return runtime
 
 
@@ -39,8 +42,8 @@ async def optional_principal(request: Request) -> Principal | None:
     if "principal" in values:
         cached: Principal | None = values["principal"]
         return cached
-    headers = {k: v for k, v in request.headers.items() if k in ("authorization", "x-api-key")}
-    principal = await authenticate(auth_of(request), headers)
+    headers = credential_headers(request.scope)  # 400 when a credential header repeats
+    principal = await authenticate(auth_of(request), headers, verified=values.get(CLAIMS_KEY))
     values["principal"] = principal
     if principal is not None:
         values["user_id"] = principal.user_id or principal.id

@@ -26,10 +26,10 @@ from garrison.auth.models import OneTimeToken, User
 from garrison.auth.opaque import ONE_TIME_PREFIX, digest, new_secret
 from garrison.auth.passwords import check_policy
 from garrison.auth.runtime import AuthRuntime
+from garrison.context import current_context
 from garrison.db.retry import transact
 from garrison.errors import BadRequest, ValidationFailed
 from garrison.events import Actor, Event, emit, emit_standalone
-from garrison.gateway.context import current_context
 from garrison.mail import MailError
 
 Purpose = Literal["verify", "reset", "invite"]
@@ -42,6 +42,8 @@ _PATHS = {"verify": "verify-email", "reset": "reset-password", "invite": "accept
 
 
 class InvalidOneTimeToken(BadRequest):
+    """A verification, reset or invitation token is unknown, used or expired."""
+
     slug, title = "invalid-one-time-token", "Invalid Or Expired Link"
 
 
@@ -126,7 +128,7 @@ async def _failed_redeem(runtime: AuthRuntime, purpose: Purpose) -> InvalidOneTi
         await runtime.lockout.failed(purpose, ip, ip)
     await emit_standalone(
         runtime.db,
-        Event(f"auth.{purpose}.failed", Actor.anonymous(), outcome="denied"),
+        Event(action=f"auth.{purpose}.failed", actor=Actor.anonymous(), outcome="denied"),
     )
     return InvalidOneTimeToken("the link is invalid, used or expired; ask for a new one")
 
@@ -140,7 +142,15 @@ async def send_verification(runtime: AuthRuntime, *, user_id: str) -> bool:
         if user.email_verified_at is not None:
             return None
         token = await _issue(session, purpose="verify", email=user.email, user_id=user.id, ttl=ttl)
-        await emit(session, Event("auth.verify.sent", Actor("user", user.id), "user", user.id))
+        await emit(
+            session,
+            Event(
+                action="auth.verify.sent",
+                actor=Actor("user", user.id),
+                target_type="user",
+                target_id=user.id,
+            ),
+        )
         return user.email, token
 
     issued = await transact(runtime.db, work)
@@ -161,7 +171,13 @@ async def verify_email(runtime: AuthRuntime, *, token: str) -> str:
             return None
         await users.mark_verified(session, user_id=row.user_id)
         await emit(
-            session, Event("auth.email.verified", Actor("user", row.user_id), "user", row.user_id)
+            session,
+            Event(
+                action="auth.email.verified",
+                actor=Actor("user", row.user_id),
+                target_type="user",
+                target_id=row.user_id,
+            ),
         )
         return row.user_id
 
@@ -188,7 +204,15 @@ async def request_reset(runtime: AuthRuntime, *, email: str) -> None:
         if user is None or user.status != "active":
             return None
         token = await _issue(session, purpose="reset", email=user.email, user_id=user.id, ttl=ttl)
-        await emit(session, Event("auth.reset.requested", Actor.anonymous(), "user", user.id))
+        await emit(
+            session,
+            Event(
+                action="auth.reset.requested",
+                actor=Actor.anonymous(),
+                target_type="user",
+                target_id=user.id,
+            ),
+        )
         return token
 
     token = await transact(runtime.db, work)
@@ -239,7 +263,14 @@ async def invite(runtime: AuthRuntime, *, email: str, role: str, actor: Actor) -
             session, purpose="invite", email=normalised, user_id=None, ttl=ttl, role=role
         )
         await emit(
-            session, Event("auth.invite.sent", actor, "invitation", None, data={"role": role})
+            session,
+            Event(
+                action="auth.invite.sent",
+                actor=actor,
+                target_type="invitation",
+                target_id=None,
+                data={"role": role},
+            ),
         )
         return token
 

@@ -31,6 +31,8 @@ REALM = "garrison"
 
 
 class InvalidCredentials(Unauthorized):
+    """The e-mail and password (or client secret) do not match."""
+
     slug, title = "invalid-credentials", "Invalid Credentials"
 
     def __init__(self) -> None:
@@ -38,6 +40,8 @@ class InvalidCredentials(Unauthorized):
 
 
 class InvalidToken(Unauthorized):
+    """The access token is malformed, expired, revoked or not ours."""
+
     slug, title = "invalid-token", "Invalid Token"
 
     def __init__(self, detail: str = "the access token is invalid", *, presented: bool = True):
@@ -49,6 +53,8 @@ class InvalidToken(Unauthorized):
 
 
 class InsufficientScope(Forbidden):
+    """The credential lacks the permission or scope the operation needs."""
+
     slug, title = "insufficient-scope", "Insufficient Scope"
 
     def __init__(self, permission: str) -> None:
@@ -64,10 +70,14 @@ class InsufficientScope(Forbidden):
 
 
 class AccountDisabled(Forbidden):
+    """The account exists but is disabled."""
+
     slug, title = "account-disabled", "Account Disabled"
 
 
 class LockedOut(TooManyRequests):
+    """Too many failed attempts: the account or client is locked for a while."""
+
     slug, title = "locked-out", "Too Many Failed Attempts"
 
     def __init__(self, retry_after: float) -> None:
@@ -97,6 +107,8 @@ class OAuthError(BadRequest):
 
 
 class WeakPassword(ValidationFailed):
+    """The password is too short, too common or too like the account's e-mail."""
+
     slug, title = "weak-password", "Password Not Accepted"
 
     def __init__(self, reason: str, pointer: str = "#/password") -> None:

@@ -116,7 +116,15 @@ async def add_first_key(session: AsyncSession, *, sealer: Sealer) -> str:
     now = utcnow()
     row = _new_row(sealer, now, now)
     session.add(row)
-    await emit(session, Event("auth.key.created", Actor.system(), "signing_key", row.kid))
+    await emit(
+        session,
+        Event(
+            action="auth.key.created",
+            actor=Actor.system(),
+            target_type="signing_key",
+            target_id=row.kid,
+        ),
+    )
     return row.kid
 
 
@@ -142,7 +150,10 @@ async def rotate(
     )
     row = _new_row(sealer, signs_from, now)
     session.add(row)
-    await emit(session, Event("auth.key.rotated", actor, "signing_key", row.kid))
+    await emit(
+        session,
+        Event(action="auth.key.rotated", actor=actor, target_type="signing_key", target_id=row.kid),
+    )
     return row
 
 

@@ -126,3 +126,25 @@ class OneTimeToken(Base):
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
     used_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class DeniedToken(Base):
+    """An access token ended by logout before it expired: the record of the deny list.
+    Redis holds a copy for the other processes to see at once, and every process keeps its
+    own in-memory copy fed from here, so a logout survives Redis losing its data."""
+
+    __tablename__ = "auth_denied_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class LockoutState(Base):
+    """A subject under lockout (``tag`` is the hashed subject, never the e-mail address)
+    and when its lock ends: the record; the failure counters stay in the store."""
+
+    __tablename__ = "auth_lockouts"
+
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    locked_until: Mapped[datetime] = mapped_column(Timestamp, index=True)

@@ -9,6 +9,13 @@ from garrison.auth import rbac
 from garrison.events import Actor
 
 PrincipalKind = Literal["user", "api_key", "service"]
+_KEY_PREFIX: dict[PrincipalKind, str] = {"user": "user", "api_key": "key", "service": "client"}
+
+
+def principal_key_of(kind: PrincipalKind, id: str) -> str:
+    """The one spelling of a caller's identity for rate limits and quotas:
+    ``user:<id>``, ``key:<id>``, ``client:<id>``."""
+    return f"{_KEY_PREFIX[kind]}:{id}"
 
 
 @dataclass(frozen=True)
@@ -27,8 +34,7 @@ class Principal:
     @property
     def key(self) -> str:
         """A stable identity for rate limits: ``user:<id>``, ``key:<id>``, ``client:<id>``."""
-        prefix = {"user": "user", "api_key": "key", "service": "client"}[self.kind]
-        return f"{prefix}:{self.id}"
+        return principal_key_of(self.kind, self.id)
 
     @property
     def actor(self) -> Actor:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.auth.clock import utcnow
-from garrison.auth.models import Role, UserRole
+from garrison.auth.models import Role, User, UserRole
 from garrison.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from garrison.events import Actor, Event, emit
 
@@ -97,7 +97,14 @@ async def create_role(
     except IntegrityError:
         raise Conflict(f"the role {name!r} exists") from None
     await emit(
-        session, Event("auth.role.created", actor, "role", name, data={"permissions": perms})
+        session,
+        Event(
+            action="auth.role.created",
+            actor=actor,
+            target_type="role",
+            target_id=name,
+            data={"permissions": perms},
+        ),
     )
     return role
 
@@ -111,8 +118,8 @@ async def update_role(
     actor: Actor,
 ) -> Role:
     role = await get_role(session, name=name)
-    if role.builtin and permissions is not None:
-        raise Forbidden("the permissions of built-in roles cannot be changed")
+    if role.builtin:
+        raise Forbidden("built-in roles are read-only; create a role of your own instead")
     before = list(role.permissions)
     if permissions is not None:
         role.permissions = check_permissions(permissions, "#/permissions")
@@ -122,10 +129,10 @@ async def update_role(
     await emit(
         session,
         Event(
-            "auth.role.updated",
-            actor,
-            "role",
-            name,
+            action="auth.role.updated",
+            actor=actor,
+            target_type="role",
+            target_id=name,
             changes={"permissions": (before, list(role.permissions))},
         ),
     )
@@ -138,7 +145,31 @@ async def delete_role(session: AsyncSession, *, name: str, actor: Actor) -> None
         raise Forbidden("built-in roles cannot be deleted")
     await session.execute(delete(UserRole).where(UserRole.role_name == name))
     await session.delete(role)
-    await emit(session, Event("auth.role.deleted", actor, "role", name))
+    await emit(
+        session, Event(action="auth.role.deleted", actor=actor, target_type="role", target_id=name)
+    )
+
+
+async def ensure_an_admin_remains(session: AsyncSession) -> None:
+    """Conflict unless an active user still holds every permission (``*``): the change
+    being made (a role taken away, a user disabled) would lock everyone out of the admin
+    API. Run after the change, inside its transaction, so the refusal rolls it back."""
+    query = (
+        select(Role.permissions)
+        .select_from(UserRole)
+        .join(Role, Role.name == UserRole.role_name)
+        .join(User, User.id == UserRole.user_id)
+        .where(User.status == "active")
+    )
+    held = (await session.execute(query)).scalars()
+    if not any("*" in (permissions or ()) for permissions in held):
+        raise LastAdmin("this change would leave no active administrator")
+
+
+class LastAdmin(Conflict):
+    """The change would leave no active administrator."""
+
+    slug, title = "last-admin", "Last Administrator"
 
 
 async def set_user_roles(
@@ -155,10 +186,15 @@ async def set_user_roles(
     for name in wanted:
         session.add(UserRole(user_id=user_id, role_name=name))
     await session.flush()
+    await ensure_an_admin_remains(session)
     await emit(
         session,
         Event(
-            "auth.user.roles_changed", actor, "user", user_id, changes={"roles": (before, wanted)}
+            action="auth.user.roles_changed",
+            actor=actor,
+            target_type="user",
+            target_id=user_id,
+            changes={"roles": (before, wanted)},
         ),
     )
     return wanted

@@ -1,6 +1,7 @@
 """The auth domain's long-lived parts for one process: hasher, key ring, lockout, caches.
 
-Created once in the app's lifespan (``app.state.auth``) and by CLI commands that need it.
+Created once in the app's lifespan (a component of ``garrison.runtime.Runtime``) and by
+CLI commands that need it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError
 
+from garrison.auth.denylist import DenyList
 from garrison.auth.keys import KeyRing, Sealer
 from garrison.auth.lockout import Lockout
 from garrison.auth.passwords import Hasher
@@ -51,7 +53,10 @@ class AuthRuntime:
         self.store = store
         self.hasher = Hasher(settings.auth)
         self.keyring = KeyRing(db, Sealer(settings.secret_key.get_secret_value()))
-        self.lockout = Lockout(store, settings.auth)
+        self.lockout = Lockout(store, settings.auth, db=db)
+        self.deny_list = DenyList(
+            db, store, refresh_seconds=settings.auth.deny_list_refresh_seconds
+        )
         self.api_keys = ApiKeyCache(ttl=settings.auth.api_key_cache_seconds)
         self.mailer: Mailer = open_mailer(settings)
         self._boot: asyncio.Task[None] | None = None
@@ -61,6 +66,7 @@ class AuthRuntime:
         not migrated yet must not hold up the start (health reports it); the key ring loads
         itself on first use too."""
         self._boot = asyncio.create_task(self._bootstrap())
+        await self.deny_list.start()
 
     async def _bootstrap(self) -> None:
         try:
@@ -69,6 +75,7 @@ class AuthRuntime:
             log.warning("auth.keys.not_loaded", error=type(exc).__name__)
 
     async def stop(self) -> None:
+        await self.deny_list.stop()
         # Let a quick load finish (cancelling aiosqlite mid-call leaves its thread behind);
         # a load stuck on an unreachable database is cancelled after two seconds.
         if self._boot is not None and not self._boot.done():

@@ -21,6 +21,9 @@ class Credentials(BaseModel):
 
 
 class Registration(Credentials):
+    password: str = Field(
+        min_length=8, max_length=4096, description="the password policy: at least 8 characters"
+    )
     invite_token: str | None = Field(default=None, max_length=128)
 
 
@@ -42,7 +45,9 @@ class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     current_password: str = Field(min_length=1, max_length=4096)
-    new_password: str = Field(min_length=1, max_length=4096)
+    new_password: str = Field(
+        min_length=8, max_length=4096, description="the password policy: at least 8 characters"
+    )
 
 
 class UserOut(BaseModel):
@@ -79,7 +84,7 @@ class UserPage(BaseModel):
 class RoleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=2, max_length=64)
+    name: str = Field(min_length=2, max_length=64, pattern=r"^[a-z][a-z0-9_-]{1,63}$")
     description: str = Field(default="", max_length=255)
     permissions: list[str] = Field(max_length=200)
 
@@ -156,7 +161,9 @@ class PasswordReset(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     token: str = Field(min_length=1, max_length=128)
-    new_password: str = Field(min_length=1, max_length=4096)
+    new_password: str = Field(
+        min_length=8, max_length=4096, description="the password policy: at least 8 characters"
+    )
 
 
 class InvitationIn(BaseModel):

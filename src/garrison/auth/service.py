@@ -10,22 +10,42 @@ fails. Each step is one ``transact`` unit; nothing here commits half a step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.auth import clients, rbac, refresh, tokens, users
-from garrison.auth.authenticate import DENY_PREFIX
 from garrison.auth.clock import utcnow
 from garrison.auth.errors import InvalidCredentials, OAuthError
 from garrison.auth.passwords import check_policy
 from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
+from garrison.context import current_context
 from garrison.db.retry import transact
 from garrison.errors import Forbidden, ValidationFailed
 from garrison.events import Actor, Event, emit, emit_standalone
-from garrison.gateway.context import current_context
 
 DEFAULT_ROLE = "user"
+
+
+async def _denied(
+    runtime: AuthRuntime,
+    action: str,
+    *,
+    actor: Actor,
+    target: tuple[str, str | None],
+    data: dict[str, object] | None = None,
+) -> None:
+    """Record a refused attempt (its own transaction: the attempt's has rolled back)."""
+    event = Event(
+        action=action,
+        actor=actor,
+        target_type=target[0],
+        target_id=target[1],
+        outcome="denied",
+        data=data or {},
+    )
+    await emit_standalone(runtime.db, event)
 
 
 @dataclass(frozen=True)
@@ -76,16 +96,12 @@ async def count_failure(
     """Count a failed attempt; when it starts a lockout, record an ``auth.lockout`` event."""
     seconds = await runtime.lockout.failed(kind, subject, ip)
     if seconds > 0:
-        await emit_standalone(
-            runtime.db,
-            Event(
-                "auth.lockout",
-                Actor.anonymous(),
-                target[0],
-                target[1],
-                outcome="denied",
-                data={"kind": kind, "seconds": seconds},
-            ),
+        await _denied(
+            runtime,
+            "auth.lockout",
+            actor=Actor.anonymous(),
+            target=target,
+            data={"kind": kind, "seconds": seconds},
         )
 
 
@@ -122,29 +138,21 @@ async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair
     ok = await runtime.hasher.verify(stored, password)
     if not ok or user_id is None:
         await count_failure(runtime, "account", normalised, ip, target=("user", user_id))
-        await emit_standalone(
-            runtime.db,
-            Event(
-                "auth.login.failed",
-                Actor.anonymous(),
-                "user",
-                user_id,
-                outcome="denied",
-                data={"reason": "bad_credentials"},
-            ),
+        await _denied(
+            runtime,
+            "auth.login.failed",
+            actor=Actor.anonymous(),
+            target=("user", user_id),
+            data={"reason": "bad_credentials"},
         )
         raise InvalidCredentials()
     if status != "active":
-        await emit_standalone(
-            runtime.db,
-            Event(
-                "auth.login.failed",
-                Actor("user", user_id),
-                "user",
-                user_id,
-                outcome="denied",
-                data={"reason": "disabled"},
-            ),
+        await _denied(
+            runtime,
+            "auth.login.failed",
+            actor=Actor("user", user_id),
+            target=("user", user_id),
+            data={"reason": "disabled"},
         )
         raise InvalidCredentials()
     await runtime.lockout.succeeded("account", normalised)
@@ -163,10 +171,10 @@ async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair
         await emit(
             session,
             Event(
-                "auth.login.succeeded",
-                Actor("user", uid),
-                "user",
-                uid,
+                action="auth.login.succeeded",
+                actor=Actor("user", uid),
+                target_type="user",
+                target_id=uid,
                 data={"family_id": family.family_id, "rehashed": new_hash is not None},
             ),
         )
@@ -192,10 +200,10 @@ async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
                 await emit(
                     session,
                     Event(
-                        "auth.refresh.reuse_detected",
-                        Actor.anonymous(),
-                        "user",
-                        outcome.user_id,
+                        action="auth.refresh.reuse_detected",
+                        actor=Actor.anonymous(),
+                        target_type="user",
+                        target_id=outcome.user_id,
                         outcome="denied",
                         data={"family_id": outcome.family_id},
                     ),
@@ -209,10 +217,10 @@ async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
         await emit(
             session,
             Event(
-                "auth.refresh.succeeded",
-                Actor("user", user.id),
-                "user",
-                user.id,
+                action="auth.refresh.succeeded",
+                actor=Actor("user", user.id),
+                target_type="user",
+                target_id=user.id,
                 data={"family_id": outcome.family_id},
             ),
         )
@@ -221,16 +229,12 @@ async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
     result = await transact(runtime.db, work)
     if isinstance(result, refresh.Rejected):
         if result.reason != "reused":
-            await emit_standalone(
-                runtime.db,
-                Event(
-                    "auth.refresh.failed",
-                    Actor.anonymous(),
-                    "user",
-                    result.user_id,
-                    outcome="denied",
-                    data={"reason": result.reason},
-                ),
+            await _denied(
+                runtime,
+                "auth.refresh.failed",
+                actor=Actor.anonymous(),
+                target=("user", result.user_id),
+                data={"reason": result.reason},
             )
         raise OAuthError("invalid_grant", "the refresh token is invalid, expired or revoked")
     rotated, generation, roles, permissions = result
@@ -250,15 +254,11 @@ async def client_credentials(
         client = await clients.check_secret(session, client_id=client_id, secret=secret)
     if client is None:
         await count_failure(runtime, "client", client_id, ip, target=("service_client", None))
-        await emit_standalone(
-            runtime.db,
-            Event(
-                "auth.client.auth_failed",
-                Actor.anonymous(),
-                "service_client",
-                client_id[:64],
-                outcome="denied",
-            ),
+        await _denied(
+            runtime,
+            "auth.client.auth_failed",
+            actor=Actor.anonymous(),
+            target=("service_client", client_id[:64]),
         )
         raise OAuthError(
             "invalid_client", "client authentication failed", status=401, headers=challenge
@@ -281,10 +281,10 @@ async def client_credentials(
     await emit_standalone(
         runtime.db,
         Event(
-            "auth.token.issued",
-            Actor("service", client.client_id),
-            "service_client",
-            client.client_id,
+            action="auth.token.issued",
+            actor=Actor("service", client.client_id),
+            target_type="service_client",
+            target_id=client.client_id,
             data={"scope": granted},
         ),
     )
@@ -295,13 +295,16 @@ async def logout(runtime: AuthRuntime, *, principal: Principal, refresh_token: s
     """End this session: deny the presented access token, revoke the refresh family."""
     if principal.kind != "user" or principal.user_id is None:
         raise Forbidden("only user sessions can log out")
+    denied: tuple[str, datetime] | None = None
     if principal.token_id and principal.token_expires:
-        ttl = principal.token_expires - int(utcnow().timestamp()) + runtime.settings.auth.leeway
-        if ttl > 0:
-            await runtime.store.set(DENY_PREFIX + principal.token_id, b"1", ttl=ttl)
+        until = principal.token_expires + runtime.settings.auth.leeway
+        if until > utcnow().timestamp():
+            denied = (principal.token_id, datetime.fromtimestamp(until, UTC))
     user_id = principal.user_id
 
     async def work(session: AsyncSession) -> None:
+        if denied is not None:  # the record, in the logout's own transaction
+            await runtime.deny_list.deny(session, jti=denied[0], expires_at=denied[1])
         family = None
         if refresh_token:
             found = await refresh.family_of(session, token=refresh_token)
@@ -310,10 +313,18 @@ async def logout(runtime: AuthRuntime, *, principal: Principal, refresh_token: s
                 await refresh.revoke_family(session, family_id=family)
         await emit(
             session,
-            Event("auth.logout", principal.actor, "user", user_id, data={"family_id": family}),
+            Event(
+                action="auth.logout",
+                actor=principal.actor,
+                target_type="user",
+                target_id=user_id,
+                data={"family_id": family},
+            ),
         )
 
     await transact(runtime.db, work)
+    if denied is not None:
+        await runtime.deny_list.publish(jti=denied[0], expires_at=denied[1])
 
 
 async def change_password(
@@ -327,10 +338,7 @@ async def change_password(
     await runtime.lockout.check("account", email, ip)
     if not await runtime.hasher.verify(stored, current):
         await count_failure(runtime, "account", email, ip, target=("user", user_id))
-        await emit_standalone(
-            runtime.db,
-            Event("auth.password.change_failed", actor, "user", user_id, outcome="denied"),
-        )
+        await _denied(runtime, "auth.password.change_failed", actor=actor, target=("user", user_id))
         return False
     new_hash = await runtime.hasher.hash(new)
 

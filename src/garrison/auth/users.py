@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from garrison.auth import refresh
+from garrison.auth import rbac, refresh
 from garrison.auth.clock import utcnow
 from garrison.auth.models import Role, User, UserRole
 from garrison.errors import Conflict, NotFound, ValidationFailed
@@ -87,10 +87,10 @@ async def create_user(
     await emit(
         session,
         Event(
-            "auth.user.created",
-            actor,
-            "user",
-            user.id,
+            action="auth.user.created",
+            actor=actor,
+            target_type="user",
+            target_id=user.id,
             data={"roles": sorted(set(roles))},
         ),
     )
@@ -126,10 +126,10 @@ async def revoke_sessions(
     await emit(
         session,
         Event(
-            "auth.sessions.revoked",
-            actor,
-            "user",
-            user_id,
+            action="auth.sessions.revoked",
+            actor=actor,
+            target_type="user",
+            target_id=user_id,
             data={"reason": reason, "refresh_tokens": revoked},
         ),
     )
@@ -143,13 +143,15 @@ async def set_status(session: AsyncSession, *, user_id: str, status: str, actor:
         user.status = status
         user.updated_at = utcnow()
         await session.flush()
+        if status != "active":
+            await rbac.ensure_an_admin_remains(session)
         await emit(
             session,
             Event(
-                f"auth.user.{'disabled' if status == 'disabled' else 'enabled'}",
-                actor,
-                "user",
-                user_id,
+                action=f"auth.user.{'disabled' if status == 'disabled' else 'enabled'}",
+                actor=actor,
+                target_type="user",
+                target_id=user_id,
                 changes={"status": (before, status)},
             ),
         )
@@ -169,7 +171,14 @@ async def set_password(
         .execution_options(synchronize_session=False)
     )
     await emit(
-        session, Event("auth.password.changed", actor, "user", user_id, data={"via": reason})
+        session,
+        Event(
+            action="auth.password.changed",
+            actor=actor,
+            target_type="user",
+            target_id=user_id,
+            data={"via": reason},
+        ),
     )
     await revoke_sessions(session, user_id=user_id, actor=actor, reason="password changed")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from garrison import __version__
+from garrison.audit import install_recorder
 from garrison.cli import audit as audit_cmd
 from garrison.cli import backup as backup_cmd
 from garrison.cli import config as config_cmd
@@ -45,4 +46,5 @@ def version() -> None:
 
 
 def main() -> None:
+    install_recorder()  # every event a command emits goes to the audit log
     app()

@@ -10,8 +10,8 @@ import typer
 
 from garrison.cli.common import load_handlers, prepare_schema, run_db, settings_or_exit
 from garrison.db.engine import Database
-from garrison.outbox.worker import Worker
 from garrison.settings import Settings
+from garrison.worker import Worker
 
 
 async def _run(settings: Settings, *, once: bool) -> int:

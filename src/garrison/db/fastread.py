@@ -234,15 +234,17 @@ class FastReader:
             raise PoolTimeout(
                 f"no reader connection came free within {self.settings.pool_timeout}s"
             ) from None
+        except (asyncmy.errors.Error, OSError) as exc:
+            # The pool opens a connection here when none is idle: a database that is down
+            # fails now, as a driver error (transient, so a 503), never a raw exception.
+            raise _driver_error("connect", exc, self.dialect) from exc
         try:
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, params)
                 rows: Sequence[Sequence[Any]] = await cursor.fetchall()
                 return rows
-        except asyncmy.errors.Error as exc:
-            raise DBAPIError.instance(
-                sql, params, exc, asyncmy.errors.Error, dialect=self.dialect
-            ) from exc
+        except (asyncmy.errors.Error, OSError) as exc:
+            raise _driver_error(sql, exc, self.dialect, params) from exc
         finally:
             pool.release(conn)
 
@@ -268,10 +270,8 @@ class FastReader:
                         connect_timeout=self.settings.connect_timeout,
                         init_command="SET time_zone = '+00:00'",
                     )
-                except asyncmy.errors.Error as exc:
-                    raise DBAPIError.instance(
-                        "connect", (), exc, asyncmy.errors.Error, dialect=self.dialect
-                    ) from exc
+                except (asyncmy.errors.Error, OSError) as exc:
+                    raise _driver_error("connect", exc, self.dialect) from exc
             return self._pool
 
     async def dispose(self) -> None:
@@ -279,6 +279,19 @@ class FastReader:
         if pool is not None:
             pool.close()
             await pool.wait_closed()
+
+
+def _driver_error(
+    sql: str, exc: Exception, dialect: Dialect, params: tuple[Any, ...] = ()
+) -> DBAPIError:
+    """An asyncmy error (or the socket error under it) as SQLAlchemy raises driver errors."""
+    import asyncmy.errors
+
+    if not isinstance(exc, asyncmy.errors.Error):  # a socket error: the connection is lost
+        exc = asyncmy.errors.OperationalError(2013, f"lost connection: {type(exc).__name__}")
+    error = DBAPIError.instance(sql, params, exc, asyncmy.errors.Error, dialect=dialect)
+    assert isinstance(error, DBAPIError)  # an asyncmy error is always a DBAPI error
+    return error
 
 
 async def rows_of(

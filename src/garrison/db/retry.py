@@ -1,7 +1,8 @@
 """Retry an idempotent unit of work when the database reports a transient failure.
 
-Transient: MySQL/MariaDB deadlock (1213), lock wait timeout (1205), lost or refused
-connection (2003, 2006, 2013, 4031), and SQLite's "database is locked". The unit of work must
+Transient: MySQL/MariaDB deadlock (1213), lock wait timeout (1205), too many connections
+(1040), server shutting down (1053), connection killed (1927), lost or refused connection
+(2002, 2003, 2006, 2013, 2055, 4031), and SQLite's "database is locked". The unit of work must
 be safe to run again from the start: it gets a fresh session and transaction each attempt.
 """
 
@@ -20,7 +21,9 @@ from garrison.log import get_logger
 
 T = TypeVar("T")
 
-TRANSIENT_MYSQL_CODES = frozenset({1205, 1213, 2003, 2006, 2013, 4031})
+TRANSIENT_MYSQL_CODES = frozenset(
+    {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055, 4031}
+)
 log = get_logger(__name__)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from garrison.gateway.scope import route_template, state
+from garrison.context import StatusCapture, route_template, state
 from garrison.log import get_logger
-from garrison.types import ASGIApp, Message, Receive, Scope, Send
+from garrison.types import ASGIApp, Receive, Scope, Send
 
 log = get_logger("garrison.access")
 _UNMATCHED_PATH_CHARS = 120
@@ -26,16 +26,9 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def send_capturing(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        capture = StatusCapture(send)
         try:
-            await self.app(scope, receive, send_capturing)
+            await self.app(scope, receive, capture)
         finally:
             values = state(scope)
             route = route_template(scope)
@@ -44,7 +37,7 @@ class AccessLogMiddleware:
                 method=scope["method"],
                 route=route or "<unmatched>",
                 path=None if route else scope["path"][:_UNMATCHED_PATH_CHARS],
-                status=status,
+                status=capture.status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 client_ip=values.get("client_ip"),
                 user_id=values.get("user_id"),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from garrison.context import header, request_id
 from garrison.errors import PayloadTooLarge, problem_response
-from garrison.gateway.scope import header, request_id
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 
 

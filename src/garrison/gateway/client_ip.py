@@ -10,8 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from garrison.gateway.context import RequestContext, reset_context, set_context
-from garrison.gateway.scope import header, request_id, state
+from garrison.context import RequestContext, header, request_id, reset_context, set_context, state
 from garrison.types import ASGIApp, Receive, Scope, Send
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

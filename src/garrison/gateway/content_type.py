@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from garrison.context import header, request_id
 from garrison.errors import UnsupportedMediaType, problem_response
-from garrison.gateway.scope import header, request_id
 from garrison.types import ASGIApp, Receive, Scope, Send
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

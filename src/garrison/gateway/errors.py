@@ -18,7 +18,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
+from garrison.context import request_id
 from garrison.db.retry import is_transient
 from garrison.errors import (
     GarrisonError,
@@ -28,12 +30,12 @@ from garrison.errors import (
     error_for_status,
     problem_response,
 )
-from garrison.gateway.scope import request_id
 from garrison.log import get_logger
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 
 log = get_logger("garrison.errors")
 
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _INTERNAL_DETAIL = "An unexpected error occurred; quote the request id when reporting it."
 
 
@@ -72,8 +74,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     if detail and detail == _default_phrase(exc.status_code):
         detail = None
-    error = error_for_status(exc.status_code, detail, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    error = error_for_status(exc.status_code, detail, headers)
     return _problem(request, error)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path: the router reports only the first
+    route that matched the path, and a path's methods can be spread over several."""
+    methods: set[str] = set()
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    return ", ".join(sorted(methods))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

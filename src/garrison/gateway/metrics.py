@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-from garrison.gateway.scope import route_template
+from garrison.context import StatusCapture, route_template
 from garrison.metrics.registry import HTTP_IN_FLIGHT, observe_request
-from garrison.types import ASGIApp, Message, Receive, Scope, Send
+from garrison.types import ASGIApp, Receive, Scope, Send
 
 
 class MetricsMiddleware:
@@ -21,19 +21,12 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
-
-        async def send_capturing(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        capture = StatusCapture(send)
         HTTP_IN_FLIGHT.inc()
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_capturing)
+            await self.app(scope, receive, capture)
         finally:
             HTTP_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
-            observe_request(scope["method"], route_template(scope), status, elapsed)
+            observe_request(scope["method"], route_template(scope), capture.status, elapsed)

@@ -10,8 +10,9 @@ address as resolved by the client-IP layer through the trusted proxies.
 A limited response carries ``RateLimit-Policy`` and ``RateLimit``; a refusal is 429
 ``application/problem+json`` with the quota-exceeded problem type, ``violated-policies`` and
 ``Retry-After``. Health and metrics paths are never limited. When the limiter's store does not
-answer, the general API fails open (logged and counted) and sensitive routes fail closed with
-503; both are switches in the settings. Either way, never a 500 and never a hang.
+answer, the general API fails open (logged and counted) onto this process's own limiter with
+the same policies, and sensitive routes fail closed with 503 and ``Retry-After``; both are
+switches in the settings. Either way, never a 500 and never a hang.
 """
 
 from __future__ import annotations
@@ -20,22 +21,22 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from garrison.errors import GarrisonError, ServiceUnavailable, problem_response
-from garrison.gateway.scope import request_id, state
+from garrison.context import request_id, state
+from garrison.errors import GarrisonError, QuotaExceeded, ServiceUnavailable, problem_response
+from garrison.gateway.credentials import DuplicateCredential, credential_headers
 from garrison.log import get_logger
-from garrison.quotas.errors import QuotaExceeded
+from garrison.runtime import find_runtime
 from garrison.settings import RateLimitSettings
-from garrison.store.ratelimit import Decision, Rate, RateLimiter
+from garrison.store.ratelimit import Decision, MemoryRateLimiter, Rate, RateLimiter
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 
 log = get_logger("garrison.ratelimit")
 
 Identify = Callable[[Scope], Awaitable[str | None]]
 Roles = Callable[[Scope], Awaitable[Sequence[str]]]
-# (principal, roles) -> the admin quota replacing the default policy, or None
-QuotaLookup = Callable[[str, Sequence[str]], Awaitable[Rate | None]]
+# (scope, principal, roles) -> the admin quota replacing the default policy, or None
+QuotaLookup = Callable[[Scope, str, Sequence[str]], Awaitable[Rate | None]]
 _WARN_EVERY = 5.0  # seconds between two "store unavailable" log lines
 
 
@@ -68,11 +69,6 @@ def _rate(requests_per_minute: int | None, burst: int | None) -> Rate | None:
     return None if requests_per_minute is None else Rate.per_minute(requests_per_minute, burst)
 
 
-def _app_state(scope: Scope, name: str) -> Any:
-    """What the app's lifespan created (the limiter, the quota lookup), if it has run."""
-    return getattr(getattr(scope.get("app"), "state", None), name, None)
-
-
 def _matches(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
@@ -96,11 +92,13 @@ class RateLimitMiddleware:
         settings: RateLimitSettings,
         identify: Identify | None = None,
         roles: Roles | None = None,
+        quota: QuotaLookup | None = None,
         stats: RateLimitStats | None = None,
     ) -> None:
         self.app = app
         self.identify = identify
         self.roles = roles
+        self.quota = quota
         self.stats = stats or RateLimitStats()
         self.exempt = tuple(settings.exempt_paths)
         self.fail_open = settings.fail_open
@@ -114,6 +112,7 @@ class RateLimitMiddleware:
             for route in settings.routes
         ]
         self._last_warning = 0.0
+        self._fallback = MemoryRateLimiter()  # while the shared store does not answer
 
     def _route_policy(self, path: str) -> Policy | None:
         for prefixes, policy in self.routes:
@@ -131,10 +130,9 @@ class RateLimitMiddleware:
         route = self._route_policy(scope["path"])
         if route is not None:
             return route
-        lookup: QuotaLookup | None = _app_state(scope, "quota_lookup")
-        if lookup is not None:
+        if self.quota is not None:
             roles = await self.roles(scope) if self.roles else ()
-            rate = await lookup(principal, roles)
+            rate = await self.quota(scope, principal, roles)
             if rate is not None:
                 return Policy("quota", rate)
         return self.default
@@ -143,20 +141,50 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or any(_matches(scope["path"], p) for p in self.exempt):
             await self.app(scope, receive, send)
             return
+        try:
+            credential_headers(scope)  # one parse for this layer and authentication
+        except DuplicateCredential as exc:
+            await self._respond(scope, receive, send, exc, [])
+            return
         principal = await self._principal(scope)
         policy = await self._policy(scope, principal)
         rate = policy.rate
         if rate is None:
             await self.app(scope, receive, send)
             return
-        limiter: RateLimiter | None = _app_state(scope, "rate_limiter")
+        runtime = find_runtime(scope)
+        key = f"{policy.name}:{principal}"
         try:
-            if limiter is None:
+            if runtime is None:
                 raise RuntimeError("no rate limiter (lifespan not started)")
-            decision = await limiter.hit(f"{policy.name}:{principal}", rate)
+            decision = await runtime.rate_limiter.hit(key, rate)
         except Exception as exc:  # any failure of the store: the configured mode, never a 500
-            await self._unavailable(scope, receive, send, policy, exc)
+            await self._unavailable(scope, receive, send, policy, key, exc)
             return
+        await self._decided(scope, receive, send, policy, rate, decision)
+
+    async def _limited(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        policy: Policy,
+        key: str,
+        limiter: RateLimiter,
+    ) -> None:
+        assert policy.rate is not None
+        decision = await limiter.hit(key, policy.rate)
+        await self._decided(scope, receive, send, policy, policy.rate, decision)
+
+    async def _decided(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        policy: Policy,
+        rate: Rate,
+        decision: Decision,
+    ) -> None:
         headers = policy_headers(policy, rate, decision)
         if not decision.allowed:
             self.stats.denied += 1
@@ -182,7 +210,13 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     async def _unavailable(
-        self, scope: Scope, receive: Receive, send: Send, policy: Policy, exc: Exception
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        policy: Policy,
+        key: str,
+        exc: Exception,
     ) -> None:
         fail_open = self.fail_open_sensitive if policy.sensitive else self.fail_open
         now = time.monotonic()
@@ -195,9 +229,11 @@ class RateLimitMiddleware:
                 error=type(exc).__name__,
             )
         if fail_open:
+            # "Open" is not unlimited: this process's own limiter takes over (the same
+            # policy, counted per process) until the store answers again.
             self.stats.failed_open += 1
             _count_ratelimit("fail_open", policy.name)
-            await self.app(scope, receive, send)
+            await self._limited(scope, receive, send, policy, key, self._fallback)
             return
         self.stats.failed_closed += 1
         _count_ratelimit("fail_closed", policy.name)

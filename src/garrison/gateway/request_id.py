@@ -7,7 +7,7 @@ import uuid
 
 import structlog
 
-from garrison.gateway.scope import header, state
+from garrison.context import header, state
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = b"x-request-id"

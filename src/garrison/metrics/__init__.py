@@ -1,4 +1,5 @@
-"""Prometheus metrics: definitions, the helpers domains call, the ``/metrics`` endpoint.
+"""Prometheus metrics: definitions and the helpers domains call (``/metrics`` itself is
+served by ``garrison.ops.metrics_router``).
 
 Domains count what happens with ``metrics.ratelimit(decision)``, ``metrics.cache(result)``
 and ``metrics.auth_event(kind, outcome)``; HTTP and database figures are collected by the
@@ -18,7 +19,8 @@ from garrison.metrics.registry import (
     observe_request,
     ratelimit,
 )
-from garrison.metrics.router import METRICS_PATH
+
+METRICS_PATH = "/metrics"
 
 __all__ = [
     "AUTH_KINDS",

@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 from garrison import __version__
-from garrison.audit.models import AuditEntry
+from garrison.audit import service as audit_service
 from garrison.db.engine import Database
 from garrison.db.migrate import current_revisions
-from garrison.outbox.models import PARKED, PENDING, OutboxMessage
+from garrison.outbox import service as outbox_service
 from garrison.settings import HealthSettings, Settings
 from garrison.store.base import KeyValueStore
 
@@ -187,18 +187,11 @@ class HealthService:
         """The worker's backlog: audit entries not yet sealed, outbox messages not yet
         delivered (and how long the oldest has waited), and parked (poison) messages."""
         now = datetime.now(UTC)
-        entries = select(func.count(), func.min(AuditEntry.occurred_at)).where(
-            AuditEntry.seq.is_(None)
-        )
-        messages = select(
-            OutboxMessage.status, func.count(), func.min(OutboxMessage.created_at)
-        ).group_by(OutboxMessage.status)
-        async with self.db.read_engine.connect() as conn:
-            unsealed, oldest_entry = (await conn.execute(entries)).one()
-            by_status = {row[0]: row[1:] for row in await conn.execute(messages)}
-        pending, oldest_message = by_status.get(PENDING, (0, None))
-        parked = by_status.get(PARKED, (0, None))[0]
-        waited = max(_age(now, oldest_entry), _age(now, oldest_message))
+        async with self.db.read_session() as session:
+            unsealed, oldest_entry = await audit_service.unsealed_backlog(session)
+            outbox = await outbox_service.backlog(session)
+        pending, parked = outbox.pending, outbox.parked
+        waited = max(_age(now, oldest_entry), _age(now, outbox.oldest_pending))
         late = waited > self.settings.backlog_warn_seconds
         return [
             CheckResult(

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from garrison.auth.deps import optional_principal
+from garrison.context import state
 from garrison.errors import GarrisonError
 from garrison.gateway.client_ip import is_loopback
-from garrison.gateway.scope import state
 from garrison.ops.health import MEDIA_TYPE, HealthReport, HealthService
+from garrison.runtime import runtime_of
 
 router = APIRouter(prefix="/api/health", tags=["health"])
 HEALTH_PERMISSION = "health:read"
@@ -25,7 +26,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 async def _is_operator(request: Request) -> bool:
     """Loopback callers, and callers whose credential holds ``health:read``."""
-    settings = request.app.state.settings
+    settings = runtime_of(request).settings
     if settings.health.details == "loopback" and is_loopback(state(request.scope).get("client_ip")):
         return True
     if "authorization" not in request.headers and "x-api-key" not in request.headers:
@@ -38,21 +39,23 @@ async def _is_operator(request: Request) -> bool:
 
 
 async def _health_response(request: Request, report: HealthReport) -> Response:
-    settings = request.app.state.settings
+    settings = runtime_of(request).settings
     operator = await _is_operator(request)
     body = report.detailed(settings.env) if operator else report.public()
-    return Response(orjson.dumps(body), status_code=report.http_status, media_type=MEDIA_TYPE)
+    status = report.http_status
+    headers = {"Retry-After": "5"} if status == 503 else None  # every 503 says when to retry
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
 @router.get("", responses=_RESPONSES, summary="Overall health (dependencies included)")
 async def health(request: Request) -> Response:
-    service: HealthService = request.app.state.health
+    service = runtime_of(request).get(HealthService)
     return await _health_response(request, await service.report())
 
 
 @router.get("/ready", responses=_RESPONSES, summary="Ready to serve traffic")
 async def ready(request: Request) -> Response:
-    service: HealthService = request.app.state.health
+    service = runtime_of(request).get(HealthService)
     return await _health_response(request, await service.report())
 
 

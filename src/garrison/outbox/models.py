@@ -9,7 +9,7 @@ from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.db.base import Base
-from garrison.db.types import BigId, UtcDateTime
+from garrison.db.types import BigId, LongText, UtcDateTime
 
 PENDING = "pending"
 PARKED = "parked"
@@ -23,7 +23,7 @@ class OutboxMessage(Base):
     topic: Mapped[str] = mapped_column(String(128))
     # Messages with the same key are delivered in id order ("type:id" of the target).
     ordering_key: Mapped[str | None] = mapped_column(String(255))
-    payload: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(LongText)
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -11,13 +11,13 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from garrison import events
-from garrison.audit.chain import canonical_time
 from garrison.auth.deps import require
 from garrison.auth.principal import Principal
 from garrison.deps import ReadSession, WriteSession
 from garrison.errors import NotFound
 from garrison.events import Event
 from garrison.outbox import service
+from garrison.types import canonical_time
 
 router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"])
 
@@ -50,7 +50,7 @@ async def parked(
     _admin: OutboxAdmin,
     session: ReadSession,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
 ) -> ParkedPage:
     rows, next_id = await service.list_parked(session, limit=limit, after=cursor)
     items = [
@@ -73,7 +73,7 @@ async def parked(
 async def retry(
     _admin: OutboxAdmin,
     session: WriteSession,
-    message_id: Annotated[int, Path(ge=1)],
+    message_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
 ) -> dict[str, int]:
     if not await service.requeue(session, message_id=message_id):
         raise NotFound(f"no parked message {message_id}")

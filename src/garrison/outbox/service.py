@@ -208,6 +208,25 @@ async def fail(db: Database, *, message: Message, error: str, settings: WorkerSe
     return park
 
 
+@dataclass(frozen=True)
+class Backlog:
+    pending: int
+    parked: int
+    oldest_pending: datetime | None
+
+
+async def backlog(session: AsyncSession) -> Backlog:
+    """Messages waiting for delivery (and the oldest's creation time), and parked ones."""
+    query = select(OutboxMessage.status, func.count(), func.min(OutboxMessage.created_at)).group_by(
+        OutboxMessage.status
+    )
+    by_status = {row[0]: (int(row[1]), row[2]) for row in await session.execute(query)}
+    pending, oldest = by_status.get(PENDING, (0, None))
+    return Backlog(
+        pending=pending, parked=by_status.get(PARKED, (0, None))[0], oldest_pending=oldest
+    )
+
+
 async def count(session: AsyncSession, *, status: str = PENDING) -> int:
     query = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == status)
     return int((await session.execute(query)).scalar_one())

@@ -11,6 +11,7 @@ from garrison.auth.principal import Principal
 from garrison.deps import ReadSession, WriteSession
 from garrison.quotas import service
 from garrison.quotas.schemas import SUBJECT_PATTERN, QuotaIn, QuotaOut, SubjectType
+from garrison.runtime import runtime_of
 
 router = APIRouter(prefix="/api/v1/admin/quotas", tags=["admin"])
 QuotaAdmin = Annotated[Principal, require("quotas:admin")]
@@ -20,7 +21,7 @@ Subject = Annotated[str, Path(pattern=SUBJECT_PATTERN, description="API key id o
 def _invalidate_after_commit(request: Request, background: BackgroundTasks) -> None:
     # Background tasks run after the response, so after the request's transaction has
     # committed: the next lookup reads the new row, never an older one it could re-cache.
-    background.add_task(request.app.state.quota_lookup.invalidate)
+    background.add_task(runtime_of(request).get(service.QuotaLookup).invalidate)
 
 
 @router.get("", summary="Every quota")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 SubjectType = Literal["api_key", "role"]
 SUBJECT_PATTERN = r"^[A-Za-z0-9._:@-]{1,191}$"
@@ -21,6 +21,11 @@ class QuotaIn(BaseModel):
     )
 
 
+def _as_utc(value: datetime) -> datetime:
+    """Stored in UTC; SQLite gives the value back without its zone, so it is put back."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class QuotaOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -28,5 +33,5 @@ class QuotaOut(BaseModel):
     subject: str
     requests_per_minute: int
     burst: int | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: Annotated[datetime, AfterValidator(_as_utc)]
+    updated_at: Annotated[datetime, AfterValidator(_as_utc)]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from garrison.records import collections as registry
-from garrison.records.collections import Collection, Executor
+from garrison.records import registry
+from garrison.records.registry import Collection, Executor
 
 TTL = 2.0
 

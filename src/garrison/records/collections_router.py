@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from garrison.deps import DatabaseDep
 from garrison.errors import NotFound, ValidationFailed
-from garrison.records import collections as registry
+from garrison.records import registry
 from garrison.records.cache import CollectionCache
 from garrison.records.ddl import SchemaChange
 from garrison.records.deps import AdminDep
@@ -20,13 +20,14 @@ from garrison.records.schemas import (
     SchemaChangeOut,
     collection_out,
 )
+from garrison.runtime import runtime_of
 
 router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
 Confirm = Annotated[bool, Query(description="required for changes that destroy data")]
 
 
 def _cache(request: Request) -> CollectionCache:
-    cache: CollectionCache = request.app.state.collections
+    cache = runtime_of(request).get(CollectionCache)
     return cache
 
 

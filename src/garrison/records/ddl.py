@@ -112,7 +112,8 @@ def build_table(spec: CollectionSpec, metadata: MetaData | None = None) -> Table
     for field in spec.fields:
         if field.type == "relation":
             target, column = relation_target(field)
-            if target not in metadata.tables:  # a stub so the foreign key can resolve
+            # A stub so the foreign key can resolve (not for a relation to this very table).
+            if target != name and target not in metadata.tables:
                 Table(target, metadata, Column(column, column_type(field), primary_key=True))
     columns: list[Any] = [
         Column("id", AsciiId(), primary_key=True),

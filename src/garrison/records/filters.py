@@ -21,6 +21,7 @@ input ever becomes SQL text. Every error carries the 0-based character position.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -101,6 +102,7 @@ class Token:
     value: LiteralValue = None
 
 
+_INT64 = (-(2**63), 2**63 - 1)
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
@@ -134,6 +136,20 @@ def _unescape(raw: str, pos: int) -> str:
     return "".join(out)
 
 
+def _number(raw: str, pos: int) -> int | float:
+    """A numeric literal's value. Only finite doubles and 64-bit integers are values: an
+    infinity would reach the driver as ``inf`` (rendered as an identifier) and a wider
+    integer has no column to compare with."""
+    if any(c in raw for c in ".eE"):
+        value = float(raw)
+        if not math.isfinite(value):
+            raise FilterError("number out of range (not a finite double)", pos)
+        return value
+    if len(raw.lstrip("-")) > 19 or not _INT64[0] <= int(raw) <= _INT64[1]:
+        raise FilterError("integer out of the 64-bit range", pos)
+    return int(raw)
+
+
 def tokenize(text: str) -> list[Token]:
     if len(text) > MAX_LENGTH:
         raise FilterError(f"expression longer than {MAX_LENGTH} characters", MAX_LENGTH)
@@ -150,8 +166,7 @@ def tokenize(text: str) -> list[Token]:
         if kind == "string":
             tokens.append(Token("string", raw, pos, _unescape(raw, pos)))
         elif kind == "number":
-            number: int | float = float(raw) if any(c in raw for c in ".eE") else int(raw)
-            tokens.append(Token("number", raw, pos, number))
+            tokens.append(Token("number", raw, pos, _number(raw, pos)))
         elif kind == "paren":
             tokens.append(Token(raw, raw, pos))
         elif kind != "ws":

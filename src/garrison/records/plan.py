@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.events import Actor
-from garrison.records import collections as registry
+from garrison.records import registry
 from garrison.records.ddl import SchemaChange
 from garrison.records.spec import CollectionSpec
 

@@ -18,10 +18,11 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, false, func, or_,
 
 from garrison.db.fastread import FastReader, rows_of
 from garrison.events import Actor
-from garrison.records.collections import Collection, Executor
 from garrison.records.errors import InvalidFilter, RuleDenied
 from garrison.records.filters import FilterError, Node, parse
+from garrison.records.ids import is_uuid
 from garrison.records.params import DEFAULT_LIMIT, MAX_LIMIT
+from garrison.records.registry import Collection, Executor
 from garrison.records.spec import Action, FieldSpec
 from garrison.records.sql import AuthValues, ColumnRef, Kind, Resolver, coerce, compile_expression
 from garrison.records.validation import output, select_fields
@@ -32,7 +33,7 @@ _KINDS: dict[str, Kind] = {
     "email": "text",
     "url": "text",
     "select": "text",
-    "relation": "text",
+    "relation": "id",
     "integer": "integer",
     "number": "number",
     "boolean": "boolean",
@@ -41,8 +42,8 @@ _KINDS: dict[str, Kind] = {
     "json": "json",
 }
 _SYSTEM_KINDS: dict[str, Kind] = {
-    "id": "text",
-    "owner": "text",
+    "id": "id",
+    "owner": "id",
     "created_at": "datetime",
     "updated_at": "datetime",
     "version": "integer",
@@ -163,7 +164,7 @@ def parse_sort(collection: Collection, text: str | None) -> list[SortKey]:
             errors=[{"parameter": "sort", "detail": "too many sort fields"}],
         )
     if not keys or keys[-1].name != "id":
-        keys = [k for k in keys if k.name != "id"] + [SortKey("id", False, "text")]
+        keys = [k for k in keys if k.name != "id"] + [SortKey("id", False, "id")]
     return keys
 
 
@@ -217,6 +218,8 @@ def _after(collection: Collection, keys: list[SortKey], values: list[Any]) -> Co
 async def get_record(
     session: Executor, *, collection: Collection, record_id: str, caller: Caller
 ) -> dict[str, Any] | None:
+    if not is_uuid(record_id):
+        return None  # no such id can exist: no statement (a non-ASCII one would not compare)
     table = collection.table
 
     def build(value: Any) -> Select[Any]:

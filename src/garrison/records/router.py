@@ -14,16 +14,26 @@ from garrison.deps import database_of
 from garrison.errors import PreconditionFailed
 from garrison.records import idempotency, params, query, service
 from garrison.records.cache import CollectionCache
-from garrison.records.collections import Collection
 from garrison.records.deps import ReaderDep, WriterDep
 from garrison.records.errors import RecordNotFound
 from garrison.records.query import Caller
+from garrison.records.registry import Collection
 from garrison.records.schemas import RecordPage
-from garrison.records.validation import Mode, encode
+from garrison.records.validation import Mode, check_body, encode
+from garrison.runtime import runtime_of
 
 router = APIRouter(prefix="/api/v1/collections/{name}/records", tags=["records"])
 T = TypeVar("T")
 Data = Annotated[dict[str, Any], Body(description="the record's fields")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=200,
+        pattern=r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*(,.*)?$',
+        description="the record's ETag (its version): the change applies only to that version",
+    ),
+]
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -34,12 +44,15 @@ def etag(record: dict[str, Any]) -> str:
     return f'"{record["version"]}"'
 
 
+MAX_VERSION_DIGITS = 18  # versions are 32-bit counters; longer tags name no version
+
+
 def parse_if_match(value: str | None) -> int | None:
     """The version an If-Match names; None when absent or ``*``."""
     if value is None or value.strip() == "*":
         return None
     tag = value.split(",")[0].strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > MAX_VERSION_DIGITS:
         raise PreconditionFailed("If-Match does not name a version of this record")
     return int(tag)
 
@@ -55,7 +68,7 @@ async def with_collection(
     """Run ``work`` with the collection. A table that changed under a cached definition
     (another worker changed the schema), or a connection that died, gets the work retried
     once from the start; ``work`` opens its own transaction when it writes."""
-    cache: CollectionCache = request.app.state.collections
+    cache = runtime_of(request).get(CollectionCache)
     reader = database_of(request).fast_read
     for attempt in (1, 2):
         try:
@@ -105,6 +118,7 @@ async def create_record(
     caller: WriterDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
+    check_body(data)  # storable JSON before anything serialises it (fingerprint, audit)
     db = database_of(request)
     scope = f"{caller.actor.kind}:{caller.actor.id}:{name}"
     if idempotency_key is not None:
@@ -181,6 +195,7 @@ async def _update(
     if_match: str | None,
 ) -> Response:
     version = parse_if_match(if_match)
+    check_body(data)
     db = database_of(request)
 
     async def work(collection: Collection) -> dict[str, Any]:
@@ -206,7 +221,7 @@ async def patch_record(
     data: Data,
     request: Request,
     caller: WriterDep,
-    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     return await _update(name, record_id, data, "patch", request, caller, if_match)
 
@@ -218,7 +233,7 @@ async def replace_record(
     data: Data,
     request: Request,
     caller: WriterDep,
-    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     return await _update(name, record_id, data, "replace", request, caller, if_match)
 
@@ -229,7 +244,7 @@ async def delete_record(
     record_id: str,
     request: Request,
     caller: WriterDep,
-    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     version = parse_if_match(if_match)
     db = database_of(request)

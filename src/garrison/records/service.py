@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from garrison import events
 from garrison.errors import Conflict, ValidationFailed
 from garrison.events import Event
-from garrison.records.collections import Collection
+from garrison.records.ddl import EXTERNAL_TARGETS
 from garrison.records.errors import RecordNotFound, RuleDenied, StaleRecord
 from garrison.records.ids import uuid7
 from garrison.records.query import Caller, get_record, rule_clause
+from garrison.records.registry import Collection, get_collection
 from garrison.records.validation import Mode, output, validate
 
 
@@ -63,6 +64,37 @@ async def _passes(
     return found is not None
 
 
+async def _check_targets(
+    session: AsyncSession, collection: Collection, values: dict[str, Any], caller: Caller
+) -> None:
+    """A relation may only point at a record the caller can view (the target's view rule):
+    a hidden record and a missing one get the same 422, so ids cannot be probed, and
+    nobody can tie a record to one they cannot see (and so block or cascade its delete)."""
+    if caller.admin:
+        return
+    errors: list[dict[str, str]] = []
+    for field in collection.spec.fields:
+        target_id = values.get(field.name)
+        if field.type != "relation" or target_id is None or field.collection in EXTERNAL_TARGETS:
+            continue
+        assert field.collection is not None
+        target = (
+            collection
+            if field.collection == collection.name
+            else await get_collection(session, name=field.collection)
+        )
+        try:
+            row = await get_record(session, collection=target, record_id=target_id, caller=caller)
+        except RuleDenied:
+            row = None
+        if row is None:
+            errors.append(
+                {"pointer": f"#/{field.name}", "detail": "must reference a record you can view"}
+            )
+    if errors:
+        raise _invalid(errors)
+
+
 async def create_record(
     session: AsyncSession, *, collection: Collection, data: Any, caller: Caller
 ) -> dict[str, Any]:
@@ -70,6 +102,7 @@ async def create_record(
     values, errors = validate(collection.spec, data, "create")
     if errors:
         raise _invalid(errors)
+    await _check_targets(session, collection, values, caller)
     now = _now()
     row: dict[str, Any] = {
         "id": uuid7(),
@@ -126,6 +159,7 @@ async def update_record(
     values, errors = validate(collection.spec, data, mode)
     if errors:
         raise _invalid(errors)
+    await _check_targets(session, collection, values, caller)
     changes = {k: (current.get(k), v) for k, v in values.items() if current.get(k) != v}
     table = collection.table
     new = current | values | {"updated_at": _now(), "version": current["version"] + 1}

@@ -19,6 +19,9 @@ RESERVED_NAMES = frozenset({"users", "collections", "records", "admin", "auth", 
 MAX_FIELDS = 100
 MAX_TEXT_INDEXABLE = 768  # characters: 4 bytes x 768 = InnoDB's 3072-byte key limit
 MAX_TEXT_LENGTH = 65_535
+# MariaDB refuses JSON nested 32 levels deep; a schema deeper than this is no real schema
+# and would exhaust the validator's recursion.
+MAX_JSON_DEPTH = 31
 
 FieldType = Literal[
     "text",
@@ -86,7 +89,19 @@ class FieldSpec(BaseModel):
             _check_json_schema(self.json_schema)
         if (self.unique or self.indexed) and not self.indexable:
             raise ValueError(f"a {self.type} field of this size cannot be indexed")
+        if self.default is not None:
+            self._check_default()
         return self
+
+    def _check_default(self) -> None:
+        """A default is stored into records as it is: it must be a valid value."""
+        from garrison.records.validation import InvalidValue, check_json, convert
+
+        try:
+            check_json(self.default)
+            convert(self.default, self)
+        except InvalidValue as exc:
+            raise ValueError(f"'default' {exc.detail}") from None
 
     @property
     def text_length(self) -> int:
@@ -108,10 +123,28 @@ def _check_json_schema(schema: dict[str, Any]) -> None:
     from jsonschema import validators
     from jsonschema.exceptions import SchemaError
 
+    if json_depth(schema) > MAX_JSON_DEPTH:
+        raise ValueError(f"'json_schema' is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         validators.validator_for(schema).check_schema(schema)
     except SchemaError as exc:
         raise ValueError(f"'json_schema' is not a valid JSON Schema: {exc.message}") from None
+
+
+def json_depth(value: Any) -> int:
+    """How deeply containers nest in a JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 class Rules(BaseModel):

@@ -35,8 +35,13 @@ from garrison.records.filters import (
 )
 from garrison.records.values import parse_date, parse_datetime
 
-Kind = TypingLiteral["text", "integer", "number", "boolean", "date", "datetime", "json"]
-_ORDERED: frozenset[str] = frozenset({"text", "integer", "number", "date", "datetime"})
+# "id": record ids, owners and relations, stored as ASCII (``ascii_bin`` on MySQL/MariaDB).
+# Compared with text values they are text, but a non-ASCII value can equal no id and would
+# not even compare there (an illegal mix of collations): it is refused as a literal and
+# never matches as a macro value. An id column is never compared with a text column.
+Kind = TypingLiteral["text", "id", "integer", "number", "boolean", "date", "datetime", "json"]
+_ORDERED: frozenset[str] = frozenset({"text", "id", "integer", "number", "date", "datetime"})
+_TEXTUAL: frozenset[str] = frozenset({"text", "id"})
 _PY_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
     "!=": operator.ne,
@@ -70,6 +75,10 @@ def coerce(value: LiteralValue, kind: Kind) -> Any:
         if isinstance(value, str):
             return value
         raise ValueError("expects a string")
+    if kind == "id":
+        if isinstance(value, str) and value.isascii():
+            return value
+        raise ValueError("expects an id (ASCII characters only)")
     if kind == "integer":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -167,6 +176,11 @@ class _Compiler:
         self._check_kinds(node, left, right)
         if (left.sql is None and left.value is None) or (right.sql is None and right.value is None):
             return false()  # an absent @auth value never matches
+        if _unmatchable_id(left, right) or _unmatchable_id(right, left):
+            # A macro's non-ASCII value against an id column: equal to no id.
+            if node.op in ("!=", "!~"):
+                return self._null_check_not(left, right)
+            return false()
         if node.op in ("~", "!~"):
             return self._contains(node, left, right)
         if left.sql is None and right.sql is None:
@@ -176,14 +190,23 @@ class _Compiler:
         result: ColumnElement[bool] = _PY_OPS[node.op](lhs, rhs)  # type: ignore[assignment]
         return result
 
+    def _null_check_not(self, left: _Value, right: _Value) -> ColumnElement[bool]:
+        column = left.sql if left.sql is not None else right.sql
+        assert column is not None
+        return column.is_not(None)
+
     def _check_kinds(self, node: Compare, left: _Value, right: _Value) -> None:
         numeric = {"integer", "number"}
         same = left.kind == right.kind or {left.kind, right.kind} <= numeric
+        if {left.kind, right.kind} == {"id", "text"}:
+            if left.sql is not None and right.sql is not None:
+                raise FilterError("an id field cannot be compared with a text field", node.pos)
+            same = True
         if not same:
             raise FilterError(f"cannot compare {left.kind} with {right.kind}", node.pos)
         if node.op in (">", ">=", "<", "<=") and left.kind not in _ORDERED:
             raise FilterError(f"{node.op} does not apply to {left.kind} fields", node.pos)
-        if node.op in ("~", "!~") and left.kind != "text":
+        if node.op in ("~", "!~") and left.kind not in _TEXTUAL:
             raise FilterError(f"{node.op} applies to text fields only", node.pos)
         if left.kind == "json":
             raise FilterError("JSON fields can only be compared with null", node.pos)
@@ -214,6 +237,16 @@ class _Compiler:
             is_null = other.value is None
             return true() if is_null == (node.op == "=") else false()
         return other.sql.is_(None) if node.op == "=" else other.sql.is_not(None)
+
+
+def _unmatchable_id(column: _Value, value: _Value) -> bool:
+    return (
+        column.kind == "id"
+        and column.sql is not None
+        and value.sql is None
+        and isinstance(value.value, str)
+        and not value.value.isascii()
+    )
 
 
 def compile_expression(

@@ -16,6 +16,10 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from garrison.db.types import AsciiId
+
+__all__ = ["VARCHAR_LIMIT", "AsciiId", "ExactText"]
+
 VARCHAR_LIMIT = 768
 
 
@@ -36,19 +40,8 @@ class ExactText(TypeDecorator[str]):
         if dialect.name == "mysql":
             collation = _binary_collation(dialect)
             if long:
-                return dialect.type_descriptor(mysql.TEXT(collation=collation))
+                # Sized in bytes (4 per character in utf8mb4): MySQL picks the TEXT type
+                # that holds the declared length (MEDIUMTEXT past 16,383 characters).
+                return dialect.type_descriptor(mysql.TEXT(self.length * 4, collation=collation))
             return dialect.type_descriptor(mysql.VARCHAR(self.length, collation=collation))
         return dialect.type_descriptor(Text() if long else String(self.length))
-
-
-class AsciiId(TypeDecorator[str]):
-    impl = String
-    cache_ok = True
-
-    def __init__(self) -> None:
-        super().__init__(36)
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "mysql":
-            return dialect.type_descriptor(mysql.CHAR(36, charset="ascii", collation="ascii_bin"))
-        return dialect.type_descriptor(String(36))

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 import orjson
 from jsonschema import validators
 
+from garrison.errors import ValidationFailed
 from garrison.records.ids import is_uuid
-from garrison.records.spec import SYSTEM_FIELDS, CollectionSpec, FieldSpec
+from garrison.records.spec import MAX_JSON_DEPTH, SYSTEM_FIELDS, CollectionSpec, FieldSpec
 from garrison.records.values import parse_date, parse_datetime
 
 Mode = Literal["create", "replace", "patch"]
@@ -32,8 +33,68 @@ class InvalidValue(ValueError):
         self.pointer_suffix = pointer_suffix
 
 
+def check_json(value: Any) -> None:
+    """``InvalidValue`` (with the pointer below the field) unless every part of a JSON value
+    can be stored and written back: containers at most ``MAX_JSON_DEPTH`` deep (MariaDB's
+    limit), integers within 64 bits (orjson's, for the audit entry and the response), finite
+    numbers and strings without lone surrogates (not UTF-8). Iterative: no recursion limit."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, pointer, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth >= MAX_JSON_DEPTH:
+                raise InvalidValue(f"is nested more than {MAX_JSON_DEPTH} levels deep", pointer)
+            for key, child in item.items():
+                if not isinstance(key, str) or not _utf8(key):
+                    raise InvalidValue("has a key that is not valid UTF-8", pointer)
+                stack.append((child, f"{pointer}/{_escape(key)}", depth + 1))
+        elif isinstance(item, list):
+            if depth >= MAX_JSON_DEPTH:
+                raise InvalidValue(f"is nested more than {MAX_JSON_DEPTH} levels deep", pointer)
+            stack.extend((child, f"{pointer}/{i}", depth + 1) for i, child in enumerate(item))
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not INT64[0] <= item <= INT64[1]:
+                raise InvalidValue("holds an integer out of the 64-bit range", pointer)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidValue("holds a number that is not finite", pointer)
+        elif isinstance(item, str):
+            if not _utf8(item):
+                raise InvalidValue("holds a string that is not valid UTF-8", pointer)
+        else:
+            raise InvalidValue("is not a JSON value", pointer)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _escape(name: str) -> str:
-    return name.replace("~", "~0").replace("/", "~1")
+    # A key that is not UTF-8 is named with replacement characters: the pointer is output.
+    safe = name if _utf8(name) else name.encode("utf-8", "replace").decode("utf-8")
+    return safe.replace("~", "~0").replace("/", "~1")
+
+
+def check_body(data: Any) -> None:
+    """422 naming the pointer unless the whole body is storable JSON (see ``check_json``):
+    run before anything serialises the body (the idempotency fingerprint, the audit)."""
+    if not isinstance(data, Mapping):
+        return  # ``validate`` reports it
+    errors: list[dict[str, str]] = []
+    for name, value in data.items():
+        pointer = f"#/{_escape(str(name))}"
+        try:
+            check_json(value)
+        except InvalidValue as exc:
+            errors.append({"pointer": pointer + exc.pointer_suffix, "detail": exc.detail})
+    if errors:
+        raise ValidationFailed("the record has invalid fields", errors=errors)
 
 
 def _text(value: Any, field: FieldSpec) -> str:
@@ -43,6 +104,8 @@ def _text(value: Any, field: FieldSpec) -> str:
         raise InvalidValue(f"must be at most {field.text_length} characters")
     if "\x00" in value:
         raise InvalidValue("must not contain NUL characters")
+    if not _utf8(value):
+        raise InvalidValue("must be valid UTF-8 (no lone surrogates)")
     return value
 
 
@@ -98,6 +161,7 @@ def convert(value: Any, field: FieldSpec) -> Any:
                 raise InvalidValue("must be a record id")
             return value
         case "json":
+            check_json(value)
             if field.json_schema is not None:
                 validator = validators.validator_for(field.json_schema)(field.json_schema)
                 error = next(iter(validator.iter_errors(value)), None)

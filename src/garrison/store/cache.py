@@ -1,6 +1,6 @@
 """A read-through cache over any ``KeyValueStore``: memory (LRU + TTL) or Redis.
 
-    cache = Cache(store)                       # app.state.cache
+    cache = Cache(store)                       # Runtime.cache
     perms = await cache.get_or_load(
         "auth.permissions", user_id, lambda: load_permissions(user_id),
         ttl=60, tags=[f"user:{user_id}"],

@@ -17,6 +17,7 @@ def open_store(settings: Settings, *, prefix: str | None = None) -> KeyValueStor
             settings.redis_url,
             prefix=prefix or settings.redis_prefix,
             max_connections=settings.redis_max_connections,
+            timeout=settings.redis_timeout,
         )
     return MemoryStore()
 

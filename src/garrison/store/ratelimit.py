@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -96,13 +97,17 @@ _EPSILON = 1e-9  # seconds
 
 
 class MemoryRateLimiter:
-    """Exact within one process: a decision never awaits, so it cannot interleave."""
+    """Exact within one process: a decision never awaits, so it cannot interleave.
+    ``clock`` (monotonic seconds) is injectable so tests can hold time still."""
 
     name = "memory"
 
-    def __init__(self, *, max_keys: int = 100_000) -> None:
+    def __init__(
+        self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._tat: dict[str, float] = {}
         self._max_keys = max_keys
+        self._clock = clock
 
     def _prune(self, now: float) -> None:
         for key in [k for k, tat in self._tat.items() if tat <= now]:
@@ -114,7 +119,7 @@ class MemoryRateLimiter:
                 del self._tat[key]
 
     async def hit(self, key: str, rate: Rate, *, cost: int = 1) -> Decision:
-        now = time.monotonic()
+        now = self._clock()
         tat = max(self._tat.get(key, now), now)
         new_tat = tat + rate.interval * cost
         allow_at = new_tat - rate.tolerance

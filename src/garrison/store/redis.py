@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from garrison.store.base import StoreUnavailable
@@ -12,7 +13,15 @@ from garrison.store.base import StoreUnavailable
 
 def blocking_client(url: str, *, timeout: float, max_connections: int) -> aioredis.Redis:
     """A client whose callers wait (up to ``timeout``) for a free connection when all are
-    busy, instead of failing at once as the default pool does under a burst."""
+    busy, instead of failing at once as the default pool does under a burst.
+
+    After Redis restarts (or fails over), every connection left in the pool is dead, and
+    each fails once when it is next taken: under load that is a stray error per pooled
+    connection for as long as the pool keeps unused ones (measured: 20 of 20 concurrent
+    commands after a restart). So a command that fails with a connection error is sent once
+    more on a fresh connection, at once; a timeout is not retried (an outage must cost one
+    short timeout, not two), and a refused connection fails twice quickly."""
+    once_on_reconnect = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -20,10 +29,9 @@ def blocking_client(url: str, *, timeout: float, max_connections: int) -> aiored
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=30,
+        retry=once_on_reconnect,
     )
-    # No client-level retries: the callers have a fallback (fail open, the source) and an
-    # outage must cost one short timeout, not several with backoff in between.
-    return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+    return aioredis.Redis(connection_pool=pool, retry=once_on_reconnect)
 
 
 def _ms(ttl: float | None) -> int | None:

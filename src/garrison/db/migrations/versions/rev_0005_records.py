@@ -10,8 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from garrison.db.types import UtcDateTime
-from garrison.records.types import AsciiId
+from garrison.db.types import AsciiId, UtcDateTime
 
 revision = "0005"
 down_revision = "0004"

@@ -14,14 +14,14 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from garrison.context import state
 from garrison.errors import NotFound, Unauthorized
 from garrison.gateway.client_ip import is_loopback
-from garrison.gateway.scope import state
+from garrison.metrics import METRICS_PATH
 from garrison.metrics.database import refresh_pool
 from garrison.metrics.exposition import CONTENT_TYPE, exposition
+from garrison.runtime import runtime_of
 from garrison.settings import Settings
-
-METRICS_PATH = "/metrics"
 
 router = APIRouter(include_in_schema=False)
 
@@ -53,8 +53,8 @@ def check_access(request: Request, settings: Settings) -> None:
 
 @router.get(METRICS_PATH)
 async def metrics(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    check_access(request, settings)
-    refresh_pool(request.app.state.db)
-    body = await run_in_threadpool(exposition, settings.metrics.multiproc_dir)
+    runtime = runtime_of(request)
+    check_access(request, runtime.settings)
+    refresh_pool(runtime.db)
+    body = await run_in_threadpool(exposition, runtime.settings.metrics.multiproc_dir)
     return Response(body, media_type=CONTENT_TYPE)

@@ -20,10 +20,15 @@ from garrison.db.fastread import FastReader, rows_of
 from garrison.errors import ValidationFailed
 from garrison.events import Actor, Event
 from garrison.records import ddl
-from garrison.records.errors import CollectionExists, CollectionNotFound, ConfirmationRequired
+from garrison.records.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    CollectionReferenced,
+    ConfirmationRequired,
+)
 from garrison.records.ids import uuid7
 from garrison.records.models import CollectionRow, SchemaChangeRow
-from garrison.records.spec import CollectionSpec
+from garrison.records.spec import CollectionSpec, is_valid_name
 
 # Reads run on a session or connection or, on the hot path, on the FastReader.
 Executor = AsyncSession | AsyncConnection | FastReader
@@ -64,7 +69,14 @@ def _problems(exc: ValidationError) -> ValidationFailed:
     return ValidationFailed("the collection definition is invalid", errors=errors)
 
 
+def _known_name(name: str) -> None:
+    """A name no collection can have is not looked up (it may not even be valid UTF-8)."""
+    if not is_valid_name(name):
+        raise CollectionNotFound(f"there is no collection {name!r}")
+
+
 async def _row(session: AsyncSession, name: str, *, lock: bool = False) -> CollectionRow:
+    _known_name(name)
     query = select(CollectionRow).where(CollectionRow.name == name)
     if lock:
         query = query.with_for_update()
@@ -77,6 +89,7 @@ async def _row(session: AsyncSession, name: str, *, lock: bool = False) -> Colle
 async def get_collection(session: Executor, *, name: str) -> Collection:
     """The collection's definition (columns, not the ORM row: this also runs on the
     FastReader, which is what the read path uses)."""
+    _known_name(name)
     query = select(CollectionRow.id, CollectionRow.spec, CollectionRow.version).where(
         CollectionRow.name == name
     )
@@ -95,6 +108,8 @@ async def get_collection(session: Executor, *, name: str) -> Collection:
 
 async def stamp_of(session: Executor, *, name: str) -> tuple[str, int] | None:
     """The collection's current ``Collection.stamp`` (None: there is no such collection)."""
+    if not is_valid_name(name):
+        return None
     query = select(CollectionRow.id, CollectionRow.version).where(CollectionRow.name == name)
     rows = await rows_of(session, query)
     return (rows[0]["id"], rows[0]["version"]) if rows else None
@@ -177,6 +192,13 @@ async def change_schema(
         after = change.apply_to_spec(before)
     except ValidationError as exc:
         raise _problems(exc) from None
+    added = change.field if change.kind == "add_field" else None
+    needs_default = added is not None and added.required and added.default is None
+    if needs_default and await _has_rows(session, before):
+        raise ValidationFailed(
+            "a required field added to a collection that has records needs a default",
+            errors=[{"pointer": "#/field/default", "detail": "is required here"}],
+        )
     await _check_relations(session, after)
     conn = await session.connection()
     await conn.run_sync(ddl.apply_change, before, change)
@@ -215,6 +237,13 @@ async def delete_collection(
         raise ConfirmationRequired("deleting a collection destroys its records; confirm=true")
     row = await _row(session, name, lock=True)
     spec = CollectionSpec.model_validate(row.spec)
+    referencing = await _referencing(session, name)
+    if referencing:
+        raise CollectionReferenced(
+            f"collection {name!r} is the target of relations in: {', '.join(referencing)}; "
+            "drop those fields (or collections) first",
+            referencing=referencing,
+        )
     conn = await session.connection()
     await conn.run_sync(ddl.drop_table, spec)
     await session.execute(delete(CollectionRow).where(CollectionRow.id == row.id))
@@ -222,6 +251,25 @@ async def delete_collection(
         session,
         Event(action="collection.deleted", actor=actor, target_type="collection", target_id=name),
     )
+
+
+async def _referencing(session: AsyncSession, name: str) -> list[str]:
+    """The other collections with a relation field pointing at ``name``."""
+    found: list[str] = []
+    for other, spec in (
+        await session.execute(select(CollectionRow.name, CollectionRow.spec))
+    ).all():
+        fields = spec.get("fields", []) if isinstance(spec, dict) else []
+        if other != name and any(
+            f.get("type") == "relation" and f.get("collection") == name for f in fields
+        ):
+            found.append(other)
+    return sorted(found)
+
+
+async def _has_rows(session: AsyncSession, spec: CollectionSpec) -> bool:
+    table = ddl.build_table(spec)
+    return await session.scalar(select(table.c.id).limit(1)) is not None
 
 
 async def history(session: AsyncSession, *, name: str) -> list[SchemaChangeRow]:

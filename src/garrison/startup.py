@@ -1,0 +1,94 @@
+"""Builds one process's ``Runtime`` and tears it down: the composition root of the app.
+
+``open_runtime`` opens, in order, the database, the store and the caches, the domains'
+app-wide objects (registered on the runtime by class), the metrics sampler, tracing and the
+in-process worker; leaving the block closes them in reverse order, each once, even when a
+later step failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
+
+from garrison.auth.runtime import AuthRuntime
+from garrison.db.engine import Database
+from garrison.db.migrate import head_revisions
+from garrison.metrics import instrument_database
+from garrison.metrics.process import sample_forever
+from garrison.ops.health import HealthService
+from garrison.outbox.registry import import_handler_modules
+from garrison.quotas.service import QuotaLookup
+from garrison.records.cache import CollectionCache
+from garrison.runtime import Runtime
+from garrison.settings import Settings
+from garrison.store.factory import open_cache, open_rate_limiter, open_store
+from garrison.worker import Worker
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, tracer: TracerProvider | None = None, components: tuple[object, ...] = ()
+) -> AsyncIterator[Runtime]:
+    """The runtime for ``settings``; ``components`` are registered as they are (the app
+    passes the rate-limit counters its middleware already holds)."""
+    async with AsyncExitStack() as stack:
+        db = Database(settings.db_url, settings.db)
+        stack.push_async_callback(db.dispose)
+        store = open_store(settings)
+        stack.push_async_callback(store.close)
+        rate_limiter = open_rate_limiter(store)
+        stack.push_async_callback(rate_limiter.close)
+        cache = open_cache(settings, store)
+        runtime = Runtime(settings, db, store, cache, rate_limiter)
+        for component in components:
+            runtime.add(component)
+        runtime.add(CollectionCache())
+        runtime.add(QuotaLookup(db=db, cache=cache, ttl=settings.rate_limit.quota_cache_seconds))
+        runtime.add(
+            HealthService(
+                db=db,
+                store=store if settings.redis_url else None,
+                data_dir=settings.data_dir,
+                settings=settings.health,
+                expected_revisions=head_revisions(),
+                app_settings=settings,
+            )
+        )
+        if settings.metrics.enabled:
+            instrument_database(db)
+            config = settings.metrics
+            sampler = sample_forever(config.process_interval, config.multiproc_dir)
+            stack.push_async_callback(_cancel, asyncio.create_task(sampler))
+        if tracer is not None:
+            from garrison.tracing import instrument_database as trace_database
+
+            trace_database(db, tracer)
+            # Flushes the spans still queued; runs after the worker has stopped.
+            stack.push_async_callback(asyncio.to_thread, tracer.shutdown)
+        # After the instrumentation: the auth runtime reads the database in the background
+        # (keys, the deny list), and every connection it checks out must be counted.
+        auth = AuthRuntime(settings, db, store)
+        await auth.start()
+        stack.push_async_callback(auth.stop)
+        runtime.add(auth)
+        if settings.worker.in_process:
+            import_handler_modules(settings.worker.handler_modules)
+            worker = Worker(db, settings)
+            runtime.add(worker)
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop), name="garrison-worker")
+            stack.push_async_callback(worker.shutdown, stop, task)
+        yield runtime
