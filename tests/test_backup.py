@@ -384,3 +384,43 @@ async def test_sqlite_point_in_time_with_litestream(env: dict[str, str], tmp_pat
     )
     assert done["tables"]["notes"] == 51
     assert KNOWN_VALUE.encode() not in stored_bytes(tmp_path / "var" / "backups")
+
+
+async def test_worker_supervises_the_backup_schedule(tmp_path: Path) -> None:
+    from garrison.db.engine import Database
+    from garrison.worker import Task, Worker, standard_tasks
+    from tests.conftest import migrated
+
+    settings = make_settings(tmp_path, secret_key=SECRET)
+    await migrated(settings)
+    assert [task.name for task in standard_tasks(settings)] == ["backup.schedule"]
+    seen: list[str] = []
+
+    async def supervised(stop: asyncio.Event) -> None:
+        seen.append("started")
+        await stop.wait()
+        seen.append("stopped")
+
+    db = Database(settings.db_url, settings.db)
+    try:
+        worker = Worker(db, settings, jobs=[], tasks=[Task("probe", supervised)])
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        async with asyncio.timeout(60):
+            while not seen:
+                await asyncio.sleep(0.01)
+        await worker.shutdown(stop, task)
+        assert seen == ["started", "stopped"]  # the worker waited for the task to finish
+        # The standard schedule starts with the worker (it takes the per-host lock file).
+        worker = Worker(db, settings, jobs=[])
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        lock = settings.data_dir / "backup-spool" / "scheduler.lock"
+        async with asyncio.timeout(60):
+            while not lock.exists():
+                await asyncio.sleep(0.01)
+        await worker.shutdown(stop, task)
+        assert task.done()
+        assert task.exception() is None  # the schedule stopped with the worker
+    finally:
+        await db.dispose()
