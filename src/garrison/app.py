@@ -36,6 +36,7 @@ from garrison.gateway.request_id import RequestIdMiddleware
 from garrison.gateway.security_headers import SecurityHeadersMiddleware
 from garrison.log import configure_logging, get_logger
 from garrison.ops.alerts.errortracking import ErrorTrackingMiddleware
+from garrison.ops.backup.router import router as backups_router
 from garrison.ops.metrics_router import router as metrics_router
 from garrison.ops.router import router as health_router
 from garrison.ops.status import front
@@ -139,6 +140,7 @@ ROUTERS = (
     api_keys_router,
     admin_router,
     privacy_router,
+    backups_router,
     auth_well_known,
     status_routes.api,
     front.router,

@@ -38,6 +38,13 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     ├── ValidationFailed                               422  validation-failed
     │   ├── IdempotencyKeyReused (records.errors)      422  idempotency-key-reused
     │   └── WeakPassword (auth.errors)                 422  weak-password
+    ├── BackupError (ops.backup.errors)                422  backup-failed
+    │   ├── BackupNotFound (ops.backup.errors)         404  backup-not-found
+    │   ├── ArtifactDamaged (ops.backup.errors)        422  backup-artifact-damaged
+    │   ├── LogGap (ops.backup.errors)                 422  backup-log-gap
+    │   ├── OutsideWindow (ops.backup.errors)          422  backup-outside-window
+    │   ├── TargetRefused (ops.backup.errors)          422  backup-target-refused
+    │   └── ToolMissing (ops.backup.errors)            503  backup-tool-missing
     ├── TooManyRequests                                429  too-many-requests
     │   ├── QuotaExceeded                              429  quota-exceeded
     │   └── LockedOut (auth.errors)                    429  locked-out

@@ -72,6 +72,7 @@ async def open_runtime(
             data_dir=settings.data_dir,
             settings=settings.health,
             expected_revisions=head_revisions(),
+            app_settings=settings,
         )
         runtime.add(health)
         if settings.metrics.enabled:

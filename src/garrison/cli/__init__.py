@@ -8,9 +8,11 @@ import typer
 from garrison import __version__
 from garrison.audit import install_recorder
 from garrison.cli import audit as audit_cmd
+from garrison.cli import backup as backup_cmd
 from garrison.cli import cluster as cluster_cmd
 from garrison.cli import config as config_cmd
 from garrison.cli import deploy as deploy_cmd
+from garrison.cli import drill as drill_cmd
 from garrison.cli import drill_ha
 from garrison.cli import keys as keys_cmd
 from garrison.cli import migrate as migrate_cmd
@@ -39,9 +41,8 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(users_cmd.app, name="users")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(cluster_cmd.app, name="cluster")
-app.add_typer(
-    drill_ha.register(typer.Typer(help="Disaster drills.", no_args_is_help=True)), name="drill"
-)
+app.add_typer(backup_cmd.app, name="backup")
+app.add_typer(drill_ha.register(drill_cmd.app), name="drill")  # pitr, failover, redis
 app.add_typer(privacy_cmd.app, name="privacy")
 app.add_typer(reference_cmd.app, name="reference")
 app.add_typer(secrets_cmd.app, name="secrets")

@@ -24,7 +24,7 @@ from garrison.audit import service as audit_service
 from garrison.db.engine import Database
 from garrison.db.migrate import current_revisions, script_directory
 from garrison.outbox import service as outbox_service
-from garrison.settings import HealthSettings
+from garrison.settings import HealthSettings, Settings
 from garrison.store.base import KeyValueStore
 
 Status = Literal["pass", "warn", "fail"]
@@ -104,12 +104,14 @@ class HealthService:
         data_dir: Path,
         settings: HealthSettings,
         expected_revisions: frozenset[str],
+        app_settings: Settings | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.data_dir = data_dir
         self.settings = settings
         self.expected_revisions = expected_revisions
+        self.app_settings = app_settings
         self._cached: tuple[float, HealthReport] | None = None
         self._lock = asyncio.Lock()
         self._cluster_peak = 0  # the largest cluster seen: fewer members is a lost node
@@ -138,6 +140,9 @@ class HealthService:
             ("database:cluster", "datastore", self._cluster, "warn"),
             ("database:replication", "datastore", self._replication, "warn"),
         ]
+        if self.app_settings is not None:
+            # A stale backup endangers data, not the requests being served: warn.
+            checks.append(("backup", "component", self._backup, "warn"))
         if self.store is not None:
             # The API keeps serving without its store (rate limits fail open): warn, not fail.
             checks.append(("cache", "datastore", self._store, "warn"))
@@ -182,6 +187,12 @@ class HealthService:
                 output="migrations pending: run `garrison migrate up`" if missing else None,
             ),
         ]
+
+    async def _backup(self) -> list[CheckResult]:
+        from garrison.ops.backup.health import checks
+
+        assert self.app_settings is not None
+        return await checks(self.db, self.app_settings)
 
     async def _store(self) -> list[CheckResult]:
         assert self.store is not None

@@ -6,7 +6,9 @@ chain head). Each pass runs the *per-pass* jobs in order (sealing new audit entr
 writes their outbox messages, then delivering a batch), and every *periodic* job whose time
 has come (audit retention, …). A full delivery batch means more is probably waiting, so the
 next pass starts at once; otherwise the worker waits for the poll interval, which lets
-events gather into larger batches while the API is busy.
+events gather into larger batches while the API is busy. Besides the jobs, the worker
+supervises long-running *tasks* (``standard_tasks``: the backup schedule and log archiver),
+started and stopped with ``Worker.run``.
 
 This package sits above the domains: it imports their jobs; no domain imports it.
 """
@@ -16,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from garrison.audit import retention
 from garrison.audit.sealer import seal_pending
 from garrison.db.engine import Database
 from garrison.log import get_logger
+from garrison.ops.backup.schedule import run_backup_jobs
 from garrison.ops.jobs import OpsJobs
 from garrison.outbox.delivery import Delivery, new_worker_id
 from garrison.outbox.mail import MailConsumer
@@ -32,7 +36,7 @@ from garrison.settings import Settings
 from garrison.store.wake import Waiter
 from garrison.webhooks.delivery import WebhookDelivery
 
-__all__ = ["Job", "Worker", "new_worker_id", "standard_jobs"]
+__all__ = ["Job", "Task", "Worker", "new_worker_id", "standard_jobs", "standard_tasks"]
 
 log = get_logger("garrison.worker")
 
@@ -45,6 +49,25 @@ class Job:
     name: str
     run: Callable[[], Awaitable[object]]
     every: float | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A long-running supervised piece of background work: ``run(stop)`` works until
+    ``stop`` is set, then returns. ``Worker.run`` starts every task when it starts and
+    waits for them (cancels them, if the worker itself is cancelled) when it stops. For
+    work that cannot be cut into periodic ``Job`` runs: the backup schedule holds a
+    per-host lock and supervises the log archiver's child process."""
+
+    name: str
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def standard_tasks(settings: Settings) -> list[Task]:
+    """The supervised tasks every worker runs: one line per domain task."""
+    return [
+        Task("backup.schedule", lambda stop: run_backup_jobs(settings, stop)),
+    ]
 
 
 def standard_jobs(db: Database, settings: Settings) -> list[Job]:
@@ -80,6 +103,7 @@ class Worker:
         handlers: Registry = registry,
         worker_id: str | None = None,
         jobs: Sequence[Job] | None = None,
+        tasks: Sequence[Task] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -93,6 +117,7 @@ class Worker:
         self.delivery = Delivery(db, settings.worker, handlers=handlers, worker_id=worker_id)
         self.id = self.delivery.id
         self.jobs = list(standard_jobs(db, settings) if jobs is None else jobs)
+        self.tasks = list(standard_tasks(settings) if tasks is None else tasks)
         self._due = dict.fromkeys((job.name for job in self.jobs if job.every), time.monotonic())
 
     @property
@@ -136,6 +161,9 @@ class Worker:
         webhooks = None
         if self.webhooks is not None:
             webhooks = asyncio.create_task(self.webhooks.run(stop), name="garrison-webhooks")
+        supervised = [
+            asyncio.create_task(task.run(stop), name=f"garrison-{task.name}") for task in self.tasks
+        ]
         try:
             await self._loop(stop, waiter)
         finally:
@@ -143,6 +171,22 @@ class Worker:
             if webhooks is not None:
                 stop.set()
                 await webhooks
+            # ``stop`` is set: the tasks finish on their own; wait for them. Cancelled without
+            # ``stop`` (or cancelled again while waiting): the tasks are cancelled too.
+            if not stop.is_set():
+                for running in supervised:
+                    running.cancel()
+            for name, outcome in zip(
+                (task.name for task in self.tasks),
+                await asyncio.gather(*supervised, return_exceptions=True),
+                strict=True,
+            ):
+                if isinstance(outcome, Exception):
+                    log.error(
+                        "worker.task_failed",
+                        task=name,
+                        error=f"{type(outcome).__name__}: {outcome}"[:300],
+                    )
         log.info("worker.stopped", worker=self.id)
 
     async def _loop(self, stop: asyncio.Event, waiter: Waiter) -> None:
