@@ -48,6 +48,7 @@ async def test_page_json_and_feed_are_cacheable(kit: Kit) -> None:
         "database": "operational",
         "outbox": "operational",
         "disk": "operational",
+        "backup": "operational",  # the backup checks (warn-only until a backup is due)
     }
     database = next(c for c in doc["components"] if c["id"] == "database")
     assert len(database["days"]) == 90
@@ -299,7 +300,9 @@ async def test_samples_wait_while_the_database_is_down(tmp_path: Path) -> None:
             pending=pending,
         )
         assert pending == []
-        assert written == 8  # four components, two minutes
+        # The outage minute's four components (the health service built above has no backup
+        # check), then the app's five (with the backup component).
+        assert written == 9
         async with kit.db.read_session() as session:
             row = await session.scalar(
                 select(StatusDay).where(
