@@ -152,7 +152,7 @@ async def latency(directory: Path, *, second: str, database_url: str | None) -> 
     await add_endpoint(db, settings, receiver.url("/ok"))
     await add_endpoint(db, settings, receiver.url(second))
     redis = aioredis.Redis.from_url(REDIS_URL)
-    wake.use_redis(redis, prefix)
+    stop_waking = wake.use_redis(redis, prefix)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("GARRISON_")},
         "GARRISON_DATABASE_URL": settings.db_url,
@@ -189,7 +189,7 @@ async def latency(directory: Path, *, second: str, database_url: str | None) -> 
     finally:
         worker.terminate()
         await worker.wait()
-        wake.stop_redis()
+        await stop_waking()
         await redis.aclose()
         receiver.release()
         await receiver.close()

@@ -57,7 +57,7 @@ async def open_runtime(
         stack.push_async_callback(rate_limiter.close)
         cache = open_cache(settings, store)
         if isinstance(store, RedisStore):  # commits wake the workers of other processes
-            wake.use_redis(store.client, settings.redis_prefix)
+            stack.push_async_callback(wake.use_redis(store.client, settings.redis_prefix))
         runtime = Runtime(settings, db, store, cache, rate_limiter)
         for component in components:
             runtime.add(component)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -22,8 +23,6 @@ from garrison.log import get_logger
 log = get_logger("garrison.store.wake")
 _FLAG = "garrison_wake"
 _waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-_publisher: tuple[Any, str] | None = None
-_pending: set[asyncio.Task[Any]] = set()
 
 
 def channel(prefix: str) -> str:
@@ -52,33 +51,52 @@ def notify() -> None:
             _waiters.discard((loop, waiter))
             continue
         loop.call_soon_threadsafe(waiter.set)
-    if _publisher is None:
-        return
-    client, name = _publisher
     try:
-        task = asyncio.get_running_loop().create_task(_publish(client, name))
+        loop = asyncio.get_running_loop()
     except RuntimeError:
         return
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    for publisher in list(_publishers):
+        if publisher.loop is loop:
+            publisher.publish()
 
 
-async def _publish(client: Any, name: str) -> None:
-    try:
-        await client.publish(name, b"1")
-    except Exception as exc:  # the poll still finds the work
-        log.debug("outbox.wake_failed", error=type(exc).__name__)
+class _Publisher:
+    """Wake-ups sent on Redis by one runtime; its client belongs to the loop it opened on."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.client = client
+        self.name = name
+        self.pending: set[asyncio.Task[None]] = set()
+
+    def publish(self) -> None:
+        task = self.loop.create_task(self._publish())
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _publish(self) -> None:
+        try:
+            await self.client.publish(self.name, b"1")
+        except Exception as exc:  # the poll still finds the work
+            log.debug("outbox.wake_failed", error=type(exc).__name__)
+
+    async def close(self) -> None:
+        """Stop publishing and wait for the messages in flight, before the client closes."""
+        with contextlib.suppress(ValueError):
+            _publishers.remove(self)
+        if self.pending:
+            await asyncio.gather(*self.pending, return_exceptions=True)
 
 
-def use_redis(client: Any, prefix: str) -> None:
-    """Publish wake-ups on Redis too (``garrison serve`` with a Redis URL)."""
-    global _publisher
-    _publisher = (client, channel(prefix))
+_publishers: list[_Publisher] = []
 
 
-def stop_redis() -> None:
-    global _publisher
-    _publisher = None
+def use_redis(client: Any, prefix: str) -> Callable[[], Awaitable[None]]:
+    """Publish wake-ups on Redis too (``garrison serve`` with a Redis URL), until the
+    returned coroutine function is awaited; await it before ``client`` closes."""
+    publisher = _Publisher(client, channel(prefix))
+    _publishers.append(publisher)
+    return publisher.close
 
 
 class Waiter:
