@@ -32,6 +32,7 @@ _OPERATIONS = frozenset(
 )
 _STARTED = "_garrison_query_started"
 _INSTRUMENTED = "_garrison_metrics"
+_COUNTED = "_garrison_checked_out"
 
 
 def operation(statement: str) -> str:
@@ -121,12 +122,16 @@ def instrument_engine(engine: Engine, label: str) -> None:
         if exception_context.execution_context is not None:
             finished(exception_context.execution_context, exception_context.statement)
 
-    def on_checkout(_dbapi: Any, _record: Any, _proxy: Any) -> None:
+    # A connection checked out before the listeners were attached is not counted when it
+    # comes back: the gauge is the process's, shared by every engine with this label.
+    def on_checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        record.record_info[_COUNTED] = True
         checked_out.inc()
         refresh_pool_gauges(engine.pool, label)
 
-    def on_checkin(_dbapi: Any, _record: Any) -> None:
-        checked_out.dec()
+    def on_checkin(_dbapi: Any, record: Any) -> None:
+        if record.record_info.pop(_COUNTED, False):
+            checked_out.dec()
 
     event.listen(engine, "before_cursor_execute", before_execute)
     event.listen(engine, "after_cursor_execute", after_execute)

@@ -36,7 +36,7 @@ from garrison.events import Actor, Event
 from garrison.log import get_logger
 from garrison.outbox.registry import Registry
 from garrison.settings import Settings
-from garrison.webhooks import metrics, service
+from garrison.webhooks import service
 from garrison.webhooks.models import (
     FAILED,
     PENDING,
@@ -281,6 +281,8 @@ class WebhookDelivery:
         for result in batch:
             ep = result.message.endpoint_id
             self._held[ep] = max(0, self._held.get(ep, 0) - 1)
+            from garrison.webhooks import metrics  # not at import: garrison.metrics.registry
+
             metrics.delivery(result.outcome)
         for endpoint_id, reason in disabled:
             self._endpoints.pop(endpoint_id, None)
@@ -430,6 +432,8 @@ class WebhookDelivery:
                 log.info("webhook.purged", rows=purged)
         if now >= self._next_gauge:
             self._next_gauge = now + 15
+            from garrison.webhooks import metrics  # not at import: garrison.metrics.registry
+
             async with self.db.read_session() as session:
                 metrics.backlog(await service.backlog(session))
 

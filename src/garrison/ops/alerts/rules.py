@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from garrison.metrics.exposition import registry_for
 from garrison.ops.alerts.config_view import Thresholds
 from garrison.ops.health import HealthReport
 
@@ -55,6 +54,10 @@ class MetricWindow:
 
     def read(self) -> Figures:
         figures: Figures = {}
+        # Not at import: `garrison serve` sets PROMETHEUS_MULTIPROC_DIR before its workers
+        # import prometheus-client (garrison.metrics.registry).
+        from garrison.metrics.exposition import registry_for
+
         for family in registry_for(self.multiproc_dir).collect():
             if family.name == "garrison_http_requests":
                 for s in family.samples:

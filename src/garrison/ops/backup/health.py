@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, text
 
 from garrison.db.engine import Database
-from garrison.ops.backup import metrics, service
+from garrison.ops.backup import service
 from garrison.ops.health import CheckResult
 from garrison.ops.models import Instance
 from garrison.settings import Settings
@@ -19,6 +19,8 @@ from garrison.settings import Settings
 async def checks(db: Database, settings: Settings) -> list[CheckResult]:
     config = settings.backup
     status = await service.backup_status(settings=settings)
+    from garrison.ops.backup import metrics  # not at import: see garrison.metrics.registry
+
     metrics.observe(status)
     now = datetime.now(UTC)
     results: list[CheckResult] = []

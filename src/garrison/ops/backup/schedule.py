@@ -12,7 +12,7 @@ import os
 from datetime import UTC, datetime, time, timedelta
 
 from garrison.log import get_logger
-from garrison.ops.backup import manifest, metrics, service
+from garrison.ops.backup import manifest, service
 from garrison.settings import Settings
 
 log = get_logger("garrison.backup")
@@ -38,6 +38,8 @@ class BackupJobs:
         now = now or datetime.now(UTC)
         config = self.settings.backup
         status = await service.backup_status(settings=self.settings)
+        from garrison.ops.backup import metrics  # not at import: see garrison.metrics.registry
+
         metrics.observe(status)
         if config.schedule:
             slot = due_slot(now, config.full_at)
@@ -77,6 +79,8 @@ class BackupJobs:
             if check is not None and now - check.verified_at < every:
                 return None
         result = await service.verify_backup(settings=self.settings, backup_id=last.id)
+        from garrison.ops.backup import metrics  # not at import: see garrison.metrics.registry
+
         metrics.LAST_RESTORE.set(result.restore_seconds)
         if not result.ok:
             await service.report_failure(
