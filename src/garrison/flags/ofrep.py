@@ -32,6 +32,26 @@ PARSE_ERROR = "PARSE_ERROR"
 _JSON = "application/json"
 
 
+# OFREP's own error shape (the SDKs' providers read it); authentication errors stay
+# problem details like everywhere else.
+_OFREP_ERROR = {
+    "description": "an OFREP evaluation error",
+    "content": {
+        _JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["errorCode"],
+                "properties": {
+                    "key": {"type": "string"},
+                    "errorCode": {"type": "string"},
+                    "errorDetails": {"type": "string"},
+                },
+            }
+        }
+    },
+}
+
+
 def _error(status: int, code: str, details: str, key: str | None = None) -> Response:
     body: dict[str, Any] = {"errorCode": code, "errorDetails": details}
     if key is not None:
@@ -81,7 +101,11 @@ def _runtime(request: Request) -> FlagRuntime:
     return runtime_of(request).get(FlagRuntime)
 
 
-@router.post("/evaluate/flags/{key}", summary="Evaluate one flag (OFREP)")
+@router.post(
+    "/evaluate/flags/{key}",
+    summary="Evaluate one flag (OFREP)",
+    responses={400: _OFREP_ERROR, 404: _OFREP_ERROR},
+)
 async def evaluate_flag(request: Request, key: str) -> Response:
     principal = await _caller(request)
     context = await _context(request, principal)
@@ -95,7 +119,11 @@ async def evaluate_flag(request: Request, key: str) -> Response:
     return Response(orjson.dumps(resolution.ofrep()), media_type=_JSON)
 
 
-@router.post("/evaluate/flags", summary="Evaluate every flag (OFREP bulk)")
+@router.post(
+    "/evaluate/flags",
+    summary="Evaluate every flag (OFREP bulk)",
+    responses={400: _OFREP_ERROR, 304: {"description": "not modified (the ETag matched)"}},
+)
 async def evaluate_flags(request: Request) -> Response:
     principal = await _caller(request)
     context = await _context(request, principal)
