@@ -55,7 +55,7 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
         └── ReadOnlyMaintenance (ops.status.readonly)  503  read-only-maintenance
 
 Domains raise these (or subclasses with their own ``slug``); ``problem_response`` turns any of
-them into ``application/problem+json``. ``ConfigError`` (settings.py) is not in this tree: it
+them into ``application/problem+json``. ``ConfigError`` (garrison.settings) is not in this tree: it
 never reaches HTTP, it stops the process at start.
 """
 
