@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +182,17 @@ def _check_rendered(directory: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_render_starts_the_active_colour_enabled(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, CONFIG))
+@pytest.fixture
+def short_path() -> Iterator[Path]:
+    """A directory whose socket paths stay under HAProxy's cap of 97 characters (pytest's
+    own temporary paths grow past it under pytest-xdist)."""
+    short = Path(tempfile.mkdtemp(prefix="gd-"))
+    yield short
+    shutil.rmtree(short)
+
+
+def test_render_starts_the_active_colour_enabled(short_path: Path) -> None:
+    config = load_config(write(short_path, CONFIG))
     text = render(config, "production", active="green")
     assert "server green-1 127.0.0.1:18201 check weight 100\n" in text
     assert "server blue-1 127.0.0.1:18101 check weight 100 disabled" in text

@@ -88,6 +88,9 @@ async def test_requests_become_spans_and_log_lines_carry_the_trace_id(
         database_url=database_url,
         tracing={"enabled": True, "otlp_endpoint": collector.endpoint},
         log={"format": "json", "level": "debug"},
+        # The health check's own 0.8 s per check fails fast in production; on a machine
+        # busy with other tests it would turn this request into a 503.
+        health={"check_timeout": 5},
     )
     stream = io.StringIO()
     configure_logging(settings, stream=stream)

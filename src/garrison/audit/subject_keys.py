@@ -4,7 +4,9 @@ which covers the ciphertext) intact but unreadable.
 
 AES-256-GCM (``cryptography``) with a random 96-bit nonce per entry; the sealed text is
 ``v1.<key id>.<base64url(nonce || ciphertext)>``. Keys are cached per process only once they
-are known to be committed (read back from the table), for ``CACHE_SECONDS``.
+are known to be committed (read back from the table), for ``CACHE_SECONDS``, per database (a
+process that talks to two databases, a restore drill or the test suite, must not seal with
+the other one's key).
 
 This module imports nothing of the audit or event layers: ``garrison.audit`` calls it.
 """
@@ -20,7 +22,7 @@ from typing import Any
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,17 +31,23 @@ from garrison.db.types import utcnow
 
 PREFIX = "v1."
 CACHE_SECONDS = 60.0
-_cache: dict[str, tuple[str, bytes, float]] = {}
+_cache: dict[tuple[str, str], tuple[str, bytes, float]] = {}
 
 
-def _remember(subject_id: str, key_id: str, key: bytes) -> None:
+def _database(session: AsyncSession) -> str:
+    bind = session.get_bind()
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    return str(engine.url)  # the password is hidden
+
+
+def _remember(session: AsyncSession, subject_id: str, key_id: str, key: bytes) -> None:
     if len(_cache) > 50_000:
         _cache.clear()
-    _cache[subject_id] = (key_id, key, time.monotonic() + CACHE_SECONDS)
+    _cache[_database(session), subject_id] = (key_id, key, time.monotonic() + CACHE_SECONDS)
 
 
-def forget(subject_id: str) -> None:
-    _cache.pop(subject_id, None)
+def forget(session: AsyncSession, subject_id: str) -> None:
+    _cache.pop((_database(session), subject_id), None)
 
 
 async def _stored(session: AsyncSession, subject_id: str) -> tuple[str, bytes] | None:
@@ -58,14 +66,14 @@ async def key_for(
 ) -> tuple[str, bytes] | None:
     """(key id, key) of ``subject_id``; with ``create``, made in the caller's transaction
     when there is none yet (so it commits, or not, with what it protects)."""
-    cached = _cache.get(subject_id)
+    cached = _cache.get((_database(session), subject_id))
     if cached is not None and cached[2] > time.monotonic():
         return cached[0], cached[1]
     found = await _stored(session, subject_id)
     created: set[str] = session.info.setdefault("garrison_new_subject_keys", set())
     if found is not None:
         if subject_id not in created:  # made by this transaction: not known committed yet
-            _remember(subject_id, *found)
+            _remember(session, subject_id, *found)
         return found
     if not create:
         return None
@@ -91,7 +99,7 @@ async def key_for(
 
 async def destroy(session: AsyncSession, *, subject_id: str) -> int:
     """Delete the subject's key (erasure); returns how many were deleted."""
-    forget(subject_id)
+    forget(session, subject_id)
     result = await session.execute(delete(SubjectKey).where(SubjectKey.subject_id == subject_id))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
