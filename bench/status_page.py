@@ -1,13 +1,14 @@
 """What the status page costs: ``/status`` from its cache against ``/api/health``, and the
-worker's periodic jobs (sampling, alert rules) at idle.
+worker's periodic jobs (sampling, alert rules, maintenance announcements) at idle.
 
 1. One ``garrison serve`` (development profile, SQLite, one worker, the status cache at its
    default 30 s) answers ``GET /status`` and ``GET /api/health`` in alternating wrk rounds
    from another process over loopback; the figure is the ratio of the two rates (target:
    ``/status`` at least 0.8 of health).
-2. In this process, on a SQLite database: the CPU time of ``sampler.run_once`` and
-   ``evaluator.run_once`` averaged over many calls, turned into the share of one core they
-   take at their default intervals (one each per minute; target < 1 %).
+2. In this process, on a SQLite database: the CPU time of ``sampler.run_once``,
+   ``evaluator.run_once`` and ``announcer.run_once`` averaged over many calls, turned into
+   the share of one core they take at their default intervals (sampling and rules once a
+   minute, announcements every ``status.maintenance_poll_seconds``; target < 1 %).
 
     flock /tmp/garrison-bench.lock python -m bench.status_page [--seconds 5] [--rounds 3]
 """
@@ -27,8 +28,8 @@ from garrison.db.migrate import head_revisions
 from garrison.ops.alerts import evaluator
 from garrison.ops.alerts.rules import MetricWindow
 from garrison.ops.health import HealthService
-from garrison.ops.status import sampler
-from garrison.settings import load_settings
+from garrison.ops.status import announcer, sampler
+from garrison.settings import StatusSettings, load_settings
 
 
 def wrk(port: int, path: str, seconds: int, connections: int, *headers: str) -> float:
@@ -73,7 +74,7 @@ def throughput(seconds: int, rounds: int, connections: int) -> tuple[float, floa
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def job_costs(calls: int) -> tuple[float, float]:
+async def job_costs(calls: int) -> tuple[float, float, float]:
     scratch = Path(tempfile.mkdtemp(prefix="garrison-status-jobs-"))
     settings = load_settings(_env_file=None, data_dir=scratch, worker={"in_process": False})
     await migrate.upgrade(settings.db_url, settings.db)
@@ -98,7 +99,12 @@ async def job_costs(calls: int) -> tuple[float, float]:
         for _ in range(calls):
             await evaluator.run_once(db=db, health=health, settings=settings, window=window)
         evaluate = (time.process_time() - started) / calls
-        return sample, evaluate
+        await announcer.run_once(db=db)
+        started = time.process_time()
+        for _ in range(calls):
+            await announcer.run_once(db=db)
+        announce = (time.process_time() - started) / calls
+        return sample, evaluate, announce
     finally:
         await db.dispose()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -119,11 +125,13 @@ def main() -> None:
         f"ratio status/health: {status / health:.2f} gzip, {plain / health:.2f} identity"
         " (target >= 0.80)"
     )
-    sample, evaluate = asyncio.run(job_costs(args.calls))
-    share = (sample + evaluate) / 60 * 100
+    sample, evaluate, announce = asyncio.run(job_costs(args.calls))
+    poll = StatusSettings().maintenance_poll_seconds  # the default interval
+    share = ((sample + evaluate) / 60 + announce / poll) * 100
     print(f"sampler.run_once    {sample * 1000:7.2f} ms CPU per call")
     print(f"evaluator.run_once  {evaluate * 1000:7.2f} ms CPU per call")
-    print(f"idle cost at one run of each per minute: {share:.3f} % of one core (target < 1 %)")
+    print(f"announcer.run_once  {announce * 1000:7.2f} ms CPU per call (every {poll:g} s)")
+    print(f"idle cost at the default intervals: {share:.3f} % of one core (target < 1 %)")
 
 
 if __name__ == "__main__":

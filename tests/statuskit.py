@@ -28,6 +28,7 @@ class Kit:
     auth: AuthApp
     admin: dict[str, str] = field(default_factory=dict)
     topics: list[str] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -56,6 +57,7 @@ class Kit:
 
         async def remember(message: Message, db: Database) -> None:
             self.topics.append(message.topic)
+            self.messages.append(message)
 
         registry.register("", remember)
         notify.install(registry, self.settings)

@@ -4,6 +4,7 @@ The worker schedules them (``garrison.worker.standard_jobs`` lists each with its
 each run is a self-contained ``run_once`` in its own module:
 
     status.sample   garrison.ops.status.sampler.run_once    status.sample_interval_seconds
+    status.announce garrison.ops.status.announcer.run_once  status.maintenance_poll_seconds
     alerts.evaluate garrison.ops.alerts.evaluator.run_once  status.alerts.interval_seconds
 
 Building ``OpsJobs`` registers the status and alert mail handlers on the outbox registry.
@@ -20,7 +21,7 @@ from garrison.db.migrate import head_revisions
 from garrison.ops.alerts import evaluator
 from garrison.ops.alerts.rules import MetricWindow
 from garrison.ops.health import HealthService
-from garrison.ops.status import notify, sampler
+from garrison.ops.status import announcer, notify, sampler
 from garrison.outbox.registry import Registry, registry
 from garrison.settings import Settings
 from garrison.store.factory import open_store
@@ -55,6 +56,10 @@ class OpsJobs:
             return await sampler.run_once(
                 db=self.db, health=health, settings=self.settings.status, pending=self.unwritten
             )
+
+    async def announce(self) -> object:
+        """Maintenance windows that started or ended: ``status.maintenance.started|ended``."""
+        return await announcer.run_once(db=self.db)
 
     async def evaluate(self) -> object:
         if not self.settings.status.alerts.enabled:

@@ -57,6 +57,19 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType("webhook.endpoint.deleted", "A webhook endpoint was deleted"),
     EventType("webhook.endpoint.disabled", "An endpoint was disabled after failing"),
     EventType("webhook.test", "A test event sent on request"),
+    EventType("flag.updated", "A feature flag was created, changed or deleted"),
+    EventType("privacy.export.requested", "A personal-data export was requested"),
+    EventType("privacy.erasure.completed", "A user's personal data was erased"),
+    EventType("status.incident.created", "An incident was opened on the status page"),
+    EventType("status.incident.updated", "An incident got a new update"),
+    EventType("status.incident.resolved", "An incident was resolved"),
+    EventType("status.maintenance.scheduled", "A maintenance window was scheduled"),
+    EventType("status.maintenance.updated", "A maintenance window was changed"),
+    EventType("status.maintenance.cancelled", "A maintenance window was cancelled or ended early"),
+    EventType("status.maintenance.started", "A maintenance window began"),
+    EventType("status.maintenance.ended", "A maintenance window ended"),
+    EventType("alert.opened", "An alert rule fired"),
+    EventType("alert.resolved", "A firing alert resolved"),
 )
 RECORD_VERBS = ("created", "updated", "deleted")
 

@@ -85,6 +85,7 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
     return [
         Job("audit.purge", audit_purge, every=settings.audit.purge_interval_seconds),
         Job("status.sample", ops.sample, every=status.sample_interval_seconds),
+        Job("status.announce", ops.announce, every=status.maintenance_poll_seconds),
         Job("alerts.evaluate", ops.evaluate, every=status.alerts.interval_seconds),
         Job(
             "privacy.retention",

@@ -33,6 +33,12 @@ def confirmation(settings: Settings, *, email: str, token: str) -> EmailMessage:
     return message
 
 
+_READ_ONLY = {
+    "started": "The API is read-only until this window ends.",
+    "ended": "The API accepts writes again.",
+}
+
+
 def notice(
     settings: Settings, *, email: str, subscriber_id: str, topic: str, data: dict[str, Any]
 ) -> EmailMessage:
@@ -53,7 +59,7 @@ def notice(
     else:
         lines += [f"From: {data.get('starts_at')}", f"Until: {data.get('ends_at')}"]
         if data.get("read_only"):
-            lines.append("The API is read-only during this window.")
+            lines.append(_READ_ONLY.get(verb, "The API is read-only during this window."))
         if data.get("description"):
             lines += ["", str(data["description"])]
     lines += ["", f"Status page: {settings.issuer}/status", f"Unsubscribe: {unsubscribe}", ""]

@@ -84,8 +84,15 @@ class Maintenance(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When the worker announced the window's start and end (``status.maintenance.started``
+    # / ``.ended``); each is claimed by one conditional UPDATE, so each is announced once.
+    started_announced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_announced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
-    __table_args__ = (Index("ix_status_maintenances_ends_at", "ends_at"),)
+    __table_args__ = (
+        Index("ix_status_maintenances_ends_at", "ends_at"),
+        Index("ix_status_maintenances_ended_announced_at", "ended_announced_at"),
+    )
 
 
 class Subscriber(Base):

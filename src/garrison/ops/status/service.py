@@ -1,6 +1,8 @@
 """Incidents, maintenance windows and subscribers. Never commits: the request boundary
 does. Every change emits its event (``status.incident.*``, ``status.maintenance.*``) in the
-same transaction, so webhooks and subscriber e-mail follow from the outbox."""
+same transaction, so webhooks and subscriber e-mail follow from the outbox; a window's start
+and end (``status.maintenance.started|ended``) are announced by the worker through
+``announce_due``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.auth.opaque import digest, new_secret
@@ -394,6 +396,111 @@ async def cancel_maintenance(
         )
         return out
     return maintenance_out(row)
+
+
+# -- start and end announcements (the worker's ``status.announce`` job) ------------------
+
+STARTED = "status.maintenance.started"
+ENDED = "status.maintenance.ended"
+
+
+def _due(action: str, now: datetime) -> list[ColumnElement[bool]]:
+    """The conditions under which ``action`` is due for a window at ``now``: used both to
+    find candidates and, again, in the UPDATE that claims one (so a window another worker
+    announced, cancelled or moved meanwhile is not announced)."""
+    if action == ENDED:
+        return [
+            Maintenance.ended_announced_at.is_(None),
+            Maintenance.cancelled_at.is_(None),
+            Maintenance.ends_at <= now,
+        ]
+    return [
+        Maintenance.started_announced_at.is_(None),
+        Maintenance.ended_announced_at.is_(None),
+        Maintenance.cancelled_at.is_(None),
+        Maintenance.starts_at <= now,
+        Maintenance.ends_at > now,
+    ]
+
+
+async def claim_announcement(
+    session: AsyncSession, *, maintenance_id: str, action: str, now: datetime
+) -> MaintenanceOut | None:
+    """Claim one announcement and emit its event in the same transaction; None when it is
+    not (or no longer) due: another worker claimed it first, or the window was cancelled or
+    moved. The conditional UPDATE is the claim: of two workers racing, the second one's
+    UPDATE waits for the first's row lock (SQLite: for the one writer), then matches no row."""
+    column = "ended_announced_at" if action == ENDED else "started_announced_at"
+    result = await session.execute(
+        update(Maintenance)
+        .where(Maintenance.id == maintenance_id, *_due(action, now))
+        .values({column: now})
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(result, "rowcount", 0):
+        return None
+    row = await session.scalar(
+        select(Maintenance)
+        .where(Maintenance.id == maintenance_id)
+        .execution_options(populate_existing=True)
+    )
+    assert row is not None  # claimed by this transaction a moment ago
+    out = maintenance_out(row, now)
+    await emit(
+        session,
+        Event(
+            action=action,
+            actor=Actor.system(),
+            target_type="maintenance",
+            target_id=row.id,
+            data=_maintenance_payload(out),
+        ),
+    )
+    return out
+
+
+async def announce_due(session: AsyncSession, *, now: datetime) -> list[tuple[str, str]]:
+    """Announce every window that started or ended by ``now`` and was not announced yet;
+    returns (action, window id) of each announcement made, ends first.
+
+    Each window announces ``status.maintenance.started`` once when ``starts_at`` has passed
+    and ``status.maintenance.ended`` once when ``ends_at`` has passed:
+
+    - a window cancelled before it started announces nothing (``cancelled`` said it all);
+      one cancelled while in progress announces no ``ended`` either: ``cancelled`` is its end;
+    - a window whose times are edited after it started keeps its one ``started`` and ends
+      once, at its new ``ends_at`` (moving ``starts_at`` later does not start it again);
+    - when no worker ran between ``starts_at`` and ``ends_at`` (the worker was down for the
+      whole window), the window announces only ``ended``: a ``started`` sent after the end
+      would be stale news, and the ``ended`` notice carries both times. Its
+      ``started_announced_at`` stays NULL: the start was never announced;
+    - once ``ended`` is announced nothing more is, even if the window is edited later.
+    """
+    made: list[tuple[str, str]] = []
+    for action, maintenance_id in await due_announcements(session, now=now):
+        claimed = await claim_announcement(
+            session, maintenance_id=maintenance_id, action=action, now=now
+        )
+        if claimed is not None:
+            made.append((action, maintenance_id))
+    return made
+
+
+async def due_announcements(
+    session: AsyncSession, *, now: datetime, limit: int = 100
+) -> list[tuple[str, str]]:
+    """(action, window id) of the announcements due at ``now``, ends first; reads only (a
+    read session may be a moment behind: every claim checks again)."""
+    due: list[tuple[str, str]] = []
+    for action in (ENDED, STARTED):
+        ids = await session.scalars(
+            select(Maintenance.id)
+            .where(*_due(action, now))
+            .order_by(Maintenance.id)  # the same lock order in every worker
+            .limit(limit)
+        )
+        due += [(action, maintenance_id) for maintenance_id in ids]
+    return due
 
 
 async def read_only_window(session: AsyncSession, *, now: datetime) -> Maintenance | None:
