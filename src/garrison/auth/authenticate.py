@@ -69,11 +69,14 @@ async def _user_principal(runtime: AuthRuntime, claims: tokens.AccessClaims) -> 
     permissions: set[str] = set()
     for row in rows:
         permissions.update(row["permissions"] or ())
+    held = frozenset(permissions)
+    if claims.is_delegated:  # an OAuth client's token: what the user holds and granted it
+        held = rbac.narrow(held, claims.scope)
     return Principal(
         kind="user",
         id=claims.sub,
         user_id=claims.sub,
-        permissions=frozenset(permissions),
+        permissions=held,
         roles=tuple(roles),
         token_id=claims.jti,
         token_expires=claims.exp,

@@ -3,19 +3,18 @@ documents (JWKS, RFC 8414 metadata)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
-from urllib.parse import unquote
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from garrison.auth import email_flows, rbac, service, users
-from garrison.auth.bodies import form_fields, is_form, json_object, validate
+from garrison.auth.bodies import basic_credentials, form_fields, is_form, json_object, validate
 from garrison.auth.deps import AuthDep, CurrentPrincipal
 from garrison.auth.errors import InvalidCredentials, OAuthError
+from garrison.auth.oauth import server as oauth_server
+from garrison.auth.oauth.server_router import authenticated_client, client_credentials_of
 from garrison.auth.passwords import check_policy
 from garrison.auth.schemas import (
     Credentials,
@@ -56,7 +55,12 @@ _TOKEN_FORM: dict[str, Any] = {
                     "type": "object",
                     "required": ["grant_type"],
                     "properties": {
-                        "grant_type": {"enum": ["refresh_token", "client_credentials"]},
+                        "grant_type": {
+                            "enum": ["authorization_code", "refresh_token", "client_credentials"]
+                        },
+                        "code": {"type": "string"},
+                        "redirect_uri": {"type": "string"},
+                        "code_verifier": {"type": "string"},
                         "refresh_token": {"type": "string"},
                         "client_id": {"type": "string"},
                         "client_secret": {"type": "string"},
@@ -111,44 +115,36 @@ async def login(request: Request, auth: AuthDep) -> JSONResponse:
     return _tokens(pair)
 
 
-def _basic(request: Request) -> tuple[str, str] | None:
-    value = request.headers.get("authorization")
-    if not value or not value.lower().startswith("basic "):
-        return None
-    try:
-        decoded = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise OAuthError(
-            "invalid_client",
-            "malformed Basic credentials",
-            status=401,
-            headers={"WWW-Authenticate": 'Basic realm="garrison"'},
-        ) from None
-    client_id, sep, secret = decoded.partition(":")
-    if not sep:
-        raise OAuthError(
-            "invalid_client",
-            "malformed Basic credentials",
-            status=401,
-            headers={"WWW-Authenticate": 'Basic realm="garrison"'},
-        )
-    # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
-    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
-
-
 @router.post("/token", response_model=TokenResponse, openapi_extra=_TOKEN_FORM)
 async def token(request: Request, auth: AuthDep) -> JSONResponse:
     if not is_form(request):
         raise OAuthError("invalid_request", "send application/x-www-form-urlencoded")
     fields = await form_fields(request)
     grant = fields.get("grant_type")
+    if grant == "authorization_code":
+        client = await authenticated_client(auth, request, fields)
+        pair = await oauth_server.authorization_code_grant(
+            auth,
+            client=client,
+            code=fields.get("code", ""),
+            redirect_uri=fields.get("redirect_uri"),
+            code_verifier=fields.get("code_verifier"),
+        )
+        return _tokens(pair)
     if grant == "refresh_token":
         value = fields.get("refresh_token")
         if not value:
             raise OAuthError("invalid_request", "refresh_token is required")
-        return _tokens(await service.refresh_grant(auth, token=value))
+        check = None
+        if client_credentials_of(request, fields)[0]:  # an OAuth client refreshing its grant
+            client = await authenticated_client(auth, request, fields)
+
+            async def check(_session: object, client_id: str) -> bool:
+                return client_id == client.client_id
+
+        return _tokens(await service.refresh_grant(auth, token=value, client_check=check))
     if grant == "client_credentials":
-        basic = _basic(request)
+        basic = basic_credentials(request)
         if basic is not None:
             client_id, secret = basic
         else:
@@ -238,11 +234,32 @@ async def metadata(auth: AuthDep) -> JSONResponse:
     return JSONResponse(
         {
             "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/oauth/authorize",
             "token_endpoint": f"{issuer}/api/v1/auth/token",
             "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "grant_types_supported": ["refresh_token", "client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "response_types_supported": [],
+            "revocation_endpoint": f"{issuer}/api/v1/auth/revoke",
+            "introspection_endpoint": f"{issuer}/api/v1/auth/introspect",
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            "revocation_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            "introspection_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "bearer",
+            ],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
+            "scopes_supported": ["openid", "email", "profile", "offline_access"],
             "service_documentation": f"{issuer}/api/docs",
         },
         headers={"Cache-Control": "public, max-age=3600"},
