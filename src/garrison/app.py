@@ -22,6 +22,7 @@ from garrison.auth.apikeys_router import router as api_keys_router
 from garrison.auth.email_router import router as auth_email_router
 from garrison.auth.identify import principal_key, principal_roles
 from garrison.auth.oauth import authorize as oauth_authorize
+from garrison.auth.oauth import providers_router as oauth_providers
 from garrison.auth.oauth import server_router as oauth_server
 from garrison.auth.router import router as auth_router
 from garrison.auth.router import well_known as auth_well_known
@@ -139,6 +140,7 @@ ROUTERS = (
     outbox_router,
     auth_router,
     oauth_server.endpoints,
+    oauth_providers.router,
     oauth_authorize.router,
     auth_email_router,
     api_keys_router,
