@@ -98,9 +98,11 @@ async def authenticate_client(
     runtime: AuthRuntime, *, client_id: str, secret: str | None
 ) -> OAuthClient:
     """The active client named ``client_id``: a confidential one must present its secret,
-    a public one must not present any. Failures count towards the client lockout."""
+    a public one must not present any. Presented secrets are subject to the client lockout
+    (a public client has no secret to guess: its codes are bound to a PKCE verifier)."""
     ip = current_context().ip
-    await runtime.lockout.check("client", client_id, ip)
+    if secret is not None:
+        await runtime.lockout.check("client", client_id, ip)
     async with runtime.db.read_session() as session:
         client = await clients.active_client(session, client_id=client_id)
     ok = client is not None and (
@@ -109,7 +111,10 @@ async def authenticate_client(
         else secret is None
     )
     if client is None or not ok:
-        await service.count_failure(runtime, "client", client_id, ip, target=("oauth_client", None))
+        if secret is not None:
+            await service.count_failure(
+                runtime, "client", client_id, ip, target=("oauth_client", None)
+            )
         await emit_standalone(
             runtime.db,
             Event(
