@@ -306,6 +306,12 @@ async def test_a_provider_that_is_down_or_slow_is_a_clear_502(settings: Settings
             assert answer.status_code == 502, answer.text
             assert answer.headers["content-type"] == "application/problem+json"
             assert answer.json()["type"].endswith("provider-unavailable")
+            page = await kit.client.get(
+                f"/api/v1/auth/providers/{name}/authorize", headers={"Accept": "text/html"}
+            )
+            assert page.status_code == 502
+            assert page.headers["content-type"].startswith("text/html")
+            assert "Identity Provider Unavailable" in page.text
     for writer in hung:
         writer.close()
     slow.close()
@@ -461,3 +467,20 @@ async def test_unreachable_jwks_is_provider_unavailable(settings: Settings) -> N
     with pytest.raises(ProviderUnavailable):
         await client.keys(f"http://127.0.0.1:{free_port()}/jwks")
     await client.close()
+
+
+async def test_secrets_rotate_reseals_provider_secrets(kit: AuthApp, idp: Idp) -> None:
+    from garrison import rewrap
+    from garrison.auth.oauth.providers import SECRET_PURPOSE, open_secret
+    from garrison.crypto import Keyring
+
+    await _configure(kit, idp)
+    old = kit.settings.secret_key
+    assert old is not None
+    ring = Keyring("a-new-master-secret-of-at-least-32-chars", [old.get_secret_value()])
+    assert SECRET_PURPOSE in rewrap.registered()
+    assert await rewrap.rotate(kit.runtime.db, ring, SECRET_PURPOSE) == 1
+    assert await rewrap.rotate(kit.runtime.db, ring, SECRET_PURPOSE) == 0
+    async with kit.runtime.db.read_session() as session:
+        row = (await session.scalars(select(IdentityProvider))).one()
+    assert open_secret(row, Keyring("a-new-master-secret-of-at-least-32-chars")) == CLIENT_SECRET

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from garrison import rewrap
 from garrison.auth.clock import utcnow
 from garrison.auth.oauth.clients import check_redirect_uri
 from garrison.auth.oauth.models import IdentityProvider
@@ -218,3 +219,19 @@ async def get_provider(session: AsyncSession, *, name: str) -> IdentityProvider:
     if row is None:
         raise NotFound("no such identity provider")
     return row
+
+
+async def rewrap_secrets(session: AsyncSession, keyring: Keyring) -> int:
+    """Re-seal client secrets made under an older master key (``garrison secrets rotate``)."""
+    changed = 0
+    for row in await list_providers(session):
+        if row.client_secret is not None and keyring.needs_rewrap(row.client_secret):
+            row.client_secret = keyring.rewrap(
+                row.client_secret, purpose=SECRET_PURPOSE, context=row.name
+            )
+            changed += 1
+    await session.flush()
+    return changed
+
+
+rewrap.register(SECRET_PURPOSE, rewrap_secrets)

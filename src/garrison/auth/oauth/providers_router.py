@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.responses import RedirectResponse, Response
 
 from garrison.auth.deps import AuthDep, CurrentPrincipal, require
-from garrison.auth.oauth import identities, providers, signin
+from garrison.auth.errors import IdentityConflict, ProviderUnavailable, SignInFailed, SignUpClosed
+from garrison.auth.oauth import identities, pages, providers, signin
 from garrison.auth.oauth.models import Identity, IdentityProvider
 from garrison.auth.oauth.schemas import (
     NAME_PATTERN,
@@ -27,7 +28,7 @@ from garrison.auth.principal import Principal
 from garrison.auth.schemas import TokenResponse
 from garrison.crypto import keyring_for
 from garrison.deps import ReadSession, WriteSession
-from garrison.errors import Forbidden
+from garrison.errors import Forbidden, GarrisonError
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 Manage = Annotated[Principal, require("auth:manage")]
@@ -35,6 +36,15 @@ BROWSER_COOKIE = "garrison_signin"
 _COOKIE_PATH = "/api/v1/auth/providers"
 Name = Annotated[str, Query(pattern=NAME_PATTERN)]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _for_browser(request: Request, auth: AuthDep, exc: GarrisonError) -> Response:
+    """A browser (``Accept: text/html``) gets a readable page; API clients the problem."""
+    if "text/html" not in request.headers.get("accept", ""):
+        raise exc
+    return pages.error_page(
+        auth.settings, exc.title, exc.detail or "Sign-in failed.", status=exc.status
+    )
 
 
 def _out(row: IdentityProvider, issuer: str) -> ProviderOut:
@@ -120,9 +130,16 @@ async def authorize(
     browser = request.cookies.get(BROWSER_COOKIE)
     if not browser or len(browser) > 128:
         browser = secrets.token_urlsafe(32)
-    url = await signin.start(
-        auth, name=name[:64], redirect_uri=redirect_uri, browser=browser, link_ticket=link_ticket
-    )
+    try:
+        url = await signin.start(
+            auth,
+            name=name[:64],
+            redirect_uri=redirect_uri,
+            browser=browser,
+            link_ticket=link_ticket,
+        )
+    except (ProviderUnavailable, SignInFailed) as exc:
+        return _for_browser(request, auth, exc)
     response = RedirectResponse(url, status_code=302, headers=NO_STORE)
     response.set_cookie(
         BROWSER_COOKIE,
@@ -146,9 +163,12 @@ async def callback(name: str, request: Request, auth: AuthDep) -> Response:
     Garrison's token pair as JSON; with one, a 303 there carrying the tokens in the
     fragment (never sent to a server, never in a log)."""
     params = {key: value[:4096] for key, value in request.query_params.items()}
-    done = await signin.finish(
-        auth, name=name[:64], params=params, browser=request.cookies.get(BROWSER_COOKIE)
-    )
+    try:
+        done = await signin.finish(
+            auth, name=name[:64], params=params, browser=request.cookies.get(BROWSER_COOKIE)
+        )
+    except (ProviderUnavailable, SignInFailed, IdentityConflict, SignUpClosed) as exc:
+        return _for_browser(request, auth, exc)
     body: dict[str, object]
     if done.tokens is not None:
         body = TokenResponse(
