@@ -404,3 +404,32 @@ async def test_bad_registrations_are_422_naming_the_field(
     answer = await kit.client.post("/api/v1/admin/oauth-clients", json=body, headers=bearer(admin))
     assert answer.status_code == 422, answer.text
     assert answer.json()["errors"][0]["pointer"] == pointer
+
+
+async def test_codes_tokens_and_secrets_never_reach_the_logs(
+    settings: Settings, log_stream: Any
+) -> None:
+    settings.auth.issuer = BASE
+    async with auth_app(settings) as kit:
+        client = await register_client(
+            kit, redirect_uris=[REDIRECT], scopes=["records:read"], client_type="confidential"
+        )
+        email = await kit.user()
+        verifier = generate_token(64)
+        async with _oauth(kit, client, auth_method="client_secret_post") as oauth:
+            location, code = await _code(kit, oauth, email, verifier)
+            token = await oauth.fetch_token(
+                f"{BASE}{TOKEN}", authorization_response=location, code_verifier=verifier
+            )
+            await oauth.revoke_token(f"{BASE}/api/v1/auth/revoke", token=token["access_token"])
+    logged = log_stream.getvalue()
+    assert "auth.oauth.token_issued" in logged  # the log did see the flow
+    for secret in (
+        code,
+        verifier,
+        token["access_token"],
+        token["refresh_token"],
+        client["client_secret"],
+        PASSWORD,
+    ):
+        assert secret not in logged
