@@ -433,3 +433,43 @@ async def test_codes_tokens_and_secrets_never_reach_the_logs(
         PASSWORD,
     ):
         assert secret not in logged
+
+
+BAD = ["%00", "%ED%A0%80", "%FF%FE", "a" * 5000, "%27%20or%201%3D1%20--", "%C3%A9%E2%80%AE"]
+
+
+async def test_bad_input_on_the_authorization_endpoint_is_never_a_500(kit: AuthApp) -> None:
+    client = await register_client(kit, redirect_uris=[REDIRECT], scopes=["records:read"])
+    good = {
+        "response_type": "code",
+        "client_id": client["client_id"],
+        "redirect_uri": REDIRECT,
+        "code_challenge": "a" * 43,
+        "code_challenge_method": "S256",
+        "scope": "records:read",
+        "state": "s",
+        "nonce": "n",
+    }
+    async with _browser(kit) as browser:
+        for name in good:
+            for value in BAD:
+                query = "&".join(f"{k}={value if k == name else v}" for k, v in good.items())
+                answer = await browser.get(f"/oauth/authorize?{query}")
+                assert answer.status_code < 500, (name, value, answer.text[:300])
+                if answer.status_code == 303:  # only ever back to the registered URI
+                    assert answer.headers["location"].startswith(REDIRECT + "?")
+                else:
+                    assert "location" not in answer.headers
+        posted = await browser.post(
+            "/oauth/authorize",
+            content=b"\xff\xfe=\x00&&==",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert posted.status_code < 500
+    for path in ("/api/v1/auth/revoke", "/api/v1/auth/introspect", TOKEN):
+        for body in ({"token": "\x00" * 10}, {"token": "x" * 10000}, {}):
+            answer = await kit.client.post(
+                path, data={**body, "grant_type": "authorization_code", "client_id": "goc_x"}
+            )
+            assert 400 <= answer.status_code < 500, (path, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
