@@ -47,7 +47,7 @@ def _oauth(kit: AuthApp, client: dict[str, Any], **extra: Any) -> Any:
         client_id=client["client_id"],
         client_secret=client.get("client_secret"),
         redirect_uri=REDIRECT,
-        scope="records:read",
+        scope=extra.pop("scope", "records:read"),
         code_challenge_method="S256",
         token_endpoint_auth_method=extra.pop("auth_method", "none"),
         transport=transport,
@@ -473,3 +473,51 @@ async def test_bad_input_on_the_authorization_endpoint_is_never_a_500(kit: AuthA
             )
             assert 400 <= answer.status_code < 500, (path, answer.text)
             assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_openid_connect_id_token_userinfo_and_discovery(kit: AuthApp) -> None:
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import KeySet
+
+    from garrison.auth.oauth.oidc import at_hash
+
+    client = await register_client(
+        kit, redirect_uris=[REDIRECT], scopes=["records:read", "openid", "email"]
+    )
+    email = await kit.user()
+    verifier = generate_token(64)
+    async with _oauth(kit, client, scope="openid email records:read") as oauth:
+        url, state = oauth.create_authorization_url(
+            f"{BASE}/oauth/authorize", code_verifier=verifier, nonce="nonce-123"
+        )
+        async with _browser(kit) as browser:
+            answer = await consent(browser, url, email=email, password=PASSWORD)
+        location = answer.headers["location"]
+        assert query_of(location)["state"] == state
+        token = await oauth.fetch_token(
+            f"{BASE}{TOKEN}", authorization_response=location, code_verifier=verifier
+        )
+        info = await oauth.get("/api/v1/auth/userinfo")
+    jwks = (await kit.client.get("/.well-known/jwks.json")).json()
+    decoded = jose_jwt.decode(
+        token["id_token"], KeySet.import_key_set(jwks), algorithms=["Ed25519"]
+    )
+    assert decoded.header["typ"] == "JWT"
+    claims = decoded.claims
+    assert claims["iss"] == BASE
+    assert claims["aud"] == client["client_id"]
+    assert claims["nonce"] == "nonce-123"
+    assert claims["email"] == email
+    assert claims["at_hash"] == at_hash(token["access_token"], "Ed25519")
+    assert info.status_code == 200, info.text
+    assert info.json() == {"sub": claims["sub"], "email": email, "email_verified": False}
+    # An id_token is not an access token.
+    refused = await kit.client.get("/api/v1/auth/me", headers=bearer(token["id_token"]))
+    assert refused.status_code == 401
+    # Without openid, userinfo is refused.
+    first_party = bearer(await kit.token())
+    assert (await kit.client.get("/api/v1/auth/userinfo", headers=first_party)).status_code == 403
+    discovery = (await kit.client.get("/.well-known/openid-configuration")).json()
+    assert discovery["userinfo_endpoint"] == f"{BASE}/api/v1/auth/userinfo"
+    assert discovery["id_token_signing_alg_values_supported"] == ["Ed25519"]
+    assert discovery["authorization_endpoint"] == f"{BASE}/oauth/authorize"

@@ -9,10 +9,12 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from garrison.auth import email_flows, rbac, service, users
+from garrison.auth import email_flows, rbac, service, tokens, users
+from garrison.auth.authenticate import credential
 from garrison.auth.bodies import basic_credentials, form_fields, is_form, json_object, validate
 from garrison.auth.deps import AuthDep, CurrentPrincipal
-from garrison.auth.errors import InvalidCredentials, OAuthError
+from garrison.auth.errors import InsufficientScope, InvalidCredentials, OAuthError
+from garrison.auth.oauth import openid
 from garrison.auth.oauth import server as oauth_server
 from garrison.auth.oauth.server_router import authenticated_client, client_credentials_of
 from garrison.auth.passwords import check_policy
@@ -26,6 +28,7 @@ from garrison.auth.schemas import (
 )
 from garrison.deps import ReadSession
 from garrison.errors import Forbidden
+from garrison.gateway.credentials import credential_headers
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 well_known = APIRouter(tags=["auth"])
@@ -79,6 +82,7 @@ def _tokens(pair: service.TokenPair) -> JSONResponse:
         expires_in=pair.expires_in,
         refresh_token=pair.refresh_token,
         scope=pair.scope or None,
+        id_token=pair.id_token,
     )
     return JSONResponse(body.model_dump(exclude_none=True), headers=NO_STORE)
 
@@ -230,37 +234,60 @@ async def jwks(auth: AuthDep) -> JSONResponse:
 
 @well_known.get("/.well-known/oauth-authorization-server", summary="RFC 8414 metadata")
 async def metadata(auth: AuthDep) -> JSONResponse:
+    return JSONResponse(_metadata(auth), headers={"Cache-Control": "public, max-age=3600"})
+
+
+@well_known.get("/.well-known/openid-configuration", summary="OpenID Connect discovery")
+async def openid_configuration(auth: AuthDep) -> JSONResponse:
+    document = openid.discovery(auth.settings.issuer, _metadata(auth))
+    return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/userinfo", summary="OpenID Connect userinfo")
+async def userinfo(
+    request: Request, principal: CurrentPrincipal, auth: AuthDep, session: ReadSession
+) -> JSONResponse:
+    """The signed-in user's claims, for an access token granted ``openid``."""
+    found = credential(credential_headers(request.scope))
+    scope: frozenset[str] = frozenset()
+    if found is not None and found[0] == "jwt":  # checked by CurrentPrincipal already
+        scope = (await tokens.verify(found[1], auth.keyring, auth.settings)).scope
+    if principal.kind != "user" or principal.user_id is None or "openid" not in scope:
+        raise InsufficientScope("openid")
+    user = await users.get_user(session, user_id=principal.user_id)
+    body = {"sub": user.id, **openid.user_claims(user, scope)}
+    return JSONResponse(body, headers=NO_STORE)
+
+
+def _metadata(auth: AuthDep) -> dict[str, Any]:
     issuer = auth.settings.issuer
-    return JSONResponse(
-        {
-            "issuer": issuer,
-            "authorization_endpoint": f"{issuer}/oauth/authorize",
-            "token_endpoint": f"{issuer}/api/v1/auth/token",
-            "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "revocation_endpoint": f"{issuer}/api/v1/auth/revoke",
-            "introspection_endpoint": f"{issuer}/api/v1/auth/introspect",
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-                "none",
-            ],
-            "revocation_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-                "none",
-            ],
-            "introspection_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-                "bearer",
-            ],
-            "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
-            "code_challenge_methods_supported": ["S256"],
-            "authorization_response_iss_parameter_supported": True,
-            "scopes_supported": ["openid", "email", "profile", "offline_access"],
-            "service_documentation": f"{issuer}/api/docs",
-        },
-        headers={"Cache-Control": "public, max-age=3600"},
-    )
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth/authorize",
+        "token_endpoint": f"{issuer}/api/v1/auth/token",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "revocation_endpoint": f"{issuer}/api/v1/auth/revoke",
+        "introspection_endpoint": f"{issuer}/api/v1/auth/introspect",
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "bearer",
+        ],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "scopes_supported": ["openid", "email", "profile", "offline_access"],
+        "service_documentation": f"{issuer}/api/docs",
+    }

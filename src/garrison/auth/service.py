@@ -62,6 +62,7 @@ class TokenPair:
     expires_in: int
     refresh_token: str | None
     scope: str
+    id_token: str | None = None  # OpenID Connect, for an OAuth client granted ``openid``
 
 
 async def register(

@@ -24,7 +24,7 @@ from garrison.auth import rbac, refresh, service, tokens, users
 from garrison.auth.authenticate import authenticate
 from garrison.auth.clock import aware, utcnow
 from garrison.auth.errors import InvalidToken, OAuthError
-from garrison.auth.oauth import clients
+from garrison.auth.oauth import clients, openid
 from garrison.auth.oauth.models import AuthorizationCode, OAuthClient
 from garrison.auth.opaque import digest
 from garrison.auth.runtime import AuthRuntime
@@ -227,6 +227,17 @@ async def authorization_code_grant(
             generation=user.token_generation,
             now=int(now.timestamp()),
         )
+        id_token = None
+        if "openid" in row.scope:
+            id_token = await openid.id_token(
+                runtime,
+                user=user,
+                client_id=client.client_id,
+                scope=list(row.scope),
+                nonce=row.nonce,
+                access_token=issued.token,
+                now=int(now.timestamp()),
+            )
         row.family_id = family.family_id
         row.access_jti = issued.jti
         row.access_expires_at = now + timedelta(
@@ -242,7 +253,9 @@ async def authorization_code_grant(
                 data={"family_id": family.family_id, "scope": granted},
             ),
         )
-        pair = service.TokenPair(issued.token, issued.expires_in, family.token, " ".join(granted))
+        pair = service.TokenPair(
+            issued.token, issued.expires_in, family.token, " ".join(granted), id_token
+        )
         return pair, user.id
 
     result = await transact(runtime.db, work)
