@@ -521,3 +521,48 @@ async def test_openid_connect_id_token_userinfo_and_discovery(kit: AuthApp) -> N
     assert discovery["userinfo_endpoint"] == f"{BASE}/api/v1/auth/userinfo"
     assert discovery["id_token_signing_alg_values_supported"] == ["Ed25519"]
     assert discovery["authorization_endpoint"] == f"{BASE}/oauth/authorize"
+
+
+async def test_the_worker_purges_expired_codes_and_states(kit: AuthApp) -> None:
+    from sqlalchemy import func, select
+
+    from garrison.auth.oauth import retention
+    from garrison.auth.oauth.models import SignInState
+    from garrison.worker import standard_jobs
+
+    assert "auth.oauth.purge" in {job.name for job in standard_jobs(kit.runtime.db, kit.settings)}
+    client = await register_client(kit, redirect_uris=[REDIRECT], scopes=["records:read"])
+    email = await kit.user()
+    verifier = generate_token(64)
+    async with _oauth(kit, client) as oauth:
+        _loc, old = await _code(kit, oauth, email, verifier)
+        _loc, fresh = await _code(kit, oauth, email, verifier)
+    now = utcnow()
+
+    async def age(session: Any) -> None:
+        await session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.code_hash == digest(old))
+            .values(expires_at=now - timedelta(days=2))
+        )
+        session.add(
+            SignInState(
+                state_hash=digest(generate_token(20)),
+                purpose="sign_in",
+                provider="gone",
+                created_at=now - timedelta(hours=1),
+                expires_at=now - timedelta(minutes=1),
+            )
+        )
+
+    await transact(kit.runtime.db, age)
+    removed = await retention.purge(kit.runtime.db)
+    assert removed["codes"] >= 1
+    assert removed["states"] >= 1
+    async with kit.runtime.db.read_session() as session:
+        left = await session.scalar(
+            select(func.count())
+            .select_from(AuthorizationCode)
+            .where(AuthorizationCode.code_hash.in_([digest(old), digest(fresh)]))
+        )
+    assert left == 1
