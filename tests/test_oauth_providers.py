@@ -484,3 +484,30 @@ async def test_secrets_rotate_reseals_provider_secrets(kit: AuthApp, idp: Idp) -
     async with kit.runtime.db.read_session() as session:
         row = (await session.scalars(select(IdentityProvider))).one()
     assert open_secret(row, Keyring("a-new-master-secret-of-at-least-32-chars")) == CLIENT_SECRET
+
+
+async def test_a_wrong_pkce_verifier_is_refused_by_the_real_provider(
+    kit: AuthApp, idp: Idp
+) -> None:
+    """The verifier Garrison keeps for the state is what the provider checks: swap it and
+    the code exchange fails (the sign-in is refused, not a 500)."""
+    from garrison.auth.oauth.signin import VERIFIER_PURPOSE
+    from garrison.crypto import keyring_for
+
+    await _configure(kit, idp)
+    ring = keyring_for(kit.settings)
+    async with _browser(kit) as browser:
+        first = await browser.get("/api/v1/auth/providers/idp/authorize")
+
+        async def swap(session: Any) -> None:
+            for row in (await session.scalars(select(SignInState))).all():
+                row.code_verifier = ring.seal(
+                    "another-verifier-" + "x" * 40, purpose=VERIFIER_PURPOSE, context=row.state_hash
+                )
+
+        await transact(kit.runtime.db, swap)
+        async with httpx.AsyncClient(timeout=30) as at_idp:
+            back = await walk(at_idp, first.headers["location"], login="p@example.com", until=BASE)
+        answer = await browser.get(back.removeprefix(BASE))
+    assert answer.status_code == 400, answer.text
+    assert "refused the code" in answer.json()["detail"]
