@@ -99,15 +99,27 @@ async def walk(idp: httpx.AsyncClient, url: str, *, login: str, until: str) -> s
     """A browser at the provider: follow redirects, sign in as ``login`` on the development
     login page, press Continue on the consent page; returns the first URL under ``until``
     (the redirect back to Garrison)."""
+    back, form = await walk_to(idp, url, login=login, until=until)
+    assert form is None, "the provider answered with a form post"
+    return back
+
+
+async def walk_to(
+    idp: httpx.AsyncClient, url: str, *, login: str, until: str
+) -> tuple[str, dict[str, str] | None]:
+    """As ``walk``; a ``response_mode=form_post`` answer (a page whose form posts to
+    ``until``) comes back as its action and fields."""
     for _ in range(20):
         if url.startswith(until):
-            return url
+            return url, None
         response = await idp.get(url)
         if response.is_redirect:
             url = urljoin(url, response.headers["location"])
             continue
         assert response.status_code == 200, (url, response.status_code, response.text[:300])
         action, values = form_of(response.text)
+        if action.startswith(until):
+            return action, values
         if "login" in values:
             values.update(login=login, password="any password")
         answer = await idp.post(urljoin(url, action), data=values)

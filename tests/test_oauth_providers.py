@@ -511,3 +511,23 @@ async def test_a_wrong_pkce_verifier_is_refused_by_the_real_provider(
         answer = await browser.get(back.removeprefix(BASE))
     assert answer.status_code == 400, answer.text
     assert "refused the code" in answer.json()["detail"]
+
+
+async def test_form_post_providers_answer_with_a_post(kit: AuthApp, idp: Idp) -> None:
+    """The Apple preset asks for ``response_mode=form_post``; here pointed at the local
+    provider, which answers with an auto-submitting form to the callback."""
+    from tests.idpkit import walk_to
+
+    await _configure(kit, idp, "idp", preset="apple", scopes=["openid", "email"])
+    email = f"fp-{uuid.uuid4().hex[:8]}@example.com"
+    async with _browser(kit) as browser:
+        first = await browser.get("/api/v1/auth/providers/idp/authorize")
+        assert "response_mode=form_post" in first.headers["location"]
+        async with httpx.AsyncClient(timeout=30) as at_idp:
+            action, form = await walk_to(at_idp, first.headers["location"], login=email, until=BASE)
+        assert form is not None
+        assert "code" in form
+        answer = await browser.post(action.removeprefix(BASE), data=form)
+    assert answer.status_code == 200, answer.text
+    me = await kit.client.get("/api/v1/auth/me", headers=bearer(answer.json()["access_token"]))
+    assert me.json()["email"] == email

@@ -34,6 +34,7 @@ class Preset:
     userinfo_endpoint: str | None = None
     scopes: list[str] = field(default_factory=list)
     emails_endpoint: str | None = None  # GitHub: verified addresses are listed apart
+    form_post: bool = False  # Apple: the callback is a cross-site POST (response_mode)
 
 
 PRESETS: dict[str, Preset] = {
@@ -54,7 +55,11 @@ PRESETS: dict[str, Preset] = {
         "oidc", "GitLab", issuer="https://gitlab.com", scopes=["openid", "email", "profile"]
     ),
     "apple": Preset(
-        "oidc", "Apple", issuer="https://appleid.apple.com", scopes=["openid", "email", "name"]
+        "oidc",
+        "Apple",
+        issuer="https://appleid.apple.com",
+        scopes=["openid", "email", "name"],
+        form_post=True,
     ),
     "github": Preset(
         "oauth2",
@@ -85,6 +90,11 @@ def check_url(value: str | None, pointer: str) -> str | None:
     if any(ord(ch) < 33 or ord(ch) > 126 for ch in value):
         raise _invalid(pointer, "a URL is printable ASCII")
     return value.rstrip("/") if pointer == "#/issuer" else value
+
+
+def form_post(row: IdentityProvider) -> bool:
+    preset = PRESETS.get(row.preset or "")
+    return preset is not None and preset.form_post
 
 
 def callback_url(issuer: str, name: str) -> str:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 from starlette.responses import RedirectResponse, Response
 
+from garrison.auth.bodies import form_fields, is_form
 from garrison.auth.deps import AuthDep, CurrentPrincipal, require
 from garrison.auth.errors import IdentityConflict, ProviderUnavailable, SignInFailed, SignUpClosed
 from garrison.auth.oauth import identities, pages, providers, signin
@@ -148,7 +149,9 @@ async def authorize(
         path=_COOKIE_PATH,
         secure=auth.settings.http.secure_cookies,
         httponly=True,
-        samesite="lax",  # sent on the provider's top-level redirect back
+        # Sent on the provider's top-level redirect back (Lax); a form_post provider's
+        # callback is a cross-site POST, which only a SameSite=None (Secure) cookie joins.
+        samesite="none" if auth.settings.http.secure_cookies else "lax",
     )
     return response
 
@@ -159,10 +162,40 @@ async def authorize(
     responses={303: {"description": "back to the redirect_uri given at the start"}},
 )
 async def callback(name: str, request: Request, auth: AuthDep) -> Response:
+    """The provider's redirect back, with Garrison's tokens (JSON, or in the fragment of the
+    redirect_uri given at the start)."""
+    params = {key: value[:4096] for key, value in request.query_params.items()}
+    return await _callback(name, request, auth, params)
+
+
+@router.post(
+    "/providers/{name}/callback",
+    response_model=TokenResponse,
+    responses={303: {"description": "back to the redirect_uri given at the start"}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"code": {"type": "string"}, "state": {"type": "string"}},
+                    }
+                }
+            }
+        }
+    },
+)
+async def callback_form_post(name: str, request: Request, auth: AuthDep) -> Response:
+    """The same, for providers that answer with ``response_mode=form_post`` (Apple)."""
+    fields = await form_fields(request) if is_form(request) else {}
+    params = {key: value[:4096] for key, value in fields.items()}
+    return await _callback(name, request, auth, params)
+
+
+async def _callback(name: str, request: Request, auth: AuthDep, params: dict[str, str]) -> Response:
     """The provider's redirect back. Without a ``redirect_uri`` at the start the answer is
     Garrison's token pair as JSON; with one, a 303 there carrying the tokens in the
     fragment (never sent to a server, never in a log)."""
-    params = {key: value[:4096] for key, value in request.query_params.items()}
     try:
         done = await signin.finish(
             auth, name=name[:64], params=params, browser=request.cookies.get(BROWSER_COOKIE)

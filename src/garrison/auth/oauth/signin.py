@@ -194,6 +194,7 @@ async def start(
         "code_challenge": s256(verifier),
         "code_challenge_method": "S256",
         **({"nonce": nonce} if nonce else {}),
+        **({"response_mode": "form_post"} if providers.form_post(row) else {}),
     }
     glue = "&" if "?" in found.authorization else "?"
     return found.authorization + glue + urlencode(params)
