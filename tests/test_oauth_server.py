@@ -566,3 +566,31 @@ async def test_the_worker_purges_expired_codes_and_states(kit: AuthApp) -> None:
             .where(AuthorizationCode.code_hash.in_([digest(old), digest(fresh)]))
         )
     assert left == 1
+
+
+async def test_disabling_a_client_ends_its_tokens(kit: AuthApp) -> None:
+    client = await register_client(kit, redirect_uris=[REDIRECT], scopes=["records:read"])
+    email = await kit.user()
+    verifier = generate_token(64)
+    async with _oauth(kit, client) as oauth:
+        location, _code_value = await _code(kit, oauth, email, verifier)
+        token = await oauth.fetch_token(
+            f"{BASE}{TOKEN}", authorization_response=location, code_verifier=verifier
+        )
+        assert (await oauth.get("/api/v1/_probe/records")).status_code == 200
+        admin = bearer(await kit.token(role="admin"))
+        disabled = await kit.client.post(
+            f"/api/v1/admin/oauth-clients/{client['client_id']}/disable", headers=admin
+        )
+        assert disabled.status_code == 204
+        assert (await oauth.get("/api/v1/_probe/records")).status_code == 401
+    again = await kit.client.post(
+        TOKEN,
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": token["refresh_token"],
+            "client_id": client["client_id"],
+        },
+    )
+    assert again.status_code == 401
+    assert again.json()["error"] == "invalid_client"
