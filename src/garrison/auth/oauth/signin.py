@@ -17,7 +17,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import update
@@ -33,7 +32,7 @@ from garrison.auth.errors import (
     SignInFailed,
     SignUpClosed,
 )
-from garrison.auth.oauth import identities, providers
+from garrison.auth.oauth import assertion, identities, providers
 from garrison.auth.oauth.models import IdentityProvider, SignInState
 from garrison.auth.oauth.server import s256
 from garrison.auth.opaque import digest
@@ -45,33 +44,6 @@ from garrison.events import Actor, Event, emit, emit_standalone
 
 VERIFIER_PURPOSE = "auth.provider.pkce"
 TICKET_SECONDS = 120
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    authorization: str
-    token: str
-    userinfo: str | None
-    jwks_uri: str | None
-    issuer: str | None
-
-
-async def endpoints_of(runtime: AuthRuntime, row: IdentityProvider) -> Endpoints:
-    if row.kind == "oidc":
-        assert row.issuer is not None
-        doc = await runtime.providers.discover(row.issuer)
-        return Endpoints(
-            authorization=doc["authorization_endpoint"],
-            token=doc["token_endpoint"],
-            userinfo=doc.get("userinfo_endpoint"),
-            jwks_uri=doc["jwks_uri"],
-            issuer=row.issuer,
-        )
-    assert row.authorization_endpoint is not None
-    assert row.token_endpoint is not None
-    return Endpoints(
-        row.authorization_endpoint, row.token_endpoint, row.userinfo_endpoint, None, None
-    )
 
 
 async def _provider(runtime: AuthRuntime, name: str) -> IdentityProvider:
@@ -153,7 +125,7 @@ async def start(
 ) -> str:
     row = await _provider(runtime, name)
     landing = check_landing(row, redirect_uri)
-    found = await endpoints_of(runtime, row)
+    found = await assertion.endpoints_of(runtime, row)
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
     nonce = secrets.token_urlsafe(32) if row.kind == "oidc" else None
@@ -198,69 +170,6 @@ async def start(
     }
     glue = "&" if "?" in found.authorization else "?"
     return found.authorization + glue + urlencode(params)
-
-
-@dataclass(frozen=True)
-class Asserted:
-    subject: str
-    email: str | None
-    verified: bool
-
-
-def _verified(value: Any) -> bool:
-    return value is True or value == "true"  # some providers send the string
-
-
-async def _github_email(runtime: AuthRuntime, access_token: str) -> tuple[str | None, bool]:
-    url = providers.PRESETS["github"].emails_endpoint
-    assert url is not None
-    listed = await runtime.providers.userinfo(url, access_token)
-    for item in listed if isinstance(listed, list) else []:
-        if isinstance(item, dict) and item.get("primary") and isinstance(item.get("email"), str):
-            return item["email"], _verified(item.get("verified"))
-    return None, False
-
-
-async def _asserted(
-    runtime: AuthRuntime,
-    row: IdentityProvider,
-    found: Endpoints,
-    tokens: dict[str, Any],
-    nonce: str | None,
-) -> Asserted:
-    access = tokens["access_token"]
-    if row.kind == "oidc":
-        id_token = tokens.get("id_token")
-        if not isinstance(id_token, str):
-            raise SignInFailed("the OpenID Connect provider sent no id_token")
-        assert found.issuer is not None
-        assert found.jwks_uri is not None
-        assert nonce is not None
-        claims = await runtime.providers.validate_id_token(
-            id_token,
-            issuer=found.issuer,
-            jwks_uri=found.jwks_uri,
-            client_id=row.client_id,
-            nonce=nonce,
-            access_token=access,
-        )
-        email, verified = claims.get("email"), _verified(claims.get("email_verified"))
-        if email is None and found.userinfo:  # some providers put e-mail in userinfo only
-            info = await runtime.providers.userinfo(found.userinfo, access)
-            if isinstance(info, dict) and info.get("sub") == claims["sub"]:
-                email, verified = info.get("email"), _verified(info.get("email_verified"))
-        return Asserted(claims["sub"], email if isinstance(email, str) else None, verified)
-    assert found.userinfo is not None
-    info = await runtime.providers.userinfo(found.userinfo, access)
-    if not isinstance(info, dict):
-        raise ProviderUnavailable("the provider's userinfo is not an object")
-    subject = info.get("sub", info.get("id"))
-    if not isinstance(subject, str | int) or isinstance(subject, bool) or subject == "":
-        raise SignInFailed("the provider did not name the account")
-    email, verified = info.get("email"), _verified(info.get("email_verified"))
-    if row.preset == "github":
-        email, verified = await _github_email(runtime, access)
-    return Asserted(str(subject), email if isinstance(email, str) else None, verified)
 
 
 @dataclass(frozen=True)
@@ -314,7 +223,7 @@ async def _finish(
         raise SignInFailed("this sign-in was started in another browser session")
     if params.get("error"):
         raise SignInFailed("the identity provider did not sign the user in")
-    found = await endpoints_of(runtime, row)
+    found = await assertion.endpoints_of(runtime, row)
     # Mix-up defence: a callback URL per provider (RFC 9700 §4.4), and RFC 9207's ``iss``.
     if found.issuer is not None and "iss" in params and params["iss"] != found.issuer:
         raise SignInFailed("the authorization response came from another issuer")
@@ -334,13 +243,15 @@ async def _finish(
         redirect_uri=providers.callback_url(runtime.settings.issuer, name),
         code_verifier=verifier,
     )
-    who = await _asserted(runtime, row, found, tokens, spent.nonce)
+    who = await assertion.asserted(runtime, row, found, tokens, spent.nonce)
     if spent.purpose == "link":
         return await _link(runtime, name, spent, who)
     return await _sign_in(runtime, name, spent, who)
 
 
-async def _link(runtime: AuthRuntime, name: str, spent: SignInState, who: Asserted) -> Finished:
+async def _link(
+    runtime: AuthRuntime, name: str, spent: SignInState, who: assertion.Asserted
+) -> Finished:
     assert spent.user_id is not None
     user_id = spent.user_id
 
@@ -359,7 +270,9 @@ async def _link(runtime: AuthRuntime, name: str, spent: SignInState, who: Assert
     return Finished("link", spent.redirect_uri, None, user_id)
 
 
-async def _sign_in(runtime: AuthRuntime, name: str, spent: SignInState, who: Asserted) -> Finished:
+async def _sign_in(
+    runtime: AuthRuntime, name: str, spent: SignInState, who: assertion.Asserted
+) -> Finished:
     settings = runtime.settings
 
     async def work(session: AsyncSession) -> tuple[str, int, list[str], set[str], str]:
