@@ -20,12 +20,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import delete, select, update
 
+from garrison.auth import service
 from garrison.auth.errors import ProviderUnavailable, SignInFailed
 from garrison.auth.oauth.models import IdentityProvider, SignInState
 from garrison.auth.oauth.oidc import ProviderClient, _Cached, at_hash
 from garrison.db.retry import transact
+from garrison.events import Actor
 from garrison.settings import Settings
-from tests.authkit import AuthApp, auth_app, bearer
+from tests.authkit import PASSWORD, AuthApp, auth_app, bearer
 from tests.idpkit import CLIENT_SECRET, Idp, free_port, running_idp, walk
 
 BASE = "http://testserver"
@@ -257,7 +259,17 @@ async def test_closed_sign_up_links_only_verified_existing_accounts(
             stranger = await _sign_in(kit, browser, "idp", f"x-{uuid.uuid4().hex[:6]}@example.com")
         assert stranger.status_code == 403
         assert stranger.json()["type"].endswith("sign-up-closed")
-        email = await kit.user()
+        # An existing account whose own address is not verified is not linked by e-mail:
+        # whoever registered it may hold its password (pre-account hijacking).
+        unverified = await kit.user()
+        async with _browser(kit) as browser:
+            refused = await _sign_in(kit, browser, "idp", unverified)
+        assert refused.status_code == 409
+        assert "not verified" in refused.json()["detail"]
+        email = f"v-{uuid.uuid4().hex[:8]}@example.com"
+        await service.register(
+            kit.runtime, email=email, password=PASSWORD, actor=Actor.system(), verified=True
+        )
         async with _browser(kit) as browser:
             answer = await _sign_in(kit, browser, "idp", email)
         assert answer.status_code == 200, answer.text

@@ -7,8 +7,10 @@ code, validates the ``id_token`` (or reads userinfo), then links or creates the 
 starts a Garrison session, all in one transaction: the audit entry names the provider.
 
 Linking rules: a known identity signs its user in; a new one links to an existing account
-only through an e-mail address the provider asserts as verified, and creates an account
-only while registration is ``open``; an identity without a verified address is refused.
+only through an e-mail address the provider asserts as verified, and only when the account
+has verified that address too (else whoever registered it unverified may hold its
+password); it creates an account only while registration is ``open``; an identity without
+a verified address is refused.
 Both functions are workflows that own their transactions (``db.retry.transact``).
 """
 
@@ -288,6 +290,13 @@ async def _sign_in(
                 )
             email = users.normalise_email(who.email)
             user = await users.find_by_email(session, email=email)
+            if user is not None and user.email_verified_at is None:
+                # Pre-account hijacking: whoever registered the address unverified may hold
+                # its password; the owner links the provider after signing in instead.
+                raise IdentityConflict(
+                    "an account with this e-mail address exists but the address is not"
+                    " verified; sign in with its password, then link the provider"
+                )
             if user is None:
                 if settings.auth.registration != "open":
                     raise SignUpClosed("sign-up is not open; ask an administrator for an account")
