@@ -21,6 +21,9 @@ from garrison.auth.admin_router import router as admin_router
 from garrison.auth.apikeys_router import router as api_keys_router
 from garrison.auth.email_router import router as auth_email_router
 from garrison.auth.identify import principal_key, principal_roles
+from garrison.auth.oauth import authorize as oauth_authorize
+from garrison.auth.oauth import providers_router as oauth_providers
+from garrison.auth.oauth import server_router as oauth_server
 from garrison.auth.router import router as auth_router
 from garrison.auth.router import well_known as auth_well_known
 from garrison.flags.router import routes as flags_routes
@@ -83,7 +86,7 @@ def _middleware(
             SecurityHeadersMiddleware,
             hsts=http.hsts,
             hsts_max_age=http.hsts_max_age,
-            page_prefixes=("/status",),  # the status page, its feed and stylesheet
+            page_prefixes=("/status", "/oauth"),  # status page, feed, stylesheet; consent page
             page_paths=frozenset({"/"}),  # the front door
         ),
         Middleware(
@@ -136,9 +139,13 @@ ROUTERS = (
     audit_router,
     outbox_router,
     auth_router,
+    oauth_server.endpoints,
+    oauth_providers.router,
+    oauth_authorize.router,
     auth_email_router,
     api_keys_router,
     admin_router,
+    oauth_server.admin,
     privacy_router,
     backups_router,
     auth_well_known,

@@ -10,14 +10,16 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     │   ├── DuplicateCredential (gateway.credentials)  400  duplicate-credential
     │   ├── InvalidFilter (records.errors)             400  invalid-filter
     │   ├── InvalidOneTimeToken (auth.email_flows)     400  invalid-one-time-token
-    │   └── OAuthError (auth.errors)                   400  oauth-error
+    │   ├── OAuthError (auth.errors)                   400  oauth-error
+    │   └── SignInFailed (auth.errors)                 400  sign-in-failed
     ├── Unauthorized                                   401  unauthorized
     │   ├── InvalidCredentials (auth.errors)           401  invalid-credentials
     │   └── InvalidToken (auth.errors)                 401  invalid-token
     ├── Forbidden                                      403  forbidden
     │   ├── AccountDisabled (auth.errors)              403  account-disabled
     │   ├── InsufficientScope (auth.errors)            403  insufficient-scope
-    │   └── RuleDenied (records.errors)                403  rule-denied
+    │   ├── RuleDenied (records.errors)                403  rule-denied
+    │   └── SignUpClosed (auth.errors)                 403  sign-up-closed
     ├── NotFound                                       404  not-found
     │   ├── CollectionNotFound (records.errors)        404  collection-not-found
     │   ├── QuotaNotFound (quotas.errors)              404  quota-not-found
@@ -28,7 +30,9 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     │   ├── CollectionReferenced (records.errors)      409  collection-referenced
     │   ├── ConfirmationRequired (records.errors)      409  confirmation-required
     │   ├── IdempotencyKeyInUse (records.errors)       409  idempotency-key-in-use
-    │   └── LastAdmin (auth.rbac)                      409  last-admin
+    │   ├── IdentityConflict (auth.errors)             409  identity-conflict
+    │   ├── LastAdmin (auth.rbac)                      409  last-admin
+    │   └── LastSignInMethod (auth.errors)             409  last-sign-in-method
     ├── ReferenceRefused (privacy.reference)           409  reference-refused
     ├── Gone (privacy.router)                          410  gone
     ├── PreconditionFailed                             412  precondition-failed
@@ -50,6 +54,7 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     │   └── LockedOut (auth.errors)                    429  locked-out
     ├── DecryptionFailed (crypto)                      500  decryption-failed
     │   └── UnknownKey (crypto)                        500  unknown-key
+    ├── ProviderUnavailable (auth.errors)              502  provider-unavailable
     └── ServiceUnavailable                             503  service-unavailable
         ├── DatabaseUnavailable (db.retry)             503  database-unavailable
         └── ReadOnlyMaintenance (ops.status.readonly)  503  read-only-maintenance

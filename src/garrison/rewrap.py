@@ -24,7 +24,7 @@ from garrison.db.retry import transact
 Rewrap = Callable[[AsyncSession, Keyring], Awaitable[int]]
 
 # The modules that register a re-wrap function (later users of the crypto module add theirs).
-MODULES = ["garrison.webhooks.service"]
+MODULES = ["garrison.webhooks.service", "garrison.auth.oauth.providers"]
 _functions: dict[str, Rewrap] = {}
 
 

@@ -19,6 +19,7 @@ from garrison.auth import apikeys, clients, rbac, tokens
 from garrison.auth.clock import aware, utcnow
 from garrison.auth.errors import InvalidToken
 from garrison.auth.models import Role, User, UserRole
+from garrison.auth.oauth import clients as oauth_clients
 from garrison.auth.opaque import API_KEY_PREFIX
 from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
@@ -69,11 +70,14 @@ async def _user_principal(runtime: AuthRuntime, claims: tokens.AccessClaims) -> 
     permissions: set[str] = set()
     for row in rows:
         permissions.update(row["permissions"] or ())
+    held = frozenset(permissions)
+    if claims.is_delegated:  # an OAuth client's token: what the user holds and granted it
+        held = rbac.narrow(held, claims.scope)
     return Principal(
         kind="user",
         id=claims.sub,
         user_id=claims.sub,
-        permissions=frozenset(permissions),
+        permissions=held,
         roles=tuple(roles),
         token_id=claims.jti,
         token_expires=claims.exp,
@@ -99,6 +103,10 @@ async def _jwt(runtime: AuthRuntime, token: str, verified: tokens.AccessClaims |
     # The deny list answers without the store when it is down (see auth.denylist).
     if await runtime.deny_list.is_denied(claims.jti):
         raise InvalidToken("the access token has been revoked")
+    if claims.is_delegated:  # an OAuth client's token stops when the client is disabled
+        async with runtime.db.read_session() as session:
+            if await oauth_clients.active_client(session, client_id=claims.client_id) is None:
+                raise InvalidToken("the access token's client is disabled")
     if not claims.is_service:
         return await _user_principal(runtime, claims)
     async with runtime.db.read_session() as session:

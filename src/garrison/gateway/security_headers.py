@@ -2,7 +2,9 @@
 
 API responses get ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``
 and ``Cache-Control: no-store`` unless the route chose its own caching; the interactive docs
-page gets a policy that lets its scripts load. Any ``Server`` header is removed.
+page gets a policy that lets its scripts load. A server-rendered page may send a policy of
+its own (the OAuth consent page names where its form may redirect) as long as it keeps
+``frame-ancestors 'none'``. Any ``Server`` header is removed.
 """
 
 from __future__ import annotations
@@ -67,11 +69,22 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                policy = csp
+                if csp is PAGE_CSP:
+                    policy = next(
+                        (
+                            v
+                            for k, v in message.get("headers", [])
+                            if k.lower() == b"content-security-policy"
+                            and b"frame-ancestors 'none'" in v
+                        ),
+                        csp,
+                    )
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OWNED]
                 if not any(k.lower() == b"cache-control" for k, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
                 headers.extend(self.extra)
-                headers.append((b"content-security-policy", csp))
+                headers.append((b"content-security-policy", policy))
                 message["headers"] = headers
             await send(message)
 

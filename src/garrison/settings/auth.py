@@ -35,6 +35,24 @@ class AuthSettings(BaseModel):
     )
     verify_token_ttl: int = Field(default=86_400, ge=60)
     reset_token_ttl: int = Field(default=3600, ge=60)
+    # OAuth 2.1 authorization server and sign-in with external providers (docs/oauth.md).
+    code_ttl: int = Field(
+        default=60, ge=5, le=60, description="seconds an authorization code is valid"
+    )
+    sign_in_ttl: int = Field(
+        default=600,
+        ge=30,
+        le=3600,
+        description="seconds from the redirect to a provider to its callback",
+    )
+    provider_timeout: float = Field(
+        default=10.0, gt=0, le=60, description="seconds a call to an identity provider may take"
+    )
+    provider_metadata_ttl: float = Field(
+        default=600.0,
+        ge=0,
+        description="seconds a provider's discovery document and JWKS are cached",
+    )
 
 
 class SmtpSettings(BaseModel):

@@ -9,6 +9,7 @@ AUTH_SENSITIVE_PATHS = [
     "/api/v1/auth/token",
     "/api/v1/auth/register",
     "/api/v1/auth/password-reset",
+    "/oauth/authorize",  # the authorization server's login form checks passwords
 ]
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from garrison.audit import retention
 from garrison.audit.sealer import seal_pending
+from garrison.auth.oauth import retention as oauth_retention
 from garrison.db.engine import Database
 from garrison.log import get_logger
 from garrison.ops.backup.schedule import run_backup_jobs
@@ -82,6 +83,9 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
     async def privacy_retention_apply() -> object:
         return await privacy_retention.apply(db, settings)
 
+    async def oauth_purge() -> object:
+        return await oauth_retention.purge(db)
+
     return [
         Job("audit.purge", audit_purge, every=settings.audit.purge_interval_seconds),
         Job("status.sample", ops.sample, every=status.sample_interval_seconds),
@@ -92,6 +96,7 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
             privacy_retention_apply,
             every=settings.audit.purge_interval_seconds,
         ),
+        Job("auth.oauth.purge", oauth_purge, every=settings.audit.purge_interval_seconds),
     ]
 
 
