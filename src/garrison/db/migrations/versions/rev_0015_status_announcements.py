@@ -1,7 +1,7 @@
 """status: when each maintenance window's start and end were announced
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-02
 
 The worker claims each announcement (``status.maintenance.started`` / ``.ended``) by
@@ -20,7 +20,7 @@ from alembic import op
 from garrison.db.types import UtcDateTime
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 destructive = False  # expand only: new nullable columns (see garrison.ops.deploy.migrations)
