@@ -25,6 +25,8 @@ from typing import Any
 from garrison.audit import retention
 from garrison.audit.sealer import seal_pending
 from garrison.db.engine import Database
+from garrison.files import jobs as files_jobs
+from garrison.files.storage import open_storage
 from garrison.log import get_logger
 from garrison.ops.backup.schedule import run_backup_jobs
 from garrison.ops.jobs import OpsJobs
@@ -82,6 +84,9 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
     async def privacy_retention_apply() -> object:
         return await privacy_retention.apply(db, settings)
 
+    async def files_sweep() -> object:
+        return await files_jobs.sweep(db, open_storage(settings), settings)
+
     return [
         Job("audit.purge", audit_purge, every=settings.audit.purge_interval_seconds),
         Job("status.sample", ops.sample, every=status.sample_interval_seconds),
@@ -91,6 +96,7 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
             privacy_retention_apply,
             every=settings.audit.purge_interval_seconds,
         ),
+        Job("files.sweep", files_sweep, every=settings.files.sweep_interval_seconds),
     ]
 
 
@@ -109,8 +115,9 @@ class Worker:
         self.settings = settings
         self.config = settings.worker
         self.handlers = handlers
-        # Built-in consumers: queued mail, and webhooks (their own delivery loop).
+        # Built-in consumers: queued mail, file deletions, and webhooks (their own delivery loop).
         MailConsumer(settings).install(handlers)
+        files_jobs.FileCleanup.from_settings(settings).install(handlers)
         self.webhooks = WebhookDelivery(db, settings) if settings.webhooks.enabled else None
         if self.webhooks is not None:
             self.webhooks.install(handlers)

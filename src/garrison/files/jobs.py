@@ -1,0 +1,88 @@
+"""The files domain's background work, run by the worker.
+
+- ``FileCleanup``: the outbox handler for ``file.deleted``: deletes the object and its
+  thumbnails. Deleting a missing key is no error, so a redelivered message is harmless.
+- ``sweep``: removes unattached uploads older than the grace period (row, then objects),
+  and objects that have no row once they are older than the grace period (an upload whose
+  transaction failed, a crash between storing and committing).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from garrison.db.engine import Database
+from garrison.db.retry import transact
+from garrison.events import Actor
+from garrison.files import service
+from garrison.files.storage import Storage, open_storage
+from garrison.log import get_logger
+from garrison.outbox.registry import Message, Registry
+from garrison.settings import Settings
+
+log = get_logger("garrison.files")
+
+
+async def delete_objects(storage: Storage, file_id: str, key: str | None = None) -> None:
+    await storage.delete(key or service.object_key(file_id))
+    async for thumb, _ in storage.list(f"thumbs/{file_id}"):
+        await storage.delete(thumb)
+
+
+class FileCleanup:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FileCleanup:
+        return cls(open_storage(settings))
+
+    def install(self, registry: Registry) -> None:
+        registry.register(service.DELETED, self.deliver, key="files")
+
+    async def deliver(self, message: Message, db: Database) -> None:
+        file_id = str(message.payload.get("data", {}).get("id") or message.target_id or "")
+        key = message.payload.get("data", {}).get("key")
+        if file_id:
+            await delete_objects(self.storage, file_id, str(key) if key else None)
+
+
+def _file_id(key: str) -> str:
+    return key.split("/")[1] if key.count("/") >= 1 else ""
+
+
+async def sweep(db: Database, storage: Storage, settings: Settings) -> int:
+    """Remove expired unattached uploads and orphaned objects; how many files went."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings.files.orphan_grace_seconds)
+    batch = settings.files.sweep_batch_size
+    removed = 0
+
+    async def expire(session: AsyncSession) -> list[tuple[str, str]]:
+        rows = await service.expired_pending(session, before=cutoff, limit=batch)
+        gone = [(row.id, row.storage_key) for row in rows]
+        await service.release(session, rows=rows, actor=Actor.system())
+        return gone
+
+    for file_id, key in await transact(db, expire):
+        await delete_objects(storage, file_id, key)
+        removed += 1
+    candidates: dict[str, list[str]] = {}
+    for prefix in ("files", "thumbs"):
+        async for key, modified in storage.list(prefix):
+            if modified < cutoff and (file_id := _file_id(key)):
+                candidates.setdefault(file_id, []).append(key)
+    ids = list(candidates)
+    for start in range(0, len(ids), batch):
+        chunk = ids[start : start + batch]
+        async with db.transaction() as session:
+            known = await service.known_ids(session, chunk)
+        for file_id in chunk:
+            if file_id not in known:
+                for key in candidates[file_id]:
+                    await storage.delete(key)
+                removed += 1
+    if removed:
+        log.info("files.swept", removed=removed)
+    return removed

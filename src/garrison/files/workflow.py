@@ -1,0 +1,169 @@
+"""Workflows that own their transaction: a record written together with its files, a
+standalone upload. The files stream into storage before the transaction opens; the rows
+and the record commit together or not at all, and on failure the objects are removed
+again (the orphan sweeper is the backstop if this process dies first)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from garrison.db.engine import Database
+from garrison.errors import Unauthorized
+from garrison.files import service
+from garrison.files.models import FileRow
+from garrison.files.runtime import FileRuntime
+from garrison.files.service import Rules, rules_for
+from garrison.files.upload import PartRules, Received, receive
+from garrison.records import query
+from garrison.records import service as records_service
+from garrison.records.errors import RecordNotFound
+from garrison.records.kinds import file_ids
+from garrison.records.query import Caller
+from garrison.records.registry import Collection
+from garrison.records.validation import Mode
+
+
+def _signed_in(caller: Caller) -> str:
+    if caller.id is None:
+        raise Unauthorized("uploading files needs a signed-in caller")
+    return caller.id
+
+
+def part_rules(collection: Collection, files: FileRuntime) -> dict[str, PartRules]:
+    return {
+        field.name: PartRules(
+            rules_for(field, files.settings.default_max_size), field.max_files or 1
+        )
+        for field in collection.spec.fields
+        if field.type == "file"
+    }
+
+
+async def _receive(
+    stream: AsyncIterator[bytes],
+    content_type: str,
+    files: FileRuntime,
+    parts: dict[str, PartRules],
+    *,
+    allow_data: bool = True,
+) -> Received:
+    return await receive(
+        stream,
+        content_type,
+        storage=files.storage,
+        parts=parts,
+        max_parts=files.settings.max_parts,
+        max_data_bytes=files.settings.max_data_bytes,
+        allow_data=allow_data,
+    )
+
+
+def _merged(
+    collection: Collection, received: Received, current: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The record's fields with the uploaded files' ids in their fields: a single-file
+    field takes the new file, a multi-file field appends to the ids it has (or that
+    ``data`` gives)."""
+    data = dict(received.data or {})
+    for name, uploads in received.files.items():
+        field = collection.spec.field(name)
+        assert field is not None
+        new = [upload.id for upload in uploads]
+        if (field.max_files or 1) == 1:
+            data[name] = new[-1]
+        else:
+            kept = data[name] if name in data else (current or {}).get(name)
+            data[name] = [*file_ids(kept), *new]
+    return data
+
+
+async def create_with_files(
+    db: Database,
+    files: FileRuntime,
+    *,
+    collection: Collection,
+    caller: Caller,
+    stream: AsyncIterator[bytes],
+    content_type: str,
+) -> dict[str, Any]:
+    owner = _signed_in(caller)
+    query.check_action(collection, "create", caller)  # refused before any byte is stored
+    received = await _receive(stream, content_type, files, part_rules(collection, files))
+    try:
+        async with db.transaction() as session:
+            await service.add_pending(session, uploads=received.uploads, owner=owner)
+            return await records_service.create_record(
+                session,
+                collection=collection,
+                data=_merged(collection, received, None),
+                caller=caller,
+            )
+    except BaseException:
+        await service.discard(files.storage, received.uploads)
+        raise
+
+
+async def update_with_files(
+    db: Database,
+    files: FileRuntime,
+    *,
+    collection: Collection,
+    record_id: str,
+    caller: Caller,
+    mode: Mode,
+    if_match: int | None,
+    stream: AsyncIterator[bytes],
+    content_type: str,
+) -> dict[str, Any]:
+    owner = _signed_in(caller)
+    query.check_action(collection, "update", caller)
+    received = await _receive(stream, content_type, files, part_rules(collection, files))
+    try:
+        async with db.transaction() as session:
+            current = await query.get_record(
+                session, collection=collection, record_id=record_id, caller=caller
+            )
+            if current is None:
+                raise RecordNotFound(f"no record {record_id!r} in {collection.name!r}")
+            await service.add_pending(session, uploads=received.uploads, owner=owner)
+            return await records_service.update_record(
+                session,
+                collection=collection,
+                record_id=record_id,
+                data=_merged(collection, received, current),
+                mode=mode,
+                caller=caller,
+                if_match=if_match,
+            )
+    except BaseException:
+        await service.discard(files.storage, received.uploads)
+        raise
+
+
+async def upload_standalone(
+    db: Database,
+    files: FileRuntime,
+    *,
+    caller: Caller,
+    stream: AsyncIterator[bytes],
+    content_type: str,
+) -> dict[str, Any]:
+    """One file (part ``file``), kept unattached until a record write names its id; the
+    field's rules are checked then."""
+    owner = _signed_in(caller)
+    parts = {"file": PartRules(Rules("#/file", files.settings.default_max_size))}
+    received = await _receive(stream, content_type, files, parts, allow_data=False)
+    if not received.uploads:
+        from garrison.files.errors import MalformedUpload
+
+        raise MalformedUpload("the upload has no 'file' part")
+    try:
+        async with db.transaction() as session:
+            await service.add_pending(session, uploads=received.uploads, owner=owner)
+            row = await session.get(FileRow, received.uploads[0].id)
+            assert row is not None
+            return service.describe(row)
+    except BaseException:
+        await service.discard(files.storage, received.uploads)
+        raise

@@ -1,0 +1,50 @@
+"""The file storage section: where objects go, upload limits, signed links, thumbnails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+MIB = 1024 * 1024
+
+
+class FileSettings(BaseModel):
+    backend: Literal["local", "s3"] = Field(
+        default="local", description="local directory (development default) or S3-compatible"
+    )
+    local_dir: Path | None = Field(default=None, description="default <data_dir>/files")
+    s3_bucket: str | None = None
+    s3_prefix: str = Field(default="", description="key prefix inside the bucket")
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    default_max_size: int = Field(
+        default=10 * MIB, ge=1, description="bytes per file when a field sets no max_size"
+    )
+    max_upload_bytes: int = Field(
+        default=1024 * MIB,
+        ge=1,
+        description="the request body limit of upload routes (other routes keep http's)",
+    )
+    max_parts: int = Field(default=100, ge=1, le=10_000, description="parts per upload request")
+    max_data_bytes: int = Field(
+        default=MIB, ge=1, description="bytes of the JSON 'data' part of a multipart write"
+    )
+    chunk_bytes: int = Field(
+        default=8 * MIB, ge=5 * MIB, description="S3 multipart part size (memory per upload)"
+    )
+    signed_url_seconds: int = Field(default=300, ge=1, le=7 * 86_400)
+    thumb_max_pixels: int = Field(
+        default=40_000_000, ge=1, description="larger images get no thumbnail (bombs)"
+    )
+    thumb_max_source_bytes: int = Field(default=50 * MIB, ge=1)
+    orphan_grace_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="objects with no row, and unattached uploads, live this long",
+    )
+    sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+    sweep_batch_size: int = Field(default=500, ge=1, le=10_000)
