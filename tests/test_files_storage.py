@@ -1,0 +1,196 @@
+"""The storage protocol on both backends — a local directory and a real SeaweedFS S3
+gateway — and the issue's walk-through with objects in SeaweedFS, on both databases."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from garrison.files import jobs
+from garrison.files.models import FileRow
+from garrison.files.storage import LocalStorage, S3Storage, Storage
+from garrison.ops.backup.errors import BackupError, ToolMissing
+from garrison.ops.backup.servers import SeaweedS3
+from garrison.runtime import runtime_of
+from garrison.settings import FileSettings, Settings
+from tests.conftest import make_settings
+from tests.fileskit import RECORDS, files_app, png
+from tests.services import unavailable
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    gateway = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
+    try:
+        gateway.start()
+    except (ToolMissing, BackupError) as exc:
+        gateway.stop()
+        unavailable("SeaweedFS", str(exc))
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def s3_settings(s3: SeaweedS3, bucket: str, prefix: str) -> dict[str, Any]:
+    return {
+        "backend": "s3",
+        "s3_bucket": bucket,
+        "s3_prefix": prefix,
+        "s3_endpoint_url": s3.endpoint,
+        "s3_access_key_id": s3.access_key,
+        "s3_secret_access_key": s3.secret_key,
+        "chunk_bytes": 5 * MIB,
+    }
+
+
+@pytest.fixture(scope="module")
+def bucket(s3: SeaweedS3) -> str:
+    """One bucket for the module (each SeaweedFS bucket takes volumes of its own; the
+    test server has few): every test writes under a prefix of its own. SeaweedFS may
+    refuse the first tries while it starts."""
+    bucket = f"files-{uuid.uuid4().hex[:10]}"
+    client = S3Storage(FileSettings(**s3_settings(s3, bucket, ""))).client
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.create_bucket(Bucket=bucket)
+            return bucket
+        except Exception:
+            assert time.monotonic() < deadline, "SeaweedFS did not create the bucket"
+            time.sleep(0.05)  # a bounded poll of a condition, not a guess at timing
+
+
+@pytest.fixture(params=["local", "s3"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    if request.param == "local":
+        store: Storage = LocalStorage(tmp_path / "files")
+    else:
+        gateway: SeaweedS3 = request.getfixturevalue("s3")
+        name: str = request.getfixturevalue("bucket")
+        prefix = f"t-{uuid.uuid4().hex[:8]}"
+        store = S3Storage(FileSettings(**s3_settings(gateway, name, prefix)))
+    yield store
+    await store.close()
+
+
+async def keys(storage: Storage, prefix: str = "files") -> list[str]:
+    return sorted([key async for key, _ in storage.list(prefix)])
+
+
+async def read(storage: Storage, key: str, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join([chunk async for chunk in storage.read(key, start, end)])
+
+
+async def test_the_storage_protocol(storage: Storage) -> None:
+    data = os.urandom(11 * MIB + 123)  # three S3 parts of 5 MiB
+    writer = await storage.writer("files/big")
+    for start in range(0, len(data), MIB):
+        await writer.write(data[start : start + MIB])
+    assert await keys(storage) == []  # nothing is visible before commit
+    await writer.commit()
+    assert await storage.exists("files/big")
+    assert await read(storage, "files/big") == data
+    assert await read(storage, "files/big", 5, 10) == data[5:10]
+    assert await read(storage, "files/big", len(data) - 3) == data[-3:]
+
+    await storage.put("thumbs/big/10x10", b"small")
+    assert await storage.read_all("thumbs/big/10x10") == b"small"
+    assert await keys(storage, "thumbs") == ["thumbs/big/10x10"]
+
+    aborted = await storage.writer("files/aborted")
+    await aborted.write(os.urandom(6 * MIB))
+    await aborted.abort()
+    assert await keys(storage) == ["files/big"]
+
+    await storage.delete("files/big")
+    await storage.delete("files/big")  # a second delete is no error
+    assert not await storage.exists("files/big")
+    assert await keys(storage) == []
+    with pytest.raises(ValueError, match="storage key"):
+        await storage.put("../escape", b"x")
+
+
+async def test_walk_through_on_seaweedfs(
+    s3: SeaweedS3, bucket: str, database_url: str, tmp_path: Path
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    files = s3_settings(s3, bucket, prefix)
+    settings = make_settings(tmp_path, database_url=database_url, files=files)
+    async with files_app(settings) as fa:
+        alice, bob = await fa.user(), await fa.user()
+        image = png()
+        record = (await fa.create(alice, avatar=("me.png", image, "image/png"))).json()
+        url = f"{RECORDS}/{record['id']}/files/avatar/{record['avatar']}"
+        assert (await fa.client.get(url, headers=alice)).content == image
+        part = await fa.client.get(url, headers=alice | {"Range": "bytes=0-7"})
+        assert part.content == image[:8]
+        thumb = await fa.client.get(url, params={"thumb": "64x64"}, headers=alice)
+        assert thumb.status_code == 200
+        assert (await fa.client.get(url, headers=bob)).status_code == 404
+        signed = (await fa.client.post(url + "/signed-url", headers=alice)).json()
+        assert (await fa.client.get(signed["url"])).content == image
+
+        client = S3Storage(settings.files).client
+
+        def in_bucket() -> list[str]:
+            listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
+            return sorted(item["Key"] for item in listed.get("Contents", []))
+
+        assert in_bucket() == [
+            f"{prefix}/files/{record['avatar']}",
+            f"{prefix}/thumbs/{record['avatar']}/64x64",
+        ]
+        assert (
+            await fa.client.delete(f"{RECORDS}/{record['id']}", headers=alice)
+        ).status_code == 204
+
+        async def gone() -> bool:
+            return in_bucket() == []
+
+        assert await fa.drain(gone), in_bucket()
+
+
+async def test_the_sweeper_removes_orphans_and_stale_uploads(settings: Settings) -> None:
+    async with files_app(settings) as fa:
+        alice = await fa.user()
+        kept = (await fa.create(alice, avatar=("a.png", png(), "image/png"))).json()["avatar"]
+        stale = (
+            await fa.client.post(
+                "/api/v1/files", files={"file": ("s.png", png(), "image/png")}, headers=alice
+            )
+        ).json()["id"]
+        fresh = (
+            await fa.client.post(
+                "/api/v1/files", files={"file": ("f.png", png(), "image/png")}, headers=alice
+            )
+        ).json()["id"]
+        orphan, young_orphan = str(uuid.uuid4()), str(uuid.uuid4())
+        await fa.storage.put(f"files/{orphan}", b"left behind")
+        await fa.storage.put(f"thumbs/{orphan}/10x10", b"left behind")
+        await fa.storage.put(f"files/{young_orphan}", b"an upload still committing")
+        hour_ago = datetime.now(UTC) - timedelta(hours=2)
+        root = fa.storage.root  # type: ignore[attr-defined]
+        for key in (f"files/{orphan}", f"thumbs/{orphan}/10x10", f"files/{stale}", f"files/{kept}"):
+            os.utime(root / key, (hour_ago.timestamp(), hour_ago.timestamp()))
+        db = runtime_of(fa.api.running.app).db
+        async with db.transaction() as session:
+            row = await session.get(FileRow, stale)
+            assert row is not None
+            row.created_at = hour_ago
+        settings.files.orphan_grace_seconds = 3600
+        removed = await jobs.sweep(db, fa.storage, settings)
+        assert removed == 2
+        assert await fa.objects() == sorted(
+            [f"files/{kept}", f"files/{fresh}", f"files/{young_orphan}"]
+        )
+        assert sorted(r.id for r in await fa.rows()) == sorted([kept, fresh])
