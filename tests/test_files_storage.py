@@ -194,3 +194,26 @@ async def test_the_sweeper_removes_orphans_and_stale_uploads(settings: Settings)
             [f"files/{kept}", f"files/{fresh}", f"files/{young_orphan}"]
         )
         assert sorted(r.id for r in await fa.rows()) == sorted([kept, fresh])
+
+
+async def test_a_storage_outage_is_a_503_and_stores_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    from tests.helpers import free_port
+
+    files = {
+        "backend": "s3",
+        "s3_bucket": "nowhere",
+        "s3_endpoint_url": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "s3_access_key_id": "k",
+        "s3_secret_access_key": "s",
+    }
+    settings = make_settings(tmp_path, database_url=database_url, files=files)
+    async with files_app(settings) as fa:
+        alice = await fa.user()
+        response = await fa.create(alice, avatar=("a.png", png(), "image/png"))
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"]
+        assert response.json()["type"].endswith("storage-unavailable")
+        assert "k" not in response.json()["detail"].split()  # no credentials in the answer
+        assert await fa.rows() == []

@@ -57,7 +57,8 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     │   └── UnknownKey (crypto)                        500  unknown-key
     └── ServiceUnavailable                             503  service-unavailable
         ├── DatabaseUnavailable (db.retry)             503  database-unavailable
-        └── ReadOnlyMaintenance (ops.status.readonly)  503  read-only-maintenance
+        ├── ReadOnlyMaintenance (ops.status.readonly)  503  read-only-maintenance
+        └── StorageUnavailable (files.errors)          503  storage-unavailable
 
 Domains raise these (or subclasses with their own ``slug``); ``problem_response`` turns any of
 them into ``application/problem+json``. ``ConfigError`` (garrison.settings) is not in this tree: it

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from garrison.db.engine import Database
 from garrison.errors import ValidationFailed
 from garrison.files import http, service, signing, thumbs
-from garrison.files.errors import FileNotFound
+from garrison.files.errors import FileNotFound, storage_errors
 from garrison.files.models import FileRow
 from garrison.files.runtime import FileRuntime
 from garrison.files.sniff import IMAGE_TYPES
@@ -133,6 +133,14 @@ async def _thumbnail(
     if http.matches(if_none_match, download.etag):
         download.status = 304
         return download
+    async with storage_errors():
+        await _cached_thumbnail(files, row=row, key=key, size=size, download=download)
+    return download
+
+
+async def _cached_thumbnail(
+    files: FileRuntime, *, row: FileRow, key: str, size: str, download: Download
+) -> None:
     storage = files.storage
     if await storage.exists(key):
         download.body = await storage.read_all(key)
@@ -151,4 +159,3 @@ async def _thumbnail(
         )
         await storage.put(key, download.body)
     download.size = len(download.body)
-    return download

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from garrison.errors import BadRequest, Forbidden, GarrisonError, NotFound, PayloadTooLarge
+import contextlib
+from collections.abc import AsyncIterator
+
+from garrison.errors import (
+    BadRequest,
+    Forbidden,
+    GarrisonError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 
 
 class FileNotFound(NotFound):
@@ -33,3 +43,20 @@ class RangeNotSatisfiable(GarrisonError):
     """The ``Range`` lies outside the file (``Content-Range`` gives its size)."""
 
     status, slug, title = 416, "range-not-satisfiable", "Range Not Satisfiable"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The object storage failed or is out of reach; the request can be retried."""
+
+    slug, title = "storage-unavailable", "Storage Unavailable"
+
+
+@contextlib.asynccontextmanager
+async def storage_errors() -> AsyncIterator[None]:
+    """A failure of the storage backend (not a refusal of ours) becomes a 503."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (OSError, BotoCoreError, ClientError) as exc:
+        raise StorageUnavailable(f"file storage failed: {type(exc).__name__}") from exc

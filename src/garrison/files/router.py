@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -20,6 +21,7 @@ from starlette.routing import Match
 
 from garrison.deps import database_of
 from garrison.files import downloads, http, workflow
+from garrison.files.errors import storage_errors
 from garrison.files.runtime import FileRuntime
 from garrison.records.cache import CollectionCache
 from garrison.records.deps import ReaderDep, WriterDep
@@ -179,8 +181,26 @@ async def download_file(
         return Response(sent.body, sent.status, headers=headers, media_type=content_type)
     end = row.size if sent.end is None else sent.end
     headers["Content-Length"] = str(end - sent.start)
-    body = files.storage.read(sent.key, sent.start, end)
-    return StreamingResponse(body, sent.status, headers=headers, media_type=content_type)
+    return StreamingResponse(
+        await _opened(files.storage.read(sent.key, sent.start, end)),
+        sent.status,
+        headers=headers,
+        media_type=content_type,
+    )
+
+
+async def _opened(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``body`` with its first chunk already read: a storage that fails is a 503 before
+    the response starts, not a cut-off 200."""
+    async with storage_errors():
+        first = await anext(body, b"")
+
+    async def chained() -> AsyncIterator[bytes]:
+        yield first
+        async for chunk in body:
+            yield chunk
+
+    return chained()
 
 
 @router.post(FILE + "/signed-url", summary="A short-lived link to a file, for browsers")

@@ -12,7 +12,7 @@ import orjson
 
 from garrison.errors import MalformedBody, PayloadTooLarge, ValidationFailed
 from garrison.files import multipart, service
-from garrison.files.errors import MalformedUpload
+from garrison.files.errors import MalformedUpload, storage_errors
 from garrison.files.multipart import End, Start
 from garrison.files.service import Receiver, Rules, Upload
 from garrison.files.storage import Storage
@@ -59,6 +59,34 @@ async def receive(
     allow_data: bool = True,
 ) -> Received:
     received = Received()
+    try:
+        async with storage_errors():
+            await _read(
+                stream,
+                content_type,
+                received,
+                storage,
+                parts,
+                max_parts,
+                max_data_bytes,
+                allow_data,
+            )
+    except BaseException:
+        await service.discard(storage, received.uploads)
+        raise
+    return received
+
+
+async def _read(
+    stream: AsyncIterator[bytes],
+    content_type: str,
+    received: Received,
+    storage: Storage,
+    parts: Mapping[str, PartRules],
+    max_parts: int,
+    max_data_bytes: int,
+    allow_data: bool,
+) -> None:
     current: Receiver | None = None
     text: bytearray | None = None
     try:
@@ -81,9 +109,7 @@ async def receive(
     except BaseException:
         if current is not None:
             await current.abort()
-        await service.discard(storage, received.uploads)
         raise
-    return received
 
 
 def _start(
