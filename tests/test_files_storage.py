@@ -217,3 +217,57 @@ async def test_a_storage_outage_is_a_503_and_stores_nothing(
         assert response.json()["type"].endswith("storage-unavailable")
         assert "k" not in response.json()["detail"].split()  # no credentials in the answer
         assert await fa.rows() == []
+
+
+async def test_replication_writes_both_sides_and_reads_fall_back(
+    database_url: str, tmp_path: Path
+) -> None:
+    files = {"replica": "local", "replica_local_dir": str(tmp_path / "replica")}
+    settings = make_settings(tmp_path, database_url=database_url, files=files)
+    async with files_app(settings) as fa:
+        alice = await fa.user()
+        image = png()
+        record = (await fa.create(alice, avatar=("a.png", image, "image/png"))).json()
+        key = f"files/{record['avatar']}"
+        replica = LocalStorage(tmp_path / "replica")
+        assert await keys(replica) == [key]
+        primary_root = fa.storage.primary.root  # type: ignore[attr-defined]
+        (primary_root / key).unlink()  # the primary loses the object
+        url = f"{RECORDS}/{record['id']}/files/avatar/{record['avatar']}"
+        assert (await fa.client.get(url, headers=alice)).content == image
+        assert (
+            await fa.client.delete(f"{RECORDS}/{record['id']}", headers=alice)
+        ).status_code == 204
+
+        async def gone() -> bool:
+            return await keys(replica) == []
+
+        assert await fa.drain(gone), await keys(replica)
+
+
+async def test_uploads_survive_a_replica_outage_and_repair_fills_the_gap(
+    s3: SeaweedS3, bucket: str, tmp_path: Path
+) -> None:
+    from garrison.files.replication import ReplicatedStorage, repair
+    from tests.helpers import free_port
+
+    primary = LocalStorage(tmp_path / "primary")
+    dead = S3Storage(
+        FileSettings(
+            **s3_settings(s3, bucket, "x") | {"s3_endpoint_url": f"http://127.0.0.1:{free_port()}"}
+        )
+    )
+    during_outage = ReplicatedStorage(primary, dead)
+    writer = await during_outage.writer("files/one")
+    await writer.write(b"written while the replica was away")
+    await writer.commit()
+    await during_outage.put("thumbs/one/10x10", b"thumb")
+    assert await keys(primary) == ["files/one"]
+
+    replica = S3Storage(FileSettings(**s3_settings(s3, bucket, f"r-{uuid.uuid4().hex[:8]}")))
+    await replica.put("files/stale", b"deleted on the primary while the replica was away")
+    assert await repair(primary, replica) == {"copied": 2, "removed": 1}
+    assert await keys(replica) == ["files/one"]
+    assert await replica.read_all("files/one") == b"written while the replica was away"
+    assert await repair(primary, replica) == {"copied": 0, "removed": 0}
+    await replica.close()

@@ -86,3 +86,19 @@ async def sweep(db: Database, storage: Storage, settings: Settings) -> int:
     if removed:
         log.info("files.swept", removed=removed)
     return removed
+
+
+async def repair_replica(settings: Settings) -> dict[str, int] | None:
+    """The replication repair job: fill the replica's gaps (None: no replica configured)."""
+    from garrison.files.replication import open_replica, repair
+    from garrison.files.storage import open_primary
+
+    replica = open_replica(settings)
+    if replica is None:
+        return None
+    primary = open_primary(settings)
+    try:
+        return await repair(primary, replica)
+    finally:
+        await primary.close()
+        await replica.close()

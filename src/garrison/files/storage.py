@@ -337,8 +337,17 @@ class S3Storage:
         await asyncio.to_thread(self.client.close)
 
 
-def open_storage(settings: Settings) -> Storage:
+def open_primary(settings: Settings) -> Storage:
     files = settings.files
     if files.backend == "s3":
         return S3Storage(files)
     return LocalStorage((files.local_dir or settings.data_dir / "files").resolve())
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The configured backend, replicated to the second one when ``files.replica`` is set."""
+    from garrison.files.replication import ReplicatedStorage, open_replica
+
+    primary = open_primary(settings)
+    replica = open_replica(settings)
+    return primary if replica is None else ReplicatedStorage(primary, replica)

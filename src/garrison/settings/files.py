@@ -21,6 +21,18 @@ class FileSettings(BaseModel):
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
+    replica: Literal["none", "local", "s3"] = Field(
+        default="none", description="write every object to a second backend as well"
+    )
+    replica_local_dir: Path | None = Field(
+        default=None, description="default <data_dir>/files-replica"
+    )
+    replica_s3_bucket: str | None = Field(default=None, description="default: s3_bucket")
+    replica_s3_prefix: str = ""
+    replica_s3_endpoint_url: str | None = Field(
+        default=None, description="default: s3_endpoint_url"
+    )
+    repair_interval_seconds: float = Field(default=3600.0, gt=0)
     default_max_size: int = Field(
         default=10 * MIB, ge=1, description="bytes per file when a field sets no max_size"
     )

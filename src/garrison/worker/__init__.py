@@ -85,7 +85,14 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
         return await privacy_retention.apply(db, settings)
 
     async def files_sweep() -> object:
-        return await files_jobs.sweep(db, open_storage(settings), settings)
+        storage = open_storage(settings)
+        try:
+            return await files_jobs.sweep(db, storage, settings)
+        finally:
+            await storage.close()
+
+    async def files_repair() -> object:
+        return await files_jobs.repair_replica(settings)
 
     return [
         Job("audit.purge", audit_purge, every=settings.audit.purge_interval_seconds),
@@ -97,6 +104,7 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
             every=settings.audit.purge_interval_seconds,
         ),
         Job("files.sweep", files_sweep, every=settings.files.sweep_interval_seconds),
+        Job("files.repair", files_repair, every=settings.files.repair_interval_seconds),
     ]
 
 
