@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison import events
@@ -300,3 +300,26 @@ async def known_ids(session: AsyncSession, ids: list[str]) -> set[str]:
     if not ids:
         return set()
     return set(await session.scalars(select(FileRow.id).where(FileRow.id.in_(ids))))
+
+
+async def files_of_owner(session: AsyncSession, *, owner: str) -> list[FileRow]:
+    """Every file ``owner`` uploaded (attached or not), oldest first (privacy export)."""
+    found = await session.scalars(
+        select(FileRow).where(FileRow.owner == owner).order_by(FileRow.created_at, FileRow.id)
+    )
+    return list(found)
+
+
+async def release_of_owner(
+    session: AsyncSession, *, owner: str, collections: Iterable[str], actor: Actor
+) -> int:
+    """Erasure: release every file ``owner`` uploaded that is unattached or belongs to one
+    of ``collections`` (those whose records are deleted or anonymized); how many."""
+    names = list(collections)
+    found = await session.scalars(
+        select(FileRow).where(
+            FileRow.owner == owner,
+            or_(FileRow.record_id.is_(None), FileRow.collection.in_(names)),
+        )
+    )
+    return await release(session, rows=list(found), actor=actor)

@@ -53,6 +53,9 @@ class FileSettings(BaseModel):
         default=40_000_000, ge=1, description="larger images get no thumbnail (bombs)"
     )
     thumb_max_source_bytes: int = Field(default=50 * MIB, ge=1)
+    export_max_bytes: int = Field(
+        default=256 * MIB, ge=0, description="file bytes a privacy export includes at most"
+    )
     orphan_grace_seconds: float = Field(
         default=86_400.0,
         gt=0,
