@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from PIL import Image
 
 from garrison.files import signing
 from garrison.settings import Settings
+from tests.conftest import make_settings
 from tests.fileskit import RECORDS, FilesApp, files_app, png
 
 
@@ -208,3 +210,27 @@ async def test_signed_links_expire_and_cannot_be_altered(fa: FilesApp) -> None:
     other = (await fa.create(alice, avatar=("b.png", png(), "image/png"))).json()
     moved = await fa.client.get(file_url(other), params={"token": live})
     assert moved.status_code == 403
+
+
+async def test_the_storage_quota_is_per_user(database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, database_url=database_url, files={"user_quota_bytes": 1000})
+    async with files_app(settings) as quota:
+        alice, bob = await quota.user(), await quota.user()
+
+        async def upload(headers: dict[str, str], size: int) -> int:
+            sent = await quota.client.post(
+                "/api/v1/files",
+                files={"file": ("f.txt", b"x" * size, "text/plain")},
+                headers=headers,
+            )
+            return sent.status_code
+
+        assert await upload(alice, 600) == 201
+        refused = await quota.create(alice, docs=("d.txt", b"y" * 600, "text/plain"))
+        assert refused.status_code == 413
+        assert refused.json()["type"].endswith("storage-quota-exceeded")
+        assert (refused.json()["used"], refused.json()["quota"]) == (600, 1000)
+        assert await upload(alice, 400) == 201
+        assert await upload(alice, 1) == 413  # full: refused before anything streams
+        assert await upload(bob, 1000) == 201  # a quota of his own
+        assert len(await quota.objects()) == 3

@@ -37,7 +37,8 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     ├── PreconditionFailed                             412  precondition-failed
     │   └── StaleRecord (records.errors)               412  stale-record
     ├── PayloadTooLarge                                413  payload-too-large
-    │   └── FileTooLarge (files.errors)                413  file-too-large
+    │   ├── FileTooLarge (files.errors)                413  file-too-large
+    │   └── StorageQuotaExceeded (files.errors)        413  storage-quota-exceeded
     ├── UnsupportedMediaType                           415  unsupported-media-type
     ├── RangeNotSatisfiable (files.errors)             416  range-not-satisfiable
     ├── ValidationFailed                               422  validation-failed

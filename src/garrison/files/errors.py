@@ -60,3 +60,9 @@ async def storage_errors() -> AsyncIterator[None]:
         yield
     except (OSError, BotoCoreError, ClientError) as exc:
         raise StorageUnavailable(f"file storage failed: {type(exc).__name__}") from exc
+
+
+class StorageQuotaExceeded(PayloadTooLarge):
+    """The upload would take the caller past their storage quota."""
+
+    slug, title = "storage-quota-exceeded", "Storage Quota Exceeded"

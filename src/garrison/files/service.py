@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison import events
 from garrison.errors import ValidationFailed
 from garrison.events import Actor, Event
-from garrison.files.errors import FileTooLarge
+from garrison.files.errors import FileTooLarge, StorageQuotaExceeded
 from garrison.files.models import FileRow
 from garrison.files.sniff import SNIFF_BYTES, allowed, sniff
 from garrison.files.storage import Storage, Writer
@@ -323,3 +323,23 @@ async def release_of_owner(
         )
     )
     return await release(session, rows=list(found), actor=actor)
+
+
+async def check_quota(session: AsyncSession, *, owner: str, adding: int, quota: int | None) -> None:
+    """``StorageQuotaExceeded`` when ``owner``'s files plus ``adding`` bytes pass ``quota``
+    (None: no quota). Checked before an upload streams (``adding`` 0: already full?) and
+    again, with the stored sizes, in the transaction that writes the rows."""
+    if quota is None:
+        return
+    used = int(
+        await session.scalar(
+            select(func.coalesce(func.sum(FileRow.size), 0)).where(FileRow.owner == owner)
+        )
+        or 0
+    )
+    if used + adding > quota or (adding == 0 and used >= quota):
+        raise StorageQuotaExceeded(
+            f"your files would take {used + adding} of your {quota} bytes",
+            used=used,
+            quota=quota,
+        )

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from garrison.db.engine import Database
 from garrison.errors import Unauthorized
 from garrison.files import service
@@ -28,6 +30,26 @@ def _signed_in(caller: Caller) -> str:
     if caller.id is None:
         raise Unauthorized("uploading files needs a signed-in caller")
     return caller.id
+
+
+async def _room_left(db: Database, files: FileRuntime, owner: str) -> None:
+    """Refuse before any byte is stored when the caller's quota is already used up."""
+    if files.settings.user_quota_bytes is not None:
+        async with db.read_session() as session:
+            await service.check_quota(
+                session, owner=owner, adding=0, quota=files.settings.user_quota_bytes
+            )
+
+
+async def _store_rows(
+    session: AsyncSession, files: FileRuntime, received: Received, owner: str
+) -> None:
+    adding = sum(upload.size for upload in received.uploads)
+    if adding:
+        await service.check_quota(
+            session, owner=owner, adding=adding, quota=files.settings.user_quota_bytes
+        )
+    await service.add_pending(session, uploads=received.uploads, owner=owner)
 
 
 def part_rules(collection: Collection, files: FileRuntime) -> dict[str, PartRules]:
@@ -89,10 +111,11 @@ async def create_with_files(
 ) -> dict[str, Any]:
     owner = _signed_in(caller)
     query.check_action(collection, "create", caller)  # refused before any byte is stored
+    await _room_left(db, files, owner)
     received = await _receive(stream, content_type, files, part_rules(collection, files))
     try:
         async with db.transaction() as session:
-            await service.add_pending(session, uploads=received.uploads, owner=owner)
+            await _store_rows(session, files, received, owner)
             return await records_service.create_record(
                 session,
                 collection=collection,
@@ -118,6 +141,7 @@ async def update_with_files(
 ) -> dict[str, Any]:
     owner = _signed_in(caller)
     query.check_action(collection, "update", caller)
+    await _room_left(db, files, owner)
     received = await _receive(stream, content_type, files, part_rules(collection, files))
     try:
         async with db.transaction() as session:
@@ -126,7 +150,7 @@ async def update_with_files(
             )
             if current is None:
                 raise RecordNotFound(f"no record {record_id!r} in {collection.name!r}")
-            await service.add_pending(session, uploads=received.uploads, owner=owner)
+            await _store_rows(session, files, received, owner)
             return await records_service.update_record(
                 session,
                 collection=collection,
@@ -152,6 +176,7 @@ async def upload_standalone(
     """One file (part ``file``), kept unattached until a record write names its id; the
     field's rules are checked then."""
     owner = _signed_in(caller)
+    await _room_left(db, files, owner)
     parts = {"file": PartRules(Rules("#/file", files.settings.default_max_size))}
     received = await _receive(stream, content_type, files, parts, allow_data=False)
     if not received.uploads:
@@ -160,7 +185,7 @@ async def upload_standalone(
         raise MalformedUpload("the upload has no 'file' part")
     try:
         async with db.transaction() as session:
-            await service.add_pending(session, uploads=received.uploads, owner=owner)
+            await _store_rows(session, files, received, owner)
             row = await session.get(FileRow, received.uploads[0].id)
             assert row is not None
             return service.describe(row)

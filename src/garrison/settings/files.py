@@ -41,6 +41,9 @@ class FileSettings(BaseModel):
         ge=1,
         description="the request body limit of upload routes (other routes keep http's)",
     )
+    user_quota_bytes: int | None = Field(
+        default=None, ge=0, description="bytes of files each user may hold (none: no quota)"
+    )
     max_parts: int = Field(default=100, ge=1, le=10_000, description="parts per upload request")
     max_data_bytes: int = Field(
         default=MIB, ge=1, description="bytes of the JSON 'data' part of a multipart write"
