@@ -271,3 +271,28 @@ async def test_uploads_survive_a_replica_outage_and_repair_fills_the_gap(
     assert await replica.read_all("files/one") == b"written while the replica was away"
     assert await repair(primary, replica) == {"copied": 0, "removed": 0}
     await replica.close()
+
+
+async def test_presigned_redirects_send_bytes_straight_from_s3(
+    s3: SeaweedS3, bucket: str, database_url: str, tmp_path: Path
+) -> None:
+    import httpx
+
+    files = s3_settings(s3, bucket, f"t-{uuid.uuid4().hex[:8]}") | {"s3_presigned_redirects": True}
+    settings = make_settings(tmp_path, database_url=database_url, files=files)
+    async with files_app(settings) as fa:
+        alice, bob = await fa.user(), await fa.user()
+        image = png()
+        record = (await fa.create(alice, avatar=("me.png", image, "image/png"))).json()
+        url = f"{RECORDS}/{record['id']}/files/avatar/{record['avatar']}"
+        assert (await fa.client.get(url, headers=bob)).status_code == 404  # checked first
+        sent = await fa.client.get(url, headers=alice)
+        assert sent.status_code == 302
+        location = sent.headers["location"]
+        assert location.startswith(s3.endpoint)
+        async with httpx.AsyncClient() as outside:
+            fetched = await outside.get(location)
+        assert fetched.status_code == 200
+        assert fetched.content == image
+        thumb = await fa.client.get(url, params={"thumb": "64x64"}, headers=alice)
+        assert thumb.status_code == 200  # thumbnails are served by the app

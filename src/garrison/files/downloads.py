@@ -14,6 +14,7 @@ from garrison.files.errors import FileNotFound, storage_errors
 from garrison.files.models import FileRow
 from garrison.files.runtime import FileRuntime
 from garrison.files.sniff import IMAGE_TYPES
+from garrison.files.storage import S3Storage
 from garrison.records import query
 from garrison.records.errors import RuleDenied
 from garrison.records.query import Caller
@@ -159,3 +160,21 @@ async def _cached_thumbnail(
         )
         await storage.put(key, download.body)
     download.size = len(download.body)
+
+
+def presigned(
+    files: FileRuntime, *, row: FileRow, thumb: str | None, content_type: str
+) -> str | None:
+    """With ``s3_presigned_redirects`` on an S3 backend: a short-lived link straight to the
+    object (the caller's access was checked already); None to serve the bytes here."""
+    storage = files.storage
+    if not files.settings.s3_presigned_redirects or thumb is not None:
+        return None
+    if not isinstance(storage, S3Storage):
+        return None
+    return storage.presigned_url(
+        row.storage_key,
+        content_type=content_type,
+        disposition=http.disposition(row.name, content_type),
+        expires_in=files.settings.signed_url_seconds,
+    )

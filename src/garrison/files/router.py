@@ -177,6 +177,11 @@ async def download_file(
     }
     if sent.status == 304:
         return Response(status_code=304, headers=headers)
+    redirect = downloads.presigned(files, row=row, thumb=thumb, content_type=content_type)
+    if redirect is not None:
+        return Response(
+            status_code=302, headers={"Location": redirect, "Cache-Control": "no-store"}
+        )
     if sent.body is not None:
         return Response(sent.body, sent.status, headers=headers, media_type=content_type)
     end = row.size if sent.end is None else sent.end

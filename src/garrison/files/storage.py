@@ -269,6 +269,7 @@ class S3Storage:
                 retries={"max_attempts": 3, "mode": "standard"},
                 s3={"addressing_style": "path"},
                 max_pool_connections=64,
+                signature_version="s3v4",
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             ),
@@ -332,6 +333,22 @@ class S3Storage:
                 if self.prefix:
                     key = key.removeprefix(self.prefix + "/")
                 yield key, item["LastModified"]
+
+    def presigned_url(
+        self, key: str, *, content_type: str, disposition: str, expires_in: int
+    ) -> str:
+        """A GET link straight to the object (computed locally: no request is made)."""
+        url: str = self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": self._key(key),
+                "ResponseContentType": content_type,
+                "ResponseContentDisposition": disposition,
+            },
+            ExpiresIn=expires_in,
+        )
+        return url
 
     async def close(self) -> None:
         await asyncio.to_thread(self.client.close)

@@ -33,6 +33,10 @@ class FileSettings(BaseModel):
         default=None, description="default: s3_endpoint_url"
     )
     repair_interval_seconds: float = Field(default=3600.0, gt=0)
+    s3_presigned_redirects: bool = Field(
+        default=False,
+        description="downloads answer 302 to a presigned S3 link (bytes bypass the app)",
+    )
     default_max_size: int = Field(
         default=10 * MIB, ge=1, description="bytes per file when a field sets no max_size"
     )
