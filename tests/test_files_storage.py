@@ -296,3 +296,43 @@ async def test_presigned_redirects_send_bytes_straight_from_s3(
         assert fetched.content == image
         thumb = await fa.client.get(url, params={"thumb": "64x64"}, headers=alice)
         assert thumb.status_code == 200  # thumbnails are served by the app
+
+
+async def test_the_sweeper_releases_files_whose_record_went_elsewhere(settings: Settings) -> None:
+    from sqlalchemy import text, update
+
+    from garrison.events import Actor
+    from garrison.records import registry
+
+    async with files_app(settings) as fa:
+        alice = await fa.user()
+        kept = (await fa.create(alice, avatar=("k.png", png(), "image/png"))).json()
+        bulk = (await fa.create(alice, avatar=("b.png", png(), "image/png"))).json()
+        db = runtime_of(fa.api.running.app).db
+        admin = {"Authorization": f"Bearer {await fa.api.token(role='admin')}"}
+        other = {
+            "name": "others",
+            "fields": [{"name": "doc", "type": "file"}],
+            "rules": {"create": "", "view": "", "list": "", "update": "", "delete": ""},
+        }
+        assert (
+            await fa.client.post("/api/v1/collections", json=other, headers=admin)
+        ).status_code == 201
+        dropped = await fa.client.post(
+            "/api/v1/collections/others/records",
+            files={"doc": ("d.txt", b"doc", "text/plain")},
+            headers=alice,
+        )
+        assert dropped.status_code == 201, dropped.text
+        async with db.transaction() as session:  # as retention does: no records service
+            await session.execute(text("DELETE FROM c_people WHERE id = :id"), {"id": bulk["id"]})
+            await registry.delete_collection(
+                session, name="others", confirm=True, actor=Actor.system()
+            )
+            await session.execute(
+                update(FileRow).values(attached_at=datetime.now(UTC) - timedelta(hours=2))
+            )
+        settings.files.orphan_grace_seconds = 3600
+        assert await jobs.sweep(db, fa.storage, settings) == 2
+        assert [row.id for row in await fa.rows()] == [kept["avatar"]]
+        assert await fa.objects() == [f"files/{kept['avatar']}"]

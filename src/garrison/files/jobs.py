@@ -3,12 +3,14 @@
 - ``FileCleanup``: the outbox handler for ``file.deleted``: deletes the object and its
   thumbnails. Deleting a missing key is no error, so a redelivered message is harmless.
 - ``sweep``: removes unattached uploads older than the grace period (row, then objects),
-  and objects that have no row once they are older than the grace period (an upload whose
-  transaction failed, a crash between storing and committing).
+  files whose record or collection went without the records service (a dropped
+  collection, retention), and objects that have no row once they are older than the grace
+  period (an upload whose transaction failed, a crash between storing and committing).
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,9 +19,11 @@ from garrison.db.engine import Database
 from garrison.db.retry import transact
 from garrison.events import Actor
 from garrison.files import service
+from garrison.files.models import FileRow
 from garrison.files.storage import Storage, open_storage
 from garrison.log import get_logger
 from garrison.outbox.registry import Message, Registry
+from garrison.records import owned, registry
 from garrison.settings import Settings
 
 log = get_logger("garrison.files")
@@ -49,6 +53,48 @@ class FileCleanup:
             await delete_objects(self.storage, file_id, str(key) if key else None)
 
 
+async def _unbound_page(
+    session: AsyncSession, *, cutoff: datetime, after: str, batch: int
+) -> tuple[list[tuple[str, str]], str | None]:
+    """One page of attached rows: release those whose record or collection is gone."""
+    rows = await service.attached_before(session, before=cutoff, after_id=after, limit=batch)
+    if not rows:
+        return [], None
+    names = {c.name: c for c in await registry.list_collections(session)}
+    by_collection: dict[str, list[FileRow]] = {}
+    for row in rows:
+        by_collection.setdefault(row.collection or "", []).append(row)
+    gone: list[FileRow] = []
+    for name, group in by_collection.items():
+        collection = names.get(name)
+        alive = (
+            set()
+            if collection is None
+            else await owned.existing_ids(
+                session, collection=collection, ids=[str(r.record_id) for r in group]
+            )
+        )
+        gone += [r for r in group if r.record_id not in alive]
+    released = [(r.id, r.storage_key) for r in gone]
+    await service.release(session, rows=gone, actor=Actor.system())
+    return released, rows[-1].id
+
+
+async def _unbound(db: Database, storage: Storage, *, cutoff: datetime, batch: int) -> int:
+    """Release files whose record or collection went without the records service (a
+    dropped collection, retention, an erasure's bulk delete); how many."""
+    removed, after = 0, ""
+    while True:
+        page = functools.partial(_unbound_page, cutoff=cutoff, after=after, batch=batch)
+        released, last = await transact(db, page)
+        for file_id, key in released:
+            await delete_objects(storage, file_id, key)
+        removed += len(released)
+        if last is None:
+            return removed
+        after = last
+
+
 def _file_id(key: str) -> str:
     return key.split("/")[1] if key.count("/") >= 1 else ""
 
@@ -68,6 +114,7 @@ async def sweep(db: Database, storage: Storage, settings: Settings) -> int:
     for file_id, key in await transact(db, expire):
         await delete_objects(storage, file_id, key)
         removed += 1
+    removed += await _unbound(db, storage, cutoff=cutoff, batch=batch)
     candidates: dict[str, list[str]] = {}
     for prefix in ("files", "thumbs"):
         async for key, modified in storage.list(prefix):

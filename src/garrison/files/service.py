@@ -343,3 +343,16 @@ async def check_quota(session: AsyncSession, *, owner: str, adding: int, quota: 
             used=used,
             quota=quota,
         )
+
+
+async def attached_before(
+    session: AsyncSession, *, before: datetime, after_id: str, limit: int
+) -> list[FileRow]:
+    """Attached rows older than ``before``, in id order from ``after_id`` (sweeper pages)."""
+    found = await session.scalars(
+        select(FileRow)
+        .where(FileRow.record_id.is_not(None), FileRow.attached_at < before, FileRow.id > after_id)
+        .order_by(FileRow.id)
+        .limit(limit)
+    )
+    return list(found)
