@@ -234,3 +234,40 @@ async def test_the_storage_quota_is_per_user(database_url: str, tmp_path: Path) 
         assert await upload(alice, 1) == 413  # full: refused before anything streams
         assert await upload(bob, 1000) == 201  # a quota of his own
         assert len(await quota.objects()) == 3
+
+
+async def test_schema_apply_adds_a_file_field(fa: FilesApp) -> None:
+    """``garrison schema apply``'s plan: a file field added to a collection that has records
+    becomes a column; the export round-trips its options."""
+    from garrison.events import Actor
+    from garrison.records import plan as planner
+    from garrison.records.cache import CollectionCache
+    from garrison.records.spec import CollectionSpec
+    from garrison.runtime import runtime_of
+
+    alice = await fa.user()
+    before = (await fa.client.post(RECORDS, json={"title": "old"}, headers=alice)).json()
+    db = runtime_of(fa.api.running.app).db
+    async with db.transaction() as session:
+        [current] = await planner.current_specs(session)
+        document = planner.export_document([current])
+        document["collections"][0]["fields"].append(
+            {"name": "cover", "type": "file", "mime_types": ["image/*"], "thumbs": ["10x10"]}
+        )
+        desired = planner.read_document(document)
+        steps = planner.plan([current], desired, prune=False)
+        assert [step.action for step in steps] == ["change"]
+        await planner.apply(session, steps=steps, actor=Actor.system())
+    runtime_of(fa.api.running.app).get(CollectionCache).clear()
+    changed = await fa.client.patch(
+        f"{RECORDS}/{before['id']}",
+        files={"cover": ("c.png", png(), "image/png")},
+        headers=alice,
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["cover"]
+    async with db.read_session() as session:
+        [spec] = await planner.current_specs(session)
+    assert CollectionSpec.model_validate(spec.model_dump()).field("cover") == desired[0].field(
+        "cover"
+    )
