@@ -303,6 +303,8 @@ async def test_the_sweeper_releases_files_whose_record_went_elsewhere(settings: 
 
     from garrison.events import Actor
     from garrison.records import registry
+    from garrison.records.ddl import SchemaChange
+    from garrison.records.spec import FieldSpec
 
     async with files_app(settings) as fa:
         alice = await fa.user()
@@ -324,8 +326,16 @@ async def test_the_sweeper_releases_files_whose_record_went_elsewhere(settings: 
             headers=alice,
         )
         assert dropped.status_code == 201, dropped.text
+        with_docs = (await fa.create(alice, docs=("x.txt", b"x", "text/plain"))).json()
         async with db.transaction() as session:  # as retention does: no records service
             await session.execute(text("DELETE FROM c_people WHERE id = :id"), {"id": bulk["id"]})
+            await registry.change_schema(
+                session,
+                name="people",
+                change=SchemaChange("drop_field", field=FieldSpec(name="docs", type="file")),
+                confirm=True,
+                actor=Actor.system(),
+            )
             await registry.delete_collection(
                 session, name="others", confirm=True, actor=Actor.system()
             )
@@ -333,6 +343,7 @@ async def test_the_sweeper_releases_files_whose_record_went_elsewhere(settings: 
                 update(FileRow).values(attached_at=datetime.now(UTC) - timedelta(hours=2))
             )
         settings.files.orphan_grace_seconds = 3600
-        assert await jobs.sweep(db, fa.storage, settings) == 2
+        assert await jobs.sweep(db, fa.storage, settings) == 3
+        assert with_docs["docs"]
         assert [row.id for row in await fa.rows()] == [kept["avatar"]]
         assert await fa.objects() == [f"files/{kept['avatar']}"]

@@ -56,7 +56,7 @@ class FileCleanup:
 async def _unbound_page(
     session: AsyncSession, *, cutoff: datetime, after: str, batch: int
 ) -> tuple[list[tuple[str, str]], str | None]:
-    """One page of attached rows: release those whose record or collection is gone."""
+    """One page of attached rows: release those whose record, collection or field is gone."""
     rows = await service.attached_before(session, before=cutoff, after_id=after, limit=batch)
     if not rows:
         return [], None
@@ -74,7 +74,12 @@ async def _unbound_page(
                 session, collection=collection, ids=[str(r.record_id) for r in group]
             )
         )
-        gone += [r for r in group if r.record_id not in alive]
+        fields = (
+            set()
+            if collection is None
+            else {f.name for f in collection.spec.fields if f.type == "file"}
+        )
+        gone += [r for r in group if r.record_id not in alive or r.field not in fields]
     released = [(r.id, r.storage_key) for r in gone]
     await service.release(session, rows=gone, actor=Actor.system())
     return released, rows[-1].id
