@@ -4,12 +4,14 @@
    p50/p99 latency and uploads/s, on local disk and (``--s3``) on a SeaweedFS S3 gateway.
 2. Memory: the server's RSS (every process of it) sampled while one large file
    (``--big-mib``, default 256) streams in; the rise over the idle RSS.
+3. Download: a ``--download-mib`` (default 100) file fetched ``--downloads`` times through
+   Garrison (view rule, storage read, streaming) against the floor: the same bytes as a
+   static file (``bench/files_floor.py``) on the same HTTP server in the same run.
 
     flock /tmp/garrison-bench.lock .venv/bin/python -m bench.files [--s3] [--uploads 800]
 
 SQLite in a temporary data dir (the embedded default), one server worker. Writes
-``bench/results/files-<stamp>.json`` and prints a Markdown table. Not built yet: the
-100 MiB download against a static-file floor.
+``bench/results/files-<stamp>.json`` and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -206,7 +208,77 @@ async def big_upload(base: str, token: str, process: psutil.Process, mib: int) -
     }
 
 
-async def measure(base: str, process: psutil.Process, args: argparse.Namespace) -> dict[str, Any]:
+@contextmanager
+def floor_server(path: Path, log: Path) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GARRISON_")}
+    env |= {"BENCH_STATIC_FILE": str(path), "PYTHONPATH": str(ROOT)}
+    code = (
+        "from garrison.server import run_server; "
+        f"run_server(host='127.0.0.1', port={port}, workers=1, shutdown_timeout=5, "
+        "target='bench.files_floor:app', factory=False)"
+    )
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(base, timeout=1).raise_for_status()
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the floor did not start; see {log}") from None
+            time.sleep(0.1)
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+async def mib_per_s(url: str, headers: dict[str, str], times: int) -> float:
+    rates = []
+    async with httpx.AsyncClient(timeout=600) as client:
+        for _ in range(times):
+            began, size = time.perf_counter(), 0
+            async with client.stream("GET", url, headers=headers) as response:
+                response.raise_for_status()
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+            rates.append(size / MIB / (time.perf_counter() - began))
+    return round(statistics.median(rates), 1)
+
+
+async def downloads(base: str, token: str, work: Path, *, mib: int, times: int) -> dict[str, Any]:
+    data = os.urandom(MIB) * mib
+    static = work / "static.bin"
+    static.write_bytes(data)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
+        made = await client.post(
+            "/api/v1/collections/uploads/records",
+            headers=headers,
+            files={"blob": ("big.bin", data, "application/octet-stream")},
+        )
+        made.raise_for_status()
+    record = made.json()
+    url = f"{base}/api/v1/collections/uploads/records/{record['id']}/files/blob/{record['blob']}"
+    del data
+    with floor_server(static, work / "floor.log") as floor:
+        garrison = await mib_per_s(url, headers, times)
+        floor_rate = await mib_per_s(floor, {}, times)
+    return {
+        "mib": mib,
+        "garrison_mib_s": garrison,
+        "floor_mib_s": floor_rate,
+        "ratio": round(garrison / floor_rate, 2),
+    }
+
+
+async def measure(
+    base: str, process: psutil.Process, args: argparse.Namespace, work: Path
+) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         login = await client.post(
             "/api/v1/auth/login", json={"email": "admin@example.com", "password": PASSWORD}
@@ -219,6 +291,7 @@ async def measure(base: str, process: psutil.Process, args: argparse.Namespace) 
     return {
         "uploads_1mib": await uploads(base, token, count=args.uploads, clients=args.clients),
         "big_upload": await big_upload(base, token, process, args.big_mib),
+        "download": await downloads(base, token, work, mib=args.download_mib, times=args.downloads),
     }
 
 
@@ -227,6 +300,8 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=800)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--big-mib", type=int, default=256)
+    parser.add_argument("--download-mib", type=int, default=100)
+    parser.add_argument("--downloads", type=int, default=5)
     parser.add_argument("--s3", action="store_true", help="store in a SeaweedFS S3 gateway")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
@@ -267,7 +342,7 @@ def main() -> None:
             data_dir = work / "var"
             data_dir.mkdir()
             with server(data_dir, extra) as (base, process):
-                figures = asyncio.run(measure(base, process, args))
+                figures = asyncio.run(measure(base, process, args, work))
         finally:
             if gateway is not None:
                 gateway.stop()
@@ -275,7 +350,7 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"files-{stamp}.json").write_text(json.dumps(figures, indent=2))
-    up, big = figures["uploads_1mib"], figures["big_upload"]
+    up, big, down = figures["uploads_1mib"], figures["big_upload"], figures["download"]
     print(
         f"| backend | uploads/s | p50 ms | p99 ms | failures | {big['mib']} MiB upload RSS rise |"
     )
@@ -283,6 +358,10 @@ def main() -> None:
     print(
         f"| {figures['backend']} | {up['per_s']} | {up['p50_ms']} | {up['p99_ms']} | "
         f"{up['failures']} | {big['rss_rise_mib']} MiB (status {big['status']}) |"
+    )
+    print(
+        f"\n{down['mib']} MiB download: Garrison {down['garrison_mib_s']} MiB/s, "
+        f"static floor {down['floor_mib_s']} MiB/s, ratio {down['ratio']}"
     )
 
 
