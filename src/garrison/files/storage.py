@@ -162,11 +162,17 @@ class LocalStorage:
 
     async def list(self, prefix: str) -> AsyncIterator[tuple[str, datetime]]:
         def walk() -> list[tuple[str, datetime]]:
-            base = self.root / prefix
+            # Objects may be deleted while this walks (the worker's cleanup): what vanishes
+            # mid-walk is simply not listed.
             found = []
-            for path in base.rglob("*") if base.is_dir() else []:
-                if path.is_file():
-                    moment = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            for folder, _, names in os.walk(self.root / check_key(prefix)):
+                for name in names:
+                    path = Path(folder) / name
+                    try:
+                        modified = path.stat().st_mtime
+                    except FileNotFoundError:
+                        continue
+                    moment = datetime.fromtimestamp(modified, UTC)
                     found.append((path.relative_to(self.root).as_posix(), moment))
             return found
 
