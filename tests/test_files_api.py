@@ -271,3 +271,35 @@ async def test_schema_apply_adds_a_file_field(fa: FilesApp) -> None:
     assert CollectionSpec.model_validate(spec.model_dump()).field("cover") == desired[0].field(
         "cover"
     )
+
+
+async def test_an_update_of_a_hidden_record_stores_nothing(fa: FilesApp) -> None:
+    alice, bob = await fa.user(), await fa.user()
+    record = (await fa.create(alice, avatar=("a.png", png(), "image/png"))).json()
+    before = await fa.objects()
+    refused = await fa.client.patch(
+        f"{RECORDS}/{record['id']}",
+        files={"avatar": ("b.png", png(colour="blue"), "image/png")},
+        headers=bob,
+    )
+    assert refused.status_code == 404
+    stale = await fa.client.patch(
+        f"{RECORDS}/{record['id']}",
+        files={"avatar": ("b.png", png(colour="blue"), "image/png")},
+        headers=alice | {"If-Match": '"7"'},
+    )
+    assert stale.status_code == 412
+    assert await fa.objects() == before
+    assert len(await fa.rows()) == 1
+
+
+async def test_a_standalone_upload_is_audited(fa: FilesApp) -> None:
+    alice = await fa.user()
+    up = await fa.client.post(
+        "/api/v1/files", files={"file": ("a.txt", b"hello", "text/plain")}, headers=alice
+    )
+    admin = {"Authorization": f"Bearer {await fa.api.token(role='admin')}"}
+    found = await fa.client.get("/api/v1/audit", params={"action": "file.uploaded"}, headers=admin)
+    assert found.status_code == 200, found.text
+    # The MariaDB database is shared by the session: other tests' uploads may be listed too.
+    assert up.json()["id"] in [e["target"]["id"] for e in found.json()["items"]]

@@ -33,6 +33,7 @@ from garrison.records.registry import Collection
 from garrison.records.spec import FieldSpec
 
 DELETED = "file.deleted"
+UPLOADED = "file.uploaded"  # standalone uploads (a record write reports its own files)
 
 
 def _now() -> datetime:

@@ -10,8 +10,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from garrison import events
 from garrison.db.engine import Database
 from garrison.errors import Unauthorized
+from garrison.events import Event
 from garrison.files import service
 from garrison.files.models import FileRow
 from garrison.files.runtime import FileRuntime
@@ -188,7 +190,18 @@ async def upload_standalone(
             await _store_rows(session, files, received, owner)
             row = await session.get(FileRow, received.uploads[0].id)
             assert row is not None
-            return service.describe(row)
+            described = service.describe(row)
+            await events.emit(
+                session,
+                Event(
+                    action=service.UPLOADED,
+                    actor=caller.actor,
+                    target_type="file",
+                    target_id=row.id,
+                    data=described,
+                ),
+            )
+            return described
     except BaseException:
         await service.discard(files.storage, received.uploads)
         raise
