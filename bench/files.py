@@ -10,7 +10,10 @@
 
     flock /tmp/garrison-bench.lock .venv/bin/python -m bench.files [--s3] [--uploads 800]
 
-SQLite in a temporary data dir (the embedded default), one server worker. Writes
+SQLite in a temporary data dir (the embedded default), one server worker. The SeaweedFS
+test server (``garrison.ops.backup.servers.SeaweedS3``) holds about 320 MiB (5 volumes of
+64 MiB): keep ``--s3`` runs under that (e.g. ``--uploads 64 --big-mib 128
+--download-mib 64``), or the storage refuses mid-upload. Writes
 ``bench/results/files-<stamp>.json`` and prints a Markdown table.
 """
 
