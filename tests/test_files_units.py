@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import re
+
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -10,7 +13,10 @@ from garrison.crypto import Keyring
 from garrison.files import http, signing
 from garrison.files.errors import InvalidSignedUrl, RangeNotSatisfiable
 from garrison.files.sniff import allowed, sniff
+from garrison.gateway.body_limit import BodyLimitMiddleware
+from garrison.gateway.security_headers import SecurityHeadersMiddleware
 from garrison.records.spec import FieldSpec
+from garrison.types import Receive, Scope, Send
 from tests.fileskit import png
 
 
@@ -122,3 +128,36 @@ def test_file_field_definitions(options: dict[str, object], cause: str) -> None:
 def test_other_kinds_refuse_file_options() -> None:
     with pytest.raises(ValidationError, match="applies to file fields only"):
         FieldSpec.model_validate({"name": "t", "type": "text", "max_size": 10})
+
+
+async def _echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """A three-line app: reads the whole body, answers its length."""
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(size).encode()})
+
+
+async def test_the_body_limit_is_raised_only_where_asked() -> None:
+    app = BodyLimitMiddleware(
+        _echo, max_bytes=10, raised=lambda scope: 100 if scope["path"] == "/up" else None
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.post("/up", content=b"x" * 50)).text == "50"
+        assert (await client.post("/up", content=b"x" * 101)).status_code == 413
+        assert (await client.post("/other", content=b"x" * 11)).status_code == 413
+
+
+async def test_stored_files_are_sandboxed() -> None:
+    app = SecurityHeadersMiddleware(_echo, sandboxed=re.compile(r"^/files/"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        served = await client.get("/files/x")
+        other = await client.get("/api")
+    assert served.headers["content-security-policy"].endswith("; sandbox")
+    assert served.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" not in other.headers["content-security-policy"]
