@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from garrison.files.sniff import allowed, sniff
 from garrison.gateway.body_limit import BodyLimitMiddleware
 from garrison.gateway.security_headers import SecurityHeadersMiddleware
 from garrison.records.spec import FieldSpec
+from garrison.settings import ConfigError, load_settings
 from garrison.types import Receive, Scope, Send
 from tests.fileskit import png
 
@@ -161,3 +163,10 @@ async def test_stored_files_are_sandboxed() -> None:
     assert served.headers["content-security-policy"].endswith("; sandbox")
     assert served.headers["x-content-type-options"] == "nosniff"
     assert "sandbox" not in other.headers["content-security-policy"]
+
+
+def test_an_s3_backend_needs_a_bucket(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="FILES__S3_BUCKET"):
+        load_settings(_env_file=None, data_dir=tmp_path, files={"backend": "s3"})
+    with pytest.raises(ConfigError, match="FILES__REPLICA_S3_BUCKET"):
+        load_settings(_env_file=None, data_dir=tmp_path, files={"replica": "s3"})

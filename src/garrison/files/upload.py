@@ -139,7 +139,11 @@ def _start(
     if len(received.files.get(event.name, [])) >= rules.max_files:
         raise ValidationFailed(
             "too many files for a field",
-            errors=[{"pointer": pointer, "detail": f"takes at most {rules.max_files} files"}],
+            errors=[{"pointer": pointer, "detail": f"takes at most {_files(rules.max_files)}"}],
         )
     assert event.filename is not None
     return Receiver(storage, filename=event.filename, rules=rules.rules), None
+
+
+def _files(count: int) -> str:
+    return "1 file" if count == 1 else f"{count} files"
