@@ -303,3 +303,21 @@ async def test_a_standalone_upload_is_audited(fa: FilesApp) -> None:
     assert found.status_code == 200, found.text
     # The MariaDB database is shared by the session: other tests' uploads may be listed too.
     assert up.json()["id"] in [e["target"]["id"] for e in found.json()["items"]]
+
+
+async def test_an_idempotent_upload_is_stored_once(fa: FilesApp) -> None:
+    alice = await fa.user()
+    key = {"Idempotency-Key": "upload-1"}
+    image = png()
+    first = await fa.create(alice | key, data={"title": "t"}, avatar=("a.png", image, "image/png"))
+    assert first.status_code == 201, first.text
+    again = await fa.create(alice | key, data={"title": "t"}, avatar=("a.png", image, "image/png"))
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    other = await fa.create(
+        alice | key, data={"title": "t"}, avatar=("a.png", png(colour="blue"), "image/png")
+    )
+    assert other.status_code == 422  # the same key for different bytes
+    assert len(await fa.rows()) == 1
+    assert await fa.objects() == [f"files/{first.json()['avatar']}"]

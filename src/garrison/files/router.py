@@ -85,17 +85,21 @@ async def upload_file(request: Request, caller: WriterDep) -> Response:
 @record_uploads.post(RECORDS, status_code=201)
 async def create_record_with_files(name: str, request: Request, caller: WriterDep) -> Response:
     db = database_of(request)
-    record = await workflow.create_with_files(
+    record, status, replayed = await workflow.create_with_files(
         db,
         _files(request),
         collection=await _collection(request, name),
         caller=caller,
         stream=request.stream(),
         content_type=request.headers.get("content-type", ""),
+        idempotency_key=request.headers.get("idempotency-key"),
+        path=request.url.path,
     )
     db.note_write(caller_key(caller))
-    location = f"{request.url.path}/{record['id']}"
-    return _json(record, 201, {"Location": location, "ETag": etag(record)})
+    headers = {"Location": f"{request.url.path}/{record['id']}", "ETag": etag(record)}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _json(record, status, headers)
 
 
 async def _update(name: str, record_id: str, request: Request, caller: Any, mode: Mode) -> Response:

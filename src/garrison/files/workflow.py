@@ -19,7 +19,7 @@ from garrison.files.models import FileRow
 from garrison.files.runtime import FileRuntime
 from garrison.files.service import Rules, rules_for
 from garrison.files.upload import PartRules, Received, receive
-from garrison.records import query
+from garrison.records import idempotency, query
 from garrison.records import service as records_service
 from garrison.records.errors import RecordNotFound
 from garrison.records.kinds import file_ids
@@ -102,6 +102,12 @@ def _merged(
     return data
 
 
+def _fingerprint(path: str, received: Received) -> bytes:
+    """What a retry must repeat: the fields and each file's field, name and content."""
+    files = sorted((u.name, u.sha256, name) for name, ups in received.files.items() for u in ups)
+    return idempotency.fingerprint("POST", path, {"data": received.data, "files": files})
+
+
 async def create_with_files(
     db: Database,
     files: FileRuntime,
@@ -110,22 +116,47 @@ async def create_with_files(
     caller: Caller,
     stream: AsyncIterator[bytes],
     content_type: str,
-) -> dict[str, Any]:
+    idempotency_key: str | None = None,
+    path: str = "",
+) -> tuple[dict[str, Any], int, bool]:
+    """The record, its status and whether it is a replay. With ``idempotency_key``, a
+    retry of the same upload (same fields, same files' bytes) gets the first answer and
+    stores nothing; the key is claimed once the body is in, as the JSON route does."""
     owner = _signed_in(caller)
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
     query.check_action(collection, "create", caller)  # refused before any byte is stored
     await _room_left(db, files, owner)
     received = await _receive(stream, content_type, files, part_rules(collection, files))
+    scope = f"{caller.actor.kind}:{caller.actor.id}:{collection.name}"
+    claimed = False
     try:
+        if idempotency_key is not None:
+            replay = await idempotency.begin(
+                db, scope=scope, key=idempotency_key, fingerprint=_fingerprint(path, received)
+            )
+            if replay is not None:
+                await service.discard(files.storage, received.uploads)
+                return replay.body, replay.status, True
+            claimed = True
         async with db.transaction() as session:
             await _store_rows(session, files, received, owner)
-            return await records_service.create_record(
+            record = await records_service.create_record(
                 session,
                 collection=collection,
                 data=_merged(collection, received, None),
                 caller=caller,
             )
+            if idempotency_key is not None:
+                await idempotency.complete(
+                    session, scope=scope, key=idempotency_key, status=201, body=record
+                )
+            return record, 201, False
     except BaseException:
         await service.discard(files.storage, received.uploads)
+        if claimed:
+            assert idempotency_key is not None
+            await idempotency.abandon(db, scope=scope, key=idempotency_key)
         raise
 
 
