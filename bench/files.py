@@ -135,6 +135,7 @@ async def uploads(base: str, token: str, *, count: int, clients: int) -> dict[st
     latencies: list[float] = []
     queue = iter(range(count))
     failures = 0
+    errors: list[str] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
 
@@ -149,7 +150,9 @@ async def uploads(base: str, token: str, *, count: int, clients: int) -> dict[st
                     files={"blob": ("b.bin", payload, "application/octet-stream")},
                 )
                 latencies.append((time.perf_counter() - started) * 1000)
-                failures += response.status_code != 201
+                if response.status_code != 201:
+                    failures += 1
+                    errors.append(f"{response.status_code} {response.text[:200]}")
 
         for _ in range(clients):  # warm-up: one each, not counted
             await client.post(url, headers=headers, files={"blob": ("w", payload, "x/y")})
@@ -160,9 +163,12 @@ async def uploads(base: str, token: str, *, count: int, clients: int) -> dict[st
         "uploads": count,
         "clients": clients,
         "failures": failures,
+        "errors": errors[:5],
         "per_s": round(count / elapsed, 1),
         "p50_ms": round(statistics.median(latencies), 1),
+        "p90_ms": round(percentile(latencies, 0.90), 1),
         "p99_ms": round(percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies), 1),
     }
 
 
