@@ -65,7 +65,9 @@ def _env(data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def server(data_dir: Path, extra: dict[str, str]) -> Iterator[tuple[str, psutil.Process]]:
+def server(
+    data_dir: Path, extra: dict[str, str], workers: int = 1
+) -> Iterator[tuple[str, psutil.Process]]:
     env = _env(data_dir, extra)
     garrison = [sys.executable, "-m", "garrison"]
     subprocess.run([*garrison, "migrate", "up"], env=env, check=True, capture_output=True)
@@ -88,7 +90,7 @@ def server(data_dir: Path, extra: dict[str, str]) -> Iterator[tuple[str, psutil.
     port = free_port()
     log = (data_dir / "server.log").open("ab")
     proc = subprocess.Popen(
-        [*garrison, "serve", "--port", str(port), "--workers", "1"],
+        [*garrison, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=log,
         stderr=log,
@@ -311,12 +313,18 @@ def main() -> None:
     parser.add_argument("--big-mib", type=int, default=256)
     parser.add_argument("--download-mib", type=int, default=100)
     parser.add_argument("--downloads", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument(
+        "--database-url", default=None, help="an empty MySQL/MariaDB database (default SQLite)"
+    )
     parser.add_argument("--s3", action="store_true", help="store in a SeaweedFS S3 gateway")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="garrison-files-bench-") as scratch:
         work = Path(scratch)
         extra: dict[str, str] = {"GARRISON_HTTP__MAX_BODY_BYTES": str(2 * MIB)}
+        if args.database_url:
+            extra["GARRISON_DATABASE_URL"] = args.database_url
         gateway = None
         if args.s3:
             gateway = SeaweedS3(work / "seaweed")
@@ -350,12 +358,13 @@ def main() -> None:
         try:
             data_dir = work / "var"
             data_dir.mkdir()
-            with server(data_dir, extra) as (base, process):
+            with server(data_dir, extra, args.workers) as (base, process):
                 figures = asyncio.run(measure(base, process, args, work))
         finally:
             if gateway is not None:
                 gateway.stop()
-    figures |= {"backend": "s3 (SeaweedFS)" if args.s3 else "local disk", "database": "sqlite"}
+    database = "mariadb" if args.database_url else "sqlite"
+    figures |= {"backend": "s3 (SeaweedFS)" if args.s3 else "local disk", "database": database}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"files-{stamp}.json").write_text(json.dumps(figures, indent=2))
