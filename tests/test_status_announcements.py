@@ -282,7 +282,7 @@ async def test_the_upgrade_marks_windows_already_begun_or_over(
 ) -> None:
     """Windows that started or ended before the revision ran are not announced late."""
     settings = make_settings(tmp_path, database_url=fresh_database_url)
-    await migrate.upgrade(settings.db_url, settings.db, "0013")
+    await migrate.upgrade(settings.db_url, settings.db, "0014")
     now = datetime.now(UTC).replace(microsecond=0)
     spans = {"over": (-2 * HOUR, -HOUR), "running": (-HOUR, HOUR), "coming": (HOUR, 2 * HOUR)}
     db = Database(settings.db_url, settings.db)

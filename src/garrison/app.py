@@ -6,6 +6,7 @@ The gateway's middleware order is written here and nowhere else (outermost first
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -26,6 +27,9 @@ from garrison.auth.oauth import providers_router as oauth_providers
 from garrison.auth.oauth import server_router as oauth_server
 from garrison.auth.router import router as auth_router
 from garrison.auth.router import well_known as auth_well_known
+from garrison.files import install_attachments
+from garrison.files.router import is_multipart, record_uploads
+from garrison.files.router import router as files_router
 from garrison.flags.router import routes as flags_routes
 from garrison.gateway.access_log import AccessLogMiddleware
 from garrison.gateway.body_limit import BodyLimitMiddleware
@@ -64,6 +68,9 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 API_PREFIX = "/api/v1"
+# Routes that take uploads (a larger body limit) and that serve stored files (sandboxed).
+UPLOAD_PATHS = re.compile(r"^/api/v1/(files|collections/[^/]+/records(/[^/]+)?)$")
+FILE_PATHS = re.compile(r"^/api/v1/collections/[^/]+/records/[^/]+/files/")
 log = get_logger("garrison.app")
 
 
@@ -88,6 +95,7 @@ def _middleware(
             hsts_max_age=http.hsts_max_age,
             page_prefixes=("/status", "/oauth"),  # status page, feed, stylesheet; consent page
             page_paths=frozenset({"/"}),  # the front door
+            sandboxed=FILE_PATHS,
         ),
         Middleware(
             CORSMiddleware,
@@ -122,7 +130,15 @@ def _middleware(
             stats=stats,
         ),
         Middleware(ReadOnlyMiddleware),
-        Middleware(BodyLimitMiddleware, max_bytes=http.max_body_bytes),
+        Middleware(
+            BodyLimitMiddleware,
+            max_bytes=http.max_body_bytes,
+            raised=lambda scope: (
+                settings.files.max_upload_bytes
+                if is_multipart(scope) and UPLOAD_PATHS.match(scope["path"])
+                else None
+            ),
+        ),
         Middleware(ContentTypeMiddleware, allowed=http.allowed_content_types),
         Middleware(StrictJsonMiddleware),
     ]
@@ -133,7 +149,9 @@ ROUTERS = (
     status_routes.pages,  # early: the public page is hot
     flags_routes,  # early: OFREP is polled hard, matching is in order
     collections_router,
+    record_uploads,  # multipart bodies only; before the records router's JSON routes
     records_router,
+    files_router,
     quotas_router,
     metrics_router,
     audit_router,
@@ -166,6 +184,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     default the authenticated principal); when it returns None the caller is keyed by its
     client address."""
     install_recorder()  # every event of this process goes to the audit log
+    install_attachments(settings)  # record writes reach the files of file fields
     stats = RateLimitStats()
     tracer = create_provider(settings.tracing) if settings.tracing.enabled else None
 

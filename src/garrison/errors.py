@@ -10,6 +10,7 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     │   ├── DuplicateCredential (gateway.credentials)  400  duplicate-credential
     │   ├── InvalidFilter (records.errors)             400  invalid-filter
     │   ├── InvalidOneTimeToken (auth.email_flows)     400  invalid-one-time-token
+    │   ├── MalformedUpload (files.errors)             400  malformed-upload
     │   ├── OAuthError (auth.errors)                   400  oauth-error
     │   └── SignInFailed (auth.errors)                 400  sign-in-failed
     ├── Unauthorized                                   401  unauthorized
@@ -18,10 +19,12 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     ├── Forbidden                                      403  forbidden
     │   ├── AccountDisabled (auth.errors)              403  account-disabled
     │   ├── InsufficientScope (auth.errors)            403  insufficient-scope
+    │   ├── InvalidSignedUrl (files.errors)            403  invalid-signed-url
     │   ├── RuleDenied (records.errors)                403  rule-denied
     │   └── SignUpClosed (auth.errors)                 403  sign-up-closed
     ├── NotFound                                       404  not-found
     │   ├── CollectionNotFound (records.errors)        404  collection-not-found
+    │   ├── FileNotFound (files.errors)                404  file-not-found
     │   ├── QuotaNotFound (quotas.errors)              404  quota-not-found
     │   └── RecordNotFound (records.errors)            404  record-not-found
     ├── MethodNotAllowed                               405  method-not-allowed
@@ -38,7 +41,10 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     ├── PreconditionFailed                             412  precondition-failed
     │   └── StaleRecord (records.errors)               412  stale-record
     ├── PayloadTooLarge                                413  payload-too-large
+    │   ├── FileTooLarge (files.errors)                413  file-too-large
+    │   └── StorageQuotaExceeded (files.errors)        413  storage-quota-exceeded
     ├── UnsupportedMediaType                           415  unsupported-media-type
+    ├── RangeNotSatisfiable (files.errors)             416  range-not-satisfiable
     ├── ValidationFailed                               422  validation-failed
     │   ├── IdempotencyKeyReused (records.errors)      422  idempotency-key-reused
     │   └── WeakPassword (auth.errors)                 422  weak-password
@@ -57,7 +63,8 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     ├── ProviderUnavailable (auth.errors)              502  provider-unavailable
     └── ServiceUnavailable                             503  service-unavailable
         ├── DatabaseUnavailable (db.retry)             503  database-unavailable
-        └── ReadOnlyMaintenance (ops.status.readonly)  503  read-only-maintenance
+        ├── ReadOnlyMaintenance (ops.status.readonly)  503  read-only-maintenance
+        └── StorageUnavailable (files.errors)          503  storage-unavailable
 
 Domains raise these (or subclasses with their own ``slug``); ``problem_response`` turns any of
 them into ``application/problem+json``. ``ConfigError`` (garrison.settings) is not in this tree: it

@@ -3,6 +3,7 @@
 from garrison.audit import models as audit_models
 from garrison.auth import models as auth_models
 from garrison.auth.oauth import models as oauth_models
+from garrison.files import models as files_models
 from garrison.flags import models as flags_models
 from garrison.ops import models as ops_models
 from garrison.ops.alerts import models as alerts_models
@@ -19,6 +20,7 @@ __all__ = [
     "audit_models",
     "auth_models",
     "deploy_models",
+    "files_models",
     "flags_models",
     "oauth_models",
     "ops_models",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from garrison.auth.runtime import AuthRuntime
 from garrison.db.engine import Database
 from garrison.db.migrate import head_revisions
+from garrison.files.runtime import FileRuntime
 from garrison.flags.runtime import FlagRuntime
 from garrison.metrics import instrument_database
 from garrison.metrics.process import sample_forever
@@ -101,6 +102,9 @@ async def open_runtime(
         await flags.start()
         stack.push_async_callback(flags.stop)
         runtime.add(flags)
+        files = FileRuntime.open(settings)
+        stack.push_async_callback(files.close)
+        runtime.add(files)
         if settings.worker.in_process:
             import_handler_modules(settings.worker.handler_modules)
             worker = Worker(db, settings)

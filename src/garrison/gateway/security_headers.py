@@ -9,6 +9,8 @@ its own (the OAuth consent page names where its form may redirect) as long as it
 
 from __future__ import annotations
 
+import re
+
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
@@ -23,6 +25,9 @@ PAGE_CSP = (
     b"default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     b"base-uri 'none'; frame-ancestors 'none'"
 )
+# Stored files (uploads served back): an HTML or SVG file must never run script in our
+# origin, whatever a browser makes of it.
+SANDBOX_CSP = API_CSP + b"; sandbox"
 _STATIC = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -43,11 +48,13 @@ class SecurityHeadersMiddleware:
         docs_paths: tuple[str, ...] = ("/api/docs",),
         page_prefixes: tuple[str, ...] = (),
         page_paths: frozenset[str] = frozenset(),
+        sandboxed: re.Pattern[str] | None = None,
     ) -> None:
         self.app = app
         self.docs_paths = docs_paths
         self.page_prefixes = page_prefixes  # server-rendered pages: PAGE_CSP
         self.page_paths = page_paths  # the same, matched exactly
+        self.sandboxed = sandboxed  # paths serving stored files: SANDBOX_CSP
         self.extra = list(_STATIC)
         if hsts:
             value = f"max-age={hsts_max_age}; includeSubDomains".encode()
@@ -64,6 +71,8 @@ class SecurityHeadersMiddleware:
             self.page_prefixes and path.startswith(self.page_prefixes)
         ):
             csp = PAGE_CSP
+        elif self.sandboxed is not None and self.sandboxed.match(path):
+            csp = SANDBOX_CSP
         else:
             csp = API_CSP
 

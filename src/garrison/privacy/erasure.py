@@ -1,7 +1,9 @@
 """Erasure (the right to be forgotten). One transaction, owned by the caller:
 
 1. each collection's records owned by the user: deleted, anonymized (listed fields replaced,
-   the owner detached) or retained with the policy's legal basis;
+   the owner detached) or retained with the policy's legal basis; the files the user
+   uploaded to collections that are not retained (and unattached uploads) released, their
+   objects deleted by the worker once this commits;
 2. the user, their sessions (refresh tokens), API keys, one-time tokens and role grants
    deleted, so every credential stops at once (an access token's user no longer exists);
 3. their export archives deleted, and their events not yet delivered from the outbox;
@@ -29,6 +31,7 @@ from garrison.auth import subject as auth_subject
 from garrison.db.types import utcnow
 from garrison.errors import Conflict, NotFound
 from garrison.events import Actor, Event, emit
+from garrison.files import service as files_service
 from garrison.outbox import service as outbox_service
 from garrison.privacy import policies
 from garrison.privacy.models import PrivacyJob
@@ -93,6 +96,12 @@ async def erase(
             )
         else:
             entry["done"] = 0
+    report["files"] = await files_service.release_of_owner(
+        session,
+        owner=user_id,
+        collections=[n for n, e in report["collections"].items() if e["action"] != "retain"],
+        actor=actor,
+    )
     report["credentials"] = await auth_subject.remove_user(session, user_id=user_id)
     report["exports"] = await _drop_exports(session, user_id=user_id, data_dir=data_dir)
     event_ids = await audit_service.subject_event_ids(session, subject_id=user_id)

@@ -4,7 +4,9 @@ deleted ``privacy.export_keep_seconds`` after it was made.
 
 Contents: ``profile.json`` (account, roles, permissions), ``sessions.json`` and
 ``api_keys.json`` (metadata only, never a secret or a hash), ``records/<collection>.json``
-(every record they own), ``audit.json`` (the entries about them, opened) and
+(every record they own), ``audit.json`` (the entries about them, opened), ``files.json``
+(every file they uploaded) with the files under ``files/<id>/<name>`` (up to
+``files.export_max_bytes``) and
 ``manifest.json`` (what each file holds, with its SHA-256).
 """
 
@@ -31,6 +33,8 @@ from garrison.db.retry import transact
 from garrison.db.types import utcnow
 from garrison.errors import NotFound
 from garrison.events import Actor, Event, emit
+from garrison.files import service as files_service
+from garrison.files.storage import open_storage
 from garrison.log import get_logger
 from garrison.privacy.models import PrivacyJob
 from garrison.records import owned
@@ -111,7 +115,9 @@ def _json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
 
-async def _collect(db: Database, job_id: str, user_id: str, batch: int) -> dict[str, bytes]:
+async def _collect(
+    db: Database, settings: Settings, job_id: str, user_id: str, batch: int
+) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     async with db.read_session() as session:
         files["profile.json"] = _json(await auth_subject.profile_of(session, user_id=user_id))
@@ -138,7 +144,37 @@ async def _collect(db: Database, job_id: str, user_id: str, batch: int) -> dict[
         entries.extend(entry_dict(row) for row in opened)
         after = int(found[-1].id)
     files["audit.json"] = _json(entries)
+    files |= await _uploads(db, settings, user_id)
     return files
+
+
+async def _uploads(db: Database, settings: Settings, user_id: str) -> dict[str, bytes]:
+    """``files.json`` (every file the user uploaded) and the files themselves under
+    ``files/<id>/<name>`` while they fit in ``files.export_max_bytes``."""
+    async with db.read_session() as session:
+        rows = await files_service.files_of_owner(session, owner=user_id)
+    if not rows:
+        return {}
+    found: dict[str, bytes] = {}
+    listed: list[dict[str, Any]] = []
+    budget = settings.files.export_max_bytes
+    storage = open_storage(settings)
+    try:
+        for row in rows:
+            entry = files_service.describe(row) | {
+                "collection": row.collection,
+                "record_id": row.record_id,
+                "field": row.field,
+                "included": row.size <= budget,
+            }
+            if entry["included"]:
+                found[f"files/{row.id}/{row.name}"] = await storage.read_all(row.storage_key)
+                budget -= row.size
+            listed.append(entry)
+    finally:
+        await storage.close()
+    found["files.json"] = _json(listed)
+    return found
 
 
 async def run_export(db: Database, settings: Settings, *, job_id: str) -> None:
@@ -151,7 +187,7 @@ async def run_export(db: Database, settings: Settings, *, job_id: str) -> None:
         user_id = job.subject_id
     await _progress(db, job_id, status="running", progress=5)
     try:
-        files = await _collect(db, job_id, user_id, settings.audit.export_batch_size)
+        files = await _collect(db, settings, job_id, user_id, settings.audit.export_batch_size)
         manifest = {
             "subject_id": user_id,
             "generated_at": utcnow().isoformat(),

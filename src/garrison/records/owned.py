@@ -97,3 +97,15 @@ async def delete_older(
     if not ids:
         return 0
     return _count(await session.execute(delete(table).where(table.c.id.in_(ids))))
+
+
+async def existing_ids(
+    session: AsyncSession, *, collection: Collection, ids: list[str]
+) -> set[str]:
+    """Which of ``ids`` are records of ``collection`` (the files sweeper's check for files
+    whose record went without the records service: retention, erasure)."""
+    if not ids:
+        return set()
+    table = collection.table
+    found = await session.scalars(select(table.c.id).where(table.c.id.in_(ids)))
+    return set(found)

@@ -31,6 +31,7 @@ from garrison.settings.audit import AuditSettings
 from garrison.settings.auth import AuthSettings, SmtpSettings
 from garrison.settings.base import ENV_PREFIX, ConfigError, Environment
 from garrison.settings.checks import check_settings
+from garrison.settings.files import FileSettings
 from garrison.settings.flags import FlagSettings
 from garrison.settings.gateway import AUTH_SENSITIVE_PATHS, RateLimitSettings, RouteRateLimit
 from garrison.settings.ops import (
@@ -68,6 +69,7 @@ __all__ = [
     "DatabaseSettings",
     "DeploySettings",
     "Environment",
+    "FileSettings",
     "FlagSettings",
     "HealthSettings",
     "HttpSettings",
@@ -157,6 +159,7 @@ class Settings(BaseSettings):
     flags: FlagSettings = Field(default_factory=FlagSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    files: FileSettings = Field(default_factory=FileSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
 
     @classmethod

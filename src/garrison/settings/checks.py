@@ -39,6 +39,7 @@ def check_settings(settings: Settings) -> None:
     if strict and not (settings.redis_url or settings.redis_sentinels):
         raise ConfigError(f"{ENV_PREFIX}REDIS_URL", f"is required in {settings.env}")
     _check_database_links(settings, url)
+    _check_files(settings)
     if settings.redis_url and not settings.redis_url.startswith(
         ("redis://", "rediss://", "unix://")
     ):
@@ -104,3 +105,13 @@ def _installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # the parent package is missing
         return False
+
+
+def _check_files(settings: Settings) -> None:
+    files = settings.files
+    if files.backend == "s3" and not files.s3_bucket:
+        raise ConfigError(f"{ENV_PREFIX}FILES__S3_BUCKET", "is required when FILES__BACKEND is s3")
+    if files.replica == "s3" and not (files.replica_s3_bucket or files.s3_bucket):
+        raise ConfigError(
+            f"{ENV_PREFIX}FILES__REPLICA_S3_BUCKET", "is required when FILES__REPLICA is s3"
+        )

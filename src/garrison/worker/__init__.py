@@ -26,6 +26,8 @@ from garrison.audit import retention
 from garrison.audit.sealer import seal_pending
 from garrison.auth.oauth import retention as oauth_retention
 from garrison.db.engine import Database
+from garrison.files import jobs as files_jobs
+from garrison.files.storage import open_storage
 from garrison.log import get_logger
 from garrison.ops.backup.schedule import run_backup_jobs
 from garrison.ops.jobs import OpsJobs
@@ -86,6 +88,16 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
     async def oauth_purge() -> object:
         return await oauth_retention.purge(db)
 
+    async def files_sweep() -> object:
+        storage = open_storage(settings)
+        try:
+            return await files_jobs.sweep(db, storage, settings)
+        finally:
+            await storage.close()
+
+    async def files_repair() -> object:
+        return await files_jobs.repair_replica(settings)
+
     return [
         Job("audit.purge", audit_purge, every=settings.audit.purge_interval_seconds),
         Job("status.sample", ops.sample, every=status.sample_interval_seconds),
@@ -97,6 +109,8 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
             every=settings.audit.purge_interval_seconds,
         ),
         Job("auth.oauth.purge", oauth_purge, every=settings.audit.purge_interval_seconds),
+        Job("files.sweep", files_sweep, every=settings.files.sweep_interval_seconds),
+        Job("files.repair", files_repair, every=settings.files.repair_interval_seconds),
     ]
 
 
@@ -115,8 +129,9 @@ class Worker:
         self.settings = settings
         self.config = settings.worker
         self.handlers = handlers
-        # Built-in consumers: queued mail, and webhooks (their own delivery loop).
+        # Built-in consumers: queued mail, file deletions, and webhooks (their own delivery loop).
         MailConsumer(settings).install(handlers)
+        files_jobs.FileCleanup.from_settings(settings).install(handlers)
         self.webhooks = WebhookDelivery(db, settings) if settings.webhooks.enabled else None
         if self.webhooks is not None:
             self.webhooks.install(handlers)
