@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The suite runs in parallel processes (pytest-xdist), a test file per process at a time:
+# most of its time is spent waiting on real servers, not on the two cores.
+TEST_WORKERS ?= 4
 
 .PHONY: run test lint typecheck format security bench clean
 
@@ -26,7 +29,7 @@ run: $(VENV)/.installed
 
 ## Lint, type-check and run the whole suite (SQLite, MariaDB and Redis)
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench

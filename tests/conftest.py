@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from garrison.db import Database, migrate
 from garrison.log import configure_logging
 from garrison.settings import Settings, load_settings
 from tests import services
+from tests.helpers import WORKER_REDIS_PREFIX, LoggedProcess, free_port, wait_until_accepting
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -34,6 +36,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("GARRISON_", "PROD_DB_")) and not name.startswith("GARRISON_TEST_"):
             monkeypatch.delenv(name)
+    if WORKER_REDIS_PREFIX:
+        monkeypatch.setenv("GARRISON_REDIS_PREFIX", WORKER_REDIS_PREFIX)
 
 
 @pytest.fixture(scope="session")
@@ -142,3 +146,20 @@ async def records_db(database_url: str, tmp_path: Path) -> AsyncIterator[Databas
     async with database.transaction() as session:
         await (await session.connection()).run_sync(cleanup)
     await database.dispose()
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[tuple[LoggedProcess, int]]:
+    """``garrison serve`` on the embedded default (as ``make run`` starts it), on a free
+    port; yields the process and its port."""
+    port = free_port()
+    server = LoggedProcess(
+        [sys.executable, "-m", "garrison", "serve", "--port", str(port)],
+        {"GARRISON_DATA_DIR": str(tmp_path / "var"), "GARRISON_LOG__FORMAT": "json"},
+    )
+    try:
+        server.wait_for("garrison.ready")
+        wait_until_accepting(port)
+        yield server, port
+    finally:
+        server.stop()

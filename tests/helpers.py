@@ -26,9 +26,19 @@ ROOT = Path(__file__).resolve().parent.parent
 GOOD_SECRET = "Zq8mW3nR6tY1uI4oP7aS0dF2gH5jK9lX"
 
 
+# Under pytest-xdist each worker keeps its keys in Redis apart (lockout counters per IP,
+# rate-limit buckets, channels), as if it had a Redis of its own; tests that set a prefix
+# themselves keep theirs.
+WORKER_REDIS_PREFIX = (
+    f"garrison-{os.environ['PYTEST_XDIST_WORKER']}:" if "PYTEST_XDIST_WORKER" in os.environ else ""
+)
+
+
 def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment without Garrison's settings, plus ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GARRISON_", "PROD_DB_"))}
+    if WORKER_REDIS_PREFIX:
+        base["GARRISON_REDIS_PREFIX"] = WORKER_REDIS_PREFIX
     base.update(env or {})
     return base
 

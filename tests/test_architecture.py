@@ -21,8 +21,19 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "garrison"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "settings", "errors", "types"),
     ("log", "crypto", "context", "db", "store", "metrics", "tracing", "mail", "runtime"),
-    ("events", "deps", "gateway", "openapi"),
-    ("auth", "records", "audit", "outbox", "quotas", "ops"),
+    ("events", "deps", "gateway", "openapi", "rewrap"),
+    (
+        "auth",
+        "records",
+        "audit",
+        "outbox",
+        "quotas",
+        "ops",
+        "flags",
+        "privacy",
+        "webhooks",
+        "files",
+    ),
     ("worker",),
     ("startup", "app", "server", "cli", "models", "db.migrations", "__main__"),
 )

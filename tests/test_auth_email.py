@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import io
 import json
@@ -52,17 +53,28 @@ class SmtpServer:
     def messages_to(self, address: str) -> list[Message]:
         return [m for m in self.messages() if m["To"] == address]
 
-    def code(self, address: str, subject: str) -> str:
-        [message] = [m for m in self.messages_to(address) if m["Subject"] == subject]
+    async def wait_to(self, address: str, subject: str | None = None) -> list[Message]:
+        """The messages to ``address`` (with ``subject``) once at least one has arrived: mail
+        goes through the outbox, so the worker sends it just after the request."""
+        deadline = time.monotonic() + 30
+        while True:
+            found = [
+                m for m in self.messages_to(address) if subject is None or m["Subject"] == subject
+            ]
+            if found or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.02)
+
+    async def code(self, address: str, subject: str) -> str:
+        [message] = await self.wait_to(address, subject)
         match = CODE.search(body_of(message))
         assert match, body_of(message)
         return match.group(1)
 
 
-@pytest.fixture(scope="module")
-def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
-    maildir = tmp_path_factory.mktemp("maildir")
-    port = free_port()
+def launch_smtp(maildir: Path, port: int) -> SmtpServer:
+    """aiosmtpd as a process on ``port``, writing to the Maildir ``maildir``; waits for its
+    socket (not for a fixed time)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -73,7 +85,7 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
             "aiosmtpd.handlers.Mailbox",
             "-l",
             f"127.0.0.1:{port}",
-            str(maildir / "inbox"),
+            str(maildir),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -88,11 +100,17 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
                 proc.kill()
                 raise
             time.sleep(0.01)
+    return SmtpServer(port, maildir, proc)
+
+
+@pytest.fixture(scope="module")
+def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
+    server = launch_smtp(tmp_path_factory.mktemp("maildir") / "inbox", free_port())
     try:
-        yield SmtpServer(port, maildir / "inbox", proc)
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.proc.terminate()
+        server.proc.wait(30)
 
 
 @pytest.fixture
@@ -122,9 +140,9 @@ async def test_registration_sends_a_verification_link(kit: AuthApp, smtp: SmtpSe
     )
     assert response.status_code == 201
     assert response.json()["email_verified"] is False
-    [message] = smtp.messages_to(address)
+    [message] = await smtp.wait_to(address)
     assert message["From"] == "Garrison <auth@example.com>"
-    code = smtp.code(address, "Confirm your e-mail address")
+    code = await smtp.code(address, "Confirm your e-mail address")
     assert f"http://localhost:3000/verify-email?token={code}" in body_of(message)
 
     verified = await kit.client.post("/api/v1/auth/verify-email", json={"token": code})
@@ -150,8 +168,8 @@ async def test_password_reset(kit: AuthApp, smtp: SmtpServer) -> None:
         )
         assert response.status_code == 202
         assert response.content == b""
-    assert smtp.messages_to(unknown) == []
-    code = smtp.code(address, "Reset your password")
+    code = await smtp.code(address, "Reset your password")
+    assert smtp.messages_to(unknown) == []  # sent in order: the known address's came after
 
     weak = await kit.client.post(
         "/api/v1/auth/password-reset", json={"token": code, "new_password": "password"}
@@ -178,7 +196,7 @@ async def test_password_reset(kit: AuthApp, smtp: SmtpServer) -> None:
 async def test_expired_and_forged_links_fail(kit: AuthApp, smtp: SmtpServer) -> None:
     address = await kit.user()
     await kit.client.post("/api/v1/auth/password-reset/request", json={"email": address})
-    code = smtp.code(address, "Reset your password")
+    code = await smtp.code(address, "Reset your password")
 
     async def expire(session: Any) -> None:
         await session.execute(
@@ -216,7 +234,7 @@ async def test_invitations(tmp_path: Path, smtp: SmtpServer) -> None:
             headers=bearer(admin),
         )
         assert sent.status_code == 202
-        code = smtp.code(address, "You are invited to Garrison")
+        code = await smtp.code(address, "You are invited to Garrison")
         wrong_address = await kit.client.post(
             "/api/v1/auth/register",
             json={"email": _address(), "password": PASSWORD, "invite_token": code},
@@ -257,6 +275,10 @@ async def test_development_mailer_writes_eml_files(tmp_path: Path) -> None:
         await kit.client.post(
             "/api/v1/auth/register", json={"email": address, "password": PASSWORD}
         )
+        deadline = time.monotonic() + 30  # the in-process worker sends it from the outbox
+        while not list((settings.data_dir / "mail").glob("*.eml")):
+            assert time.monotonic() < deadline, "no mail written"
+            await asyncio.sleep(0.02)
     files = list((settings.data_dir / "mail").glob("*.eml"))
     assert len(files) == 1
     assert files[0].stat().st_mode & 0o777 == 0o600

@@ -147,7 +147,9 @@ async def test_failed_basic_auth_is_401_with_a_challenge(kit: AuthApp) -> None:
             400,
             "unsupported_grant_type",
         ),
-        ({"grant_type": "authorization_code", "code": "x"}, 400, "unsupported_grant_type"),
+        # Supported since issue #19: a code needs the client it was issued to.
+        ({"grant_type": "authorization_code", "code": "x"}, 401, "invalid_client"),
+        ({"grant_type": "implicit"}, 400, "unsupported_grant_type"),
         ({}, 400, "invalid_request"),
         ({"grant_type": "refresh_token"}, 400, "invalid_request"),
         ({"grant_type": "client_credentials"}, 401, "invalid_client"),

@@ -59,9 +59,8 @@ def compact(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b
     return f"{h}.{c}.{b64(signature)}"
 
 
-# joserfc flags "EdDSA" as superseded by the fully specified "Ed25519" (RFC 9864); Garrison
-# keeps "EdDSA", the identifier every deployed JOSE library understands.
-@pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")
+# Signed under RFC 9864's fully-specified "Ed25519": joserfc verifies without the warning it
+# gives for the deprecated polymorphic "EdDSA" (pytest turns warnings into errors).
 async def test_tokens_verify_with_an_independent_library_from_the_jwks_alone(
     kit: AuthApp,
 ) -> None:
@@ -69,7 +68,9 @@ async def test_tokens_verify_with_an_independent_library_from_the_jwks_alone(
     jwks = (await kit.client.get("/.well-known/jwks.json")).json()
     for key in jwks["keys"]:
         assert set(key) == {"kty", "crv", "x", "kid", "alg", "use"}  # public parts only
-    decoded = jose_jwt.decode(token, KeySet.import_key_set(jwks), algorithms=["EdDSA"])
+    assert {key["alg"] for key in jwks["keys"]} == {"Ed25519"}
+    decoded = jose_jwt.decode(token, KeySet.import_key_set(jwks), algorithms=["Ed25519"])
+    assert decoded.header["alg"] == "Ed25519"
     assert decoded.header["typ"] == "at+jwt"
     assert decoded.header["kid"] in {key["kid"] for key in jwks["keys"]}
     registry = jose_jwt.JWTClaimsRegistry(
@@ -104,7 +105,7 @@ async def _signed(kit: AuthApp, claims: dict[str, Any], **header: Any) -> str:
     key = await kit.runtime.keyring.signing_key()
     assert key.private is not None
     headers = {"kid": key.kid, "typ": "at+jwt", **header}
-    return jwt.encode(claims, key.private, algorithm="EdDSA", headers=headers)
+    return jwt.encode(claims, key.private, algorithm="Ed25519", headers=headers)
 
 
 def _forge_hs256(token: str, public_x: str) -> str:
@@ -305,3 +306,41 @@ async def test_a_verified_token_is_remembered_only_while_it_and_its_key_are_vali
     # A key no longer published: its tokens are not taken from memory.
     keyring.remember(token, kid="retired-kid", expires=claims.exp, claims=claims)
     assert keyring.recall(token, leeway=settings.auth.leeway) is None
+
+
+async def test_eddsa_tokens_of_keys_made_before_rfc_9864_are_accepted_until_they_expire(
+    kit: AuthApp,
+) -> None:
+    """A key created under the old name keeps verifying ``alg: EdDSA`` tokens (signed before
+    the upgrade); a key created since accepts only ``Ed25519``; expiry still applies."""
+    good = await kit.token()
+    _header, claims, _sig = segments(good)
+    key = await kit.runtime.keyring.signing_key()
+    assert key.private is not None
+    headers = {"kid": key.kid, "typ": "at+jwt"}
+    legacy = jwt.encode(claims, key.private, algorithm="EdDSA", headers=headers)
+    me = await kit.client.get("/api/v1/auth/me", headers=bearer(legacy))
+    assert me.status_code == 401  # a key made as Ed25519 never signed an EdDSA token
+
+    async def make_legacy(session: Any) -> None:
+        await session.execute(
+            update(SigningKey).where(SigningKey.kid == key.kid).values(alg="EdDSA")
+        )
+
+    await transact(kit.runtime.keyring.db, make_legacy)
+    await kit.runtime.keyring.reload()
+    me = await kit.client.get("/api/v1/auth/me", headers=bearer(legacy))
+    assert me.status_code == 200, me.text
+    now = int(time.time())
+    expired = jwt.encode(
+        dict(claims, exp=now - 120, iat=now - 1000, nbf=now - 1000),
+        key.private,
+        algorithm="EdDSA",
+        headers=headers,
+    )
+    assert (await kit.client.get("/api/v1/auth/me", headers=bearer(expired))).status_code == 401
+    jwks = (await kit.client.get("/.well-known/jwks.json")).json()
+    assert {k["alg"] for k in jwks["keys"]} == {"Ed25519"}  # published under the new name
+    # New tokens from the same key are signed as Ed25519.
+    fresh = await kit.token()
+    assert segments(fresh)[0]["alg"] == "Ed25519"

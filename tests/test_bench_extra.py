@@ -41,7 +41,7 @@ def _bench_imports() -> set[str]:
                 modules.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 modules.add(node.module.split(".")[0])
-    return modules - set(sys.stdlib_module_names) - {"garrison", "bench", "__future__"}
+    return modules - set(sys.stdlib_module_names) - {"garrison", "bench", "tests", "__future__"}
 
 
 def test_the_bench_extra_covers_every_import() -> None:

@@ -136,6 +136,29 @@ async def test_security_headers_on_every_response() -> None:
     assert "server" not in response.headers
 
 
+async def test_a_page_keeps_its_own_policy_only_when_it_forbids_framing() -> None:
+    async def page(scope: Scope, receive: Receive, send: Send) -> None:
+        policy = "default-src 'none'; form-action 'self' https://app.example"
+        if scope["path"].endswith("/framed"):
+            policy += "; frame-ancestors *"
+        else:
+            policy += "; frame-ancestors 'none'"
+        await Response("x", headers={"Content-Security-Policy": policy})(scope, receive, send)
+
+    app = SecurityHeadersMiddleware(page, page_prefixes=("/oauth",))
+    async with client(app) as http:
+        own = await http.get("/oauth/authorize")
+        framed = await http.get("/oauth/framed")
+        api = await http.get("/api/v1/x")
+    assert own.headers["content-security-policy"].endswith(
+        "https://app.example; frame-ancestors 'none'"
+    )
+    assert "frame-ancestors *" not in framed.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in framed.headers["content-security-policy"]
+    assert api.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert len(own.headers.get_list("content-security-policy")) == 1
+
+
 async def test_errors_turn_an_escaped_exception_into_a_bare_problem() -> None:
     async with client(RequestIdMiddleware(ErrorsMiddleware(echo))) as http:
         response = await http.get("/boom")

@@ -63,8 +63,19 @@ class Recorder:
             raise ValueError(f"cannot handle {message.event_id}")
 
 
-async def emit(db: Database, *items: tuple[str, str | None]) -> list[str]:
-    """One transaction, one event per (topic, target id)."""
+async def _wanted(message: Message, db: Database) -> None:
+    """Never called: it makes every topic wanted, so sealing writes every message."""
+
+
+EVERYTHING = Registry()
+EVERYTHING.register("*", _wanted)
+
+
+async def emit(
+    db: Database, *items: tuple[str, str | None], handlers: Registry = EVERYTHING
+) -> list[str]:
+    """One transaction, one event per (topic, target id); sealed with ``handlers`` (by
+    default one that wants every topic, so each event gets its message)."""
     ids: list[str] = []
     async with db.transaction() as session:
         for topic, target in items:
@@ -77,7 +88,7 @@ async def emit(db: Database, *items: tuple[str, str | None]) -> list[str]:
             )
             await events.emit(session, event)
             ids.append(event.id)
-    await seal_pending(db, batch_size=100)  # writes the outbox messages
+    await seal_pending(db, batch_size=100, registry=handlers)  # writes the outbox messages
     return ids
 
 
@@ -165,6 +176,25 @@ async def test_retry_with_backoff_then_park(db: Database, ob_settings: Settings)
     await make_due(db)
     assert await worker.run_once() == 0  # parked messages are not claimed
     assert len(recorder.seen) == 3
+
+
+async def test_only_wanted_events_become_messages(db: Database, ob_settings: Settings) -> None:
+    """An event no handler wants is sealed into the audit chain but writes no message."""
+    handlers, recorder = Registry(), Recorder()
+    handlers.register("record", recorder)
+    ids = await emit(
+        db, ("record.updated", "a"), ("user.created", None), ("quota.x", None), handlers=handlers
+    )
+    assert await pending(db) == 1
+    async with db.read_session() as session:
+        sealed = (
+            await session.execute(select(AuditEntry.event_id).where(AuditEntry.seq.is_not(None)))
+        ).scalars()
+        assert set(sealed) == set(ids)  # the audit trail is complete either way
+    worker = Worker(db, ob_settings, handlers=handlers)
+    while await worker.run_once():
+        pass
+    assert [m.event_id for m in recorder.seen] == ids[:1]
 
 
 def test_backoff_grows_with_jitter(ob_settings: Settings) -> None:

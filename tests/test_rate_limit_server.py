@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -79,8 +81,9 @@ async def _get_all(urls: list[str]) -> Counter[int]:
 def test_two_processes_share_one_quota_exactly(
     tmp_path: Path, shared_redis: tuple[str, str]
 ) -> None:
-    """1,000 concurrent requests spread over two servers against a quota of 100: exactly
-    100 succeed. (One request per minute refills, so no refill lands during the run.)"""
+    """400 concurrent requests spread over two servers against a quota of 100: exactly 100
+    succeed, plus one for each token the refill (one a minute) brought back while they ran
+    on a busy machine. Two servers counting apart would let about 200 through."""
     redis_url, prefix = shared_redis
     servers: list[tuple[LoggedProcess, int]] = []
     try:
@@ -99,12 +102,16 @@ def test_two_processes_share_one_quota_exactly(
                     }
                 )
             )
-        urls = [f"http://127.0.0.1:{servers[i % 2][1]}{TARGET}" for i in range(1000)]
+        urls = [f"http://127.0.0.1:{servers[i % 2][1]}{TARGET}" for i in range(400)]
+        started = time.monotonic()
         statuses = asyncio.run(_get_all(urls))
+        refills = math.floor((time.monotonic() - started) / 60) + 1
     finally:
         for server, _port in servers:
             server.stop()
-    assert statuses == Counter({200: 100, 429: 900})
+    assert set(statuses) <= {200, 429}
+    assert statuses[200] + statuses[429] == 400
+    assert 100 <= statuses[200] <= 100 + refills, statuses
 
 
 def test_production_burst_of_21_gets_429(tmp_path: Path, shared_redis: tuple[str, str]) -> None:

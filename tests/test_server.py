@@ -6,7 +6,6 @@ import asyncio
 import signal
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,21 +15,6 @@ from tests import services
 from tests.helpers import GOOD_SECRET, LoggedProcess, free_port, garrison, wait_until_accepting
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[tuple[LoggedProcess, int]]:
-    port = free_port()
-    server = LoggedProcess(
-        [sys.executable, "-m", "garrison", "serve", "--port", str(port)],
-        {"GARRISON_DATA_DIR": str(tmp_path / "var"), "GARRISON_LOG__FORMAT": "json"},
-    )
-    try:
-        server.wait_for("garrison.ready")
-        wait_until_accepting(port)
-        yield server, port
-    finally:
-        server.stop()
 
 
 def test_fresh_start_serves_health(dev_server: tuple[LoggedProcess, int], tmp_path: Path) -> None:

@@ -70,6 +70,8 @@ def test_production_reads_prod_db_variables(
     monkeypatch.setenv("PROD_DB_NAME", "garrison")
     monkeypatch.setenv("PROD_DB_USERNAME", "app")
     monkeypatch.setenv("PROD_DB_PASSWORD", "p@ss:w/rd")
+    # A remote database in production needs TLS, or this explicit opt-out.
+    monkeypatch.setenv("GARRISON_DB__ALLOW_INSECURE", "true")
     settings = load(
         tmp_path, env="production", redis_url="redis://x:6379/0", secret_key=GOOD_SECRET
     )

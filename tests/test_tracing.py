@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from garrison import settings as settings_module
 from garrison.app import create_app
 from garrison.gateway.metrics import MetricsMiddleware
 from garrison.log import configure_logging
 from garrison.settings import ConfigError
+from garrison.settings import checks as settings_checks
 from tests.conftest import make_settings, migrated, start
 from tests.routes import router as extra_routes
 
@@ -88,6 +88,9 @@ async def test_requests_become_spans_and_log_lines_carry_the_trace_id(
         database_url=database_url,
         tracing={"enabled": True, "otlp_endpoint": collector.endpoint},
         log={"format": "json", "level": "debug"},
+        # The health check's own 0.8 s per check fails fast in production; on a machine
+        # busy with other tests it would turn this request into a 503.
+        health={"check_timeout": 5},
     )
     stream = io.StringIO()
     configure_logging(settings, stream=stream)
@@ -154,7 +157,7 @@ async def test_tracing_is_off_by_default(tmp_path: Path) -> None:
 def test_enabling_without_the_extra_names_the_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(settings_module, "_installed", lambda _module: False)
+    monkeypatch.setattr(settings_checks, "_installed", lambda _module: False)
     with pytest.raises(ConfigError) as caught:
         make_settings(tmp_path, tracing={"enabled": True})
     assert caught.value.variable == "GARRISON_TRACING__ENABLED"

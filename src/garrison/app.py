@@ -6,6 +6,7 @@ The gateway's middleware order is written here and nowhere else (outermost first
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -21,8 +22,15 @@ from garrison.auth.admin_router import router as admin_router
 from garrison.auth.apikeys_router import router as api_keys_router
 from garrison.auth.email_router import router as auth_email_router
 from garrison.auth.identify import principal_key, principal_roles
+from garrison.auth.oauth import authorize as oauth_authorize
+from garrison.auth.oauth import providers_router as oauth_providers
+from garrison.auth.oauth import server_router as oauth_server
 from garrison.auth.router import router as auth_router
 from garrison.auth.router import well_known as auth_well_known
+from garrison.files import install_attachments
+from garrison.files.router import is_multipart, record_uploads
+from garrison.files.router import router as files_router
+from garrison.flags.router import routes as flags_routes
 from garrison.gateway.access_log import AccessLogMiddleware
 from garrison.gateway.body_limit import BodyLimitMiddleware
 from garrison.gateway.client_ip import ClientIpMiddleware
@@ -34,9 +42,15 @@ from garrison.gateway.rate_limit import Identify, RateLimitMiddleware, RateLimit
 from garrison.gateway.request_id import RequestIdMiddleware
 from garrison.gateway.security_headers import SecurityHeadersMiddleware
 from garrison.log import configure_logging, get_logger
+from garrison.ops.alerts.errortracking import ErrorTrackingMiddleware
+from garrison.ops.backup.router import router as backups_router
 from garrison.ops.metrics_router import router as metrics_router
 from garrison.ops.router import router as health_router
+from garrison.ops.status import front
+from garrison.ops.status import router as status_routes
+from garrison.ops.status.readonly import ReadOnlyMiddleware
 from garrison.outbox.router import router as outbox_router
+from garrison.privacy.router import router as privacy_router
 from garrison.quotas.router import router as quotas_router
 from garrison.quotas.service import QuotaLookup
 from garrison.records.collections_router import router as collections_router
@@ -47,11 +61,16 @@ from garrison.startup import open_runtime
 from garrison.store.ratelimit import Rate
 from garrison.tracing import TracingMiddleware, create_provider
 from garrison.types import Scope
+from garrison.webhooks.catalogue import catalogue_router as webhook_catalogue
+from garrison.webhooks.router import router as webhooks_router
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 API_PREFIX = "/api/v1"
+# Routes that take uploads (a larger body limit) and that serve stored files (sandboxed).
+UPLOAD_PATHS = re.compile(r"^/api/v1/(files|collections/[^/]+/records(/[^/]+)?)$")
+FILE_PATHS = re.compile(r"^/api/v1/collections/[^/]+/records/[^/]+/files/")
 log = get_logger("garrison.app")
 
 
@@ -70,7 +89,14 @@ def _middleware(
         Middleware(ClientIpMiddleware, trusted_proxies=http.trusted_proxies),
         *metrics,
         Middleware(AccessLogMiddleware),
-        Middleware(SecurityHeadersMiddleware, hsts=http.hsts, hsts_max_age=http.hsts_max_age),
+        Middleware(
+            SecurityHeadersMiddleware,
+            hsts=http.hsts,
+            hsts_max_age=http.hsts_max_age,
+            page_prefixes=("/status", "/oauth"),  # status page, feed, stylesheet; consent page
+            page_paths=frozenset({"/"}),  # the front door
+            sandboxed=FILE_PATHS,
+        ),
         Middleware(
             CORSMiddleware,
             allow_origins=http.cors_origins,
@@ -89,6 +115,7 @@ def _middleware(
             max_age=600,
         ),
         Middleware(ErrorsMiddleware),
+        *([Middleware(ErrorTrackingMiddleware)] if settings.sentry_dsn else []),
         # Rate limits sit after the client-IP layer (anonymous callers are keyed by the
         # resolved address), inside access log, security headers, CORS and errors (a 429 is
         # logged, carries the same headers, is readable cross-origin, and a fault in the
@@ -102,7 +129,16 @@ def _middleware(
             quota=_quota,
             stats=stats,
         ),
-        Middleware(BodyLimitMiddleware, max_bytes=http.max_body_bytes),
+        Middleware(ReadOnlyMiddleware),
+        Middleware(
+            BodyLimitMiddleware,
+            max_bytes=http.max_body_bytes,
+            raised=lambda scope: (
+                settings.files.max_upload_bytes
+                if is_multipart(scope) and UPLOAD_PATHS.match(scope["path"])
+                else None
+            ),
+        ),
         Middleware(ContentTypeMiddleware, allowed=http.allowed_content_types),
         Middleware(StrictJsonMiddleware),
     ]
@@ -110,17 +146,30 @@ def _middleware(
 
 ROUTERS = (
     health_router,
+    status_routes.pages,  # early: the public page is hot
+    flags_routes,  # early: OFREP is polled hard, matching is in order
     collections_router,
+    record_uploads,  # multipart bodies only; before the records router's JSON routes
     records_router,
+    files_router,
     quotas_router,
     metrics_router,
     audit_router,
     outbox_router,
     auth_router,
+    oauth_server.endpoints,
+    oauth_providers.router,
+    oauth_authorize.router,
     auth_email_router,
     api_keys_router,
     admin_router,
+    oauth_server.admin,
+    privacy_router,
+    backups_router,
     auth_well_known,
+    status_routes.api,
+    front.router,
+    webhooks_router,
 )
 
 
@@ -135,6 +184,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     default the authenticated principal); when it returns None the caller is keyed by its
     client address."""
     install_recorder()  # every event of this process goes to the audit log
+    install_attachments(settings)  # record writes reach the files of file fields
     stats = RateLimitStats()
     tracer = create_provider(settings.tracing) if settings.tracing.enabled else None
 
@@ -165,6 +215,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     openapi.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.webhooks.include_router(webhook_catalogue())
     return app
 
 

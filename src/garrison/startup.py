@@ -17,15 +17,20 @@ from typing import TYPE_CHECKING
 from garrison.auth.runtime import AuthRuntime
 from garrison.db.engine import Database
 from garrison.db.migrate import head_revisions
+from garrison.files.runtime import FileRuntime
+from garrison.flags.runtime import FlagRuntime
 from garrison.metrics import instrument_database
 from garrison.metrics.process import sample_forever
 from garrison.ops.health import HealthService
+from garrison.ops.status.runtime import StatusRuntime
 from garrison.outbox.registry import import_handler_modules
 from garrison.quotas.service import QuotaLookup
-from garrison.records.cache import CollectionCache
+from garrison.records.cache import CollectionCache, schema_bus
 from garrison.runtime import Runtime
 from garrison.settings import Settings
-from garrison.store.factory import open_cache, open_rate_limiter, open_store
+from garrison.store import wake
+from garrison.store.factory import open_cache, open_pubsub, open_rate_limiter, open_store
+from garrison.store.redis import RedisStore
 from garrison.worker import Worker
 
 if TYPE_CHECKING:
@@ -52,20 +57,25 @@ async def open_runtime(
         rate_limiter = open_rate_limiter(store)
         stack.push_async_callback(rate_limiter.close)
         cache = open_cache(settings, store)
+        if isinstance(store, RedisStore):  # commits wake the workers of other processes
+            stack.push_async_callback(wake.use_redis(store.client, settings.redis_prefix))
         runtime = Runtime(settings, db, store, cache, rate_limiter)
         for component in components:
             runtime.add(component)
-        runtime.add(CollectionCache())
+        collections = CollectionCache(bus=schema_bus(store))
+        collections.start()
+        stack.push_async_callback(collections.stop)
+        runtime.add(collections)
         runtime.add(QuotaLookup(db=db, cache=cache, ttl=settings.rate_limit.quota_cache_seconds))
-        runtime.add(
-            HealthService(
-                db=db,
-                store=store if settings.redis_url else None,
-                data_dir=settings.data_dir,
-                settings=settings.health,
-                expected_revisions=head_revisions(),
-            )
+        health = HealthService(
+            db=db,
+            store=store if settings.redis_url or settings.redis_sentinels else None,
+            data_dir=settings.data_dir,
+            settings=settings.health,
+            expected_revisions=head_revisions(),
+            app_settings=settings,
         )
+        runtime.add(health)
         if settings.metrics.enabled:
             instrument_database(db)
             config = settings.metrics
@@ -83,6 +93,18 @@ async def open_runtime(
         await auth.start()
         stack.push_async_callback(auth.stop)
         runtime.add(auth)
+        status = StatusRuntime(settings, db, health)
+        await status.start()
+        stack.push_async_callback(status.stop)
+        runtime.add(status)
+        runtime.add(status.read_only)  # the read-only middleware asks it
+        flags = FlagRuntime(db, settings, open_pubsub(settings))
+        await flags.start()
+        stack.push_async_callback(flags.stop)
+        runtime.add(flags)
+        files = FileRuntime.open(settings)
+        stack.push_async_callback(files.close)
+        runtime.add(files)
         if settings.worker.in_process:
             import_handler_modules(settings.worker.handler_modules)
             worker = Worker(db, settings)

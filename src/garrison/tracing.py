@@ -109,9 +109,7 @@ class TracingMiddleware:
 def instrument_database(db: Database, provider: TracerProvider) -> None:
     """A client span per SQL statement, as a child of the request's span."""
     tracer = provider.get_tracer(INSTRUMENTATION, __version__)
-    engines = [db.engine.sync_engine]
-    if db.read_engine is not db.engine:
-        engines.append(db.read_engine.sync_engine)
+    engines = [db.engine.sync_engine, *(engine.sync_engine for engine in db.reader_engines())]
     for engine in engines:
         _trace_engine(engine, tracer)
     _trace_fast_reads(db, tracer)
@@ -127,7 +125,8 @@ def _trace_fast_reads(db: Database, tracer: Tracer) -> None:
     def span() -> AbstractContextManager[Any]:
         return tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT, attributes=attributes)
 
-    db.fast_read.span = span
+    for reader in db.fast_readers():
+        reader.span = span
 
 
 def _trace_engine(engine: Engine, tracer: Tracer) -> None:

@@ -36,6 +36,8 @@ HASHED_FIELDS = (
     "changes",
     "data",
 )
+# Hashed only when set, so entries written before they existed keep their hashes.
+OPTIONAL_HASHED_FIELDS = ("subject_id", "sealed")
 _CHECKPOINT_KEY_LABEL = b"garrison/audit/checkpoint/v1"
 
 
@@ -73,6 +75,9 @@ def encode_data(data: Mapping[str, Any] | None) -> str | None:
 
 def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
     body = {name: fields[name] for name in HASHED_FIELDS}
+    for name in OPTIONAL_HASHED_FIELDS:
+        if fields.get(name) is not None:
+            body[name] = fields[name]
     body["occurred_at"] = canonical_time(body["occurred_at"])
     digest = hashlib.sha256(prev_hash.encode("ascii"))
     digest.update(canonical_json(body).encode())

@@ -38,6 +38,11 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     changes: Mapped[str | None] = mapped_column(LongText)  # canonical JSON, secrets redacted
     data: Mapped[str | None] = mapped_column(LongText)  # canonical JSON, secrets redacted
+    # Set when the entry is about a person: ip, user_agent, changes and data are then
+    # sealed under that person's key (``garrison.audit.subject_keys``) and the plain columns are
+    # empty. Erasure destroys the key; the hash covers the sealed text, so the chain holds.
+    subject_id: Mapped[str | None] = mapped_column(String(36))
+    sealed: Mapped[str | None] = mapped_column(LongText)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 
@@ -46,6 +51,7 @@ class AuditEntry(Base):
         Index("ix_audit_entries_action", "action"),
         Index("ix_audit_entries_actor", "actor_kind", "actor_id"),
         Index("ix_audit_entries_target", "target_type", "target_id"),
+        Index("ix_audit_entries_subject_id", "subject_id"),
     )
 
 
@@ -71,3 +77,15 @@ class AuditCheckpoint(Base):
     purged: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     signature: Mapped[str] = mapped_column(String(64))
+
+
+class SubjectKey(Base):
+    """One data key per person (user id); deleting it is what makes their sealed audit
+    data unrecoverable."""
+
+    __tablename__ = "privacy_subject_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(36), unique=True)
+    key: Mapped[str] = mapped_column(String(64))  # base64 of 32 bytes
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response, StreamingResponse
 
-from garrison.audit import service
+from garrison.audit import personal, service
 from garrison.audit.schemas import AuditPage, entry_dict
 from garrison.auth.deps import require
 from garrison.auth.principal import Principal
@@ -101,8 +101,9 @@ async def search(
         if after is None:
             raise _invalid("cursor", "is not a cursor this API returned")
     rows, next_seq = await service.search(session, query=query, limit=limit, after=after)
+    opened = await personal.open_rows(session, rows)
     body = {
-        "items": [entry_dict(row) for row in rows],
+        "items": [entry_dict(row) for row in opened],
         "next_cursor": service.encode_cursor(next_seq) if next_seq is not None else None,
     }
     return Response(orjson.dumps(body), media_type="application/json")
@@ -123,9 +124,10 @@ async def export(
         while True:
             async with db.read_session() as session:
                 rows = await service.export_batch(session, query=query, limit=batch, after=after)
+                opened = await personal.open_rows(session, rows)
             if not rows:
                 return
-            yield b"".join(orjson.dumps(entry_dict(row)) + b"\n" for row in rows)
+            yield b"".join(orjson.dumps(entry_dict(row)) + b"\n" for row in opened)
             after = int(rows[-1].id)
 
     return StreamingResponse(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,9 @@ class AuditEntryOut(BaseModel):
     outcome: str
     changes: dict[str, Any] | None = Field(description="{field: {before, after}}, redacted")
     data: dict[str, Any] | None
+    erased: bool = Field(
+        default=False, description="the person it was about was erased: personal fields gone"
+    )
     prev_hash: str | None
     hash: str | None
 
@@ -44,22 +48,24 @@ class AuditPage(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page")
 
 
-def entry_dict(row: Any) -> dict[str, Any]:
-    """A row as the API's JSON object (also each line of the NDJSON export)."""
+def entry_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An opened row (``audit.personal.open_rows``) as the API's JSON object (also each
+    line of the NDJSON export)."""
     return {
-        "id": row.id,
-        "seq": row.seq,
-        "event_id": row.event_id,
-        "occurred_at": canonical_time(row.occurred_at),
-        "actor": {"kind": row.actor_kind, "id": row.actor_id},
-        "ip": row.ip,
-        "user_agent": row.user_agent,
-        "request_id": row.request_id,
-        "action": row.action,
-        "target": {"type": row.target_type, "id": row.target_id},
-        "outcome": row.outcome,
-        "changes": orjson.loads(row.changes) if row.changes else None,
-        "data": orjson.loads(row.data) if row.data else None,
-        "prev_hash": row.prev_hash,
-        "hash": row.hash,
+        "id": row["id"],
+        "seq": row["seq"],
+        "event_id": row["event_id"],
+        "occurred_at": canonical_time(row["occurred_at"]),
+        "actor": {"kind": row["actor_kind"], "id": row["actor_id"]},
+        "ip": row["ip"],
+        "user_agent": row["user_agent"],
+        "request_id": row["request_id"],
+        "action": row["action"],
+        "target": {"type": row["target_type"], "id": row["target_id"]},
+        "outcome": row["outcome"],
+        "changes": orjson.loads(row["changes"]) if row["changes"] else None,
+        "data": orjson.loads(row["data"]) if row["data"] else None,
+        "erased": bool(row.get("erased")),
+        "prev_hash": row["prev_hash"],
+        "hash": row["hash"],
     }

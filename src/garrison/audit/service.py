@@ -15,11 +15,14 @@ import orjson
 from sqlalchemy import ColumnElement, Row, Table, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from garrison.audit import chain
+from garrison.audit import chain, personal
 from garrison.audit.models import AuditChain, AuditEntry
 from garrison.db.fastread import execute_in
 from garrison.db.types import utcnow
 from garrison.outbox import service as outbox_service
+from garrison.outbox.registry import Registry
+from garrison.outbox.registry import registry as default_registry
+from garrison.store import wake
 from garrison.types import canonical_time
 
 if TYPE_CHECKING:
@@ -46,25 +49,26 @@ async def append(session: AsyncSession, *, event: Event) -> None:
     shared with other writers). After commit the worker seals it into the hash chain and
     writes its outbox message."""
     context = event.context
-    await execute_in(
-        session,
-        _INSERT_ENTRY,
-        {
-            "event_id": event.id,
-            "occurred_at": utcnow(),
-            "actor_kind": event.actor.kind,
-            "actor_id": _clip(event.actor.id, 191),
-            "ip": _clip(context.ip, 45),
-            "user_agent": _clip(context.user_agent, 512),
-            "request_id": _clip(context.request_id, 128),
-            "action": event.action[:128],
-            "target_type": _clip(event.target_type, 64),
-            "target_id": _clip(event.target_id, 191),
-            "outcome": event.outcome,
-            "changes": chain.encode_changes(event.changes),
-            "data": chain.encode_data(event.data),
-        },
-    )
+    values: dict[str, Any] = {
+        "event_id": event.id,
+        "occurred_at": utcnow(),
+        "actor_kind": event.actor.kind,
+        "actor_id": _clip(event.actor.id, 191),
+        "ip": _clip(context.ip, 45),
+        "user_agent": _clip(context.user_agent, 512),
+        "request_id": _clip(context.request_id, 128),
+        "action": event.action[:128],
+        "target_type": _clip(event.target_type, 64),
+        "target_id": _clip(event.target_id, 191),
+        "outcome": event.outcome,
+        "changes": chain.encode_changes(event.changes),
+        "data": chain.encode_data(event.data),
+        "subject_id": None,
+        "sealed": None,
+    }
+    await personal.seal_entry(session, event, values)
+    await execute_in(session, _INSERT_ENTRY, values)
+    wake.on_commit(session)  # the worker is woken once the transaction commits
 
 
 async def has_unsealed(session: AsyncSession) -> bool:
@@ -79,9 +83,9 @@ async def unsealed_backlog(session: AsyncSession) -> tuple[int, datetime | None]
     return int(count), oldest
 
 
-async def seal(session: AsyncSession, *, limit: int) -> int:
+async def seal(session: AsyncSession, *, limit: int, registry: Registry | None = None) -> int:
     """Chain up to ``limit`` committed, unsealed entries (oldest first) and write their
-    outbox messages; returns how many.
+    outbox messages (for the events ``registry``'s handlers want); returns how many.
 
     The head row is locked (``SELECT … FOR UPDATE`` on MySQL/MariaDB; ``BEGIN IMMEDIATE``
     on SQLite), so two sealers queue and the chain never forks. An entry whose transaction
@@ -122,28 +126,31 @@ async def seal(session: AsyncSession, *, limit: int) -> int:
     await session.execute(
         update(_chain).where(_chain.c.id == HEAD_ID).values(seq=seq, last_hash=prev)
     )
-    await outbox_service.enqueue(session, messages=[_message(row) for row in rows])
+    opened = await personal.open_rows(session, rows)
+    await outbox_service.publish(
+        session, messages=[_message(row) for row in opened], registry=registry or default_registry
+    )
     return len(rows)
 
 
-def _message(row: Row[Any]) -> outbox_service.NewMessage:
+def _message(row: dict[str, Any]) -> outbox_service.NewMessage:
     """The outbox message for an entry: the event as consumers receive it."""
     payload = {
-        "id": row.event_id,
-        "action": row.action,
-        "occurred_at": canonical_time(row.occurred_at),
-        "actor": {"kind": row.actor_kind, "id": row.actor_id},
-        "target": {"type": row.target_type, "id": row.target_id},
-        "outcome": row.outcome,
-        "request_id": row.request_id,
-        "changes": orjson.loads(row.changes) if row.changes else {},
-        "data": orjson.loads(row.data) if row.data else {},
+        "id": row["event_id"],
+        "action": row["action"],
+        "occurred_at": canonical_time(row["occurred_at"]),
+        "actor": {"kind": row["actor_kind"], "id": row["actor_id"]},
+        "target": {"type": row["target_type"], "id": row["target_id"]},
+        "outcome": row["outcome"],
+        "request_id": row["request_id"],
+        "changes": orjson.loads(row["changes"]) if row["changes"] else {},
+        "data": orjson.loads(row["data"]) if row["data"] else {},
     }
     return outbox_service.NewMessage(
-        event_id=row.event_id,
-        topic=row.action,
-        target_type=row.target_type,
-        target_id=row.target_id,
+        event_id=row["event_id"],
+        topic=row["action"],
+        target_type=row["target_type"],
+        target_id=row["target_id"],
         payload=payload,
     )
 
@@ -235,3 +242,23 @@ async def export_batch(
     return (
         await session.execute(select(_entries).where(*where).order_by(_entries.c.id).limit(limit))
     ).all()
+
+
+async def about_subject(
+    session: AsyncSession, *, subject_id: str, limit: int, after: int
+) -> Sequence[Row[Any]]:
+    """Oldest first, entries about a person (sealed under them, or naming them as the user
+    who acted or was acted on) after ``id`` ``after``."""
+    where = or_(
+        _entries.c.subject_id == subject_id,
+        (_entries.c.actor_kind == "user") & (_entries.c.actor_id == subject_id),
+        (_entries.c.target_type == "user") & (_entries.c.target_id == subject_id),
+    )
+    query = select(_entries).where(where, _entries.c.id > after).order_by(_entries.c.id)
+    return (await session.execute(query.limit(limit))).all()
+
+
+async def subject_event_ids(session: AsyncSession, *, subject_id: str) -> list[str]:
+    """The event ids of the entries sealed under a person."""
+    query = select(_entries.c.event_id).where(_entries.c.subject_id == subject_id)
+    return [str(value) for value in (await session.scalars(query)).all()]

@@ -10,6 +10,8 @@ active.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,11 +19,12 @@ from garrison.auth import apikeys, clients, rbac, tokens
 from garrison.auth.clock import aware, utcnow
 from garrison.auth.errors import InvalidToken
 from garrison.auth.models import Role, User, UserRole
+from garrison.auth.oauth import clients as oauth_clients
 from garrison.auth.opaque import API_KEY_PREFIX
 from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
 from garrison.db.fastread import AnySelect
-from garrison.db.retry import transact
+from garrison.db.retry import transact, with_retry
 
 
 def credential(headers: dict[str, str]) -> tuple[str, str] | None:
@@ -53,9 +56,12 @@ def _user_state() -> AnySelect:
 
 async def _user_principal(runtime: AuthRuntime, claims: tokens.AccessClaims) -> Principal:
     # On the hot-path reader: one round trip, no ORM session (see db.fastread).
-    rows = await runtime.db.fast_read.all_by_shape(
-        "auth.user_state", _user_state, {"user_id": claims.sub}
-    )
+    # Right after a login or a change the user's row may not be on a replica yet.
+    async def read() -> list[dict[str, Any]]:
+        reader = await runtime.db.reader_for(f"user:{claims.sub}")  # picked each attempt
+        return await reader.all_by_shape("auth.user_state", _user_state, {"user_id": claims.sub})
+
+    rows = await with_retry(read, deadline=runtime.db.settings.retry_deadline)
     if not rows or rows[0]["status"] != "active":
         raise InvalidToken("the access token's user is not active")
     if claims.generation != rows[0]["token_generation"]:
@@ -64,11 +70,14 @@ async def _user_principal(runtime: AuthRuntime, claims: tokens.AccessClaims) -> 
     permissions: set[str] = set()
     for row in rows:
         permissions.update(row["permissions"] or ())
+    held = frozenset(permissions)
+    if claims.is_delegated:  # an OAuth client's token: what the user holds and granted it
+        held = rbac.narrow(held, claims.scope)
     return Principal(
         kind="user",
         id=claims.sub,
         user_id=claims.sub,
-        permissions=frozenset(permissions),
+        permissions=held,
         roles=tuple(roles),
         token_id=claims.jti,
         token_expires=claims.exp,
@@ -94,6 +103,10 @@ async def _jwt(runtime: AuthRuntime, token: str, verified: tokens.AccessClaims |
     # The deny list answers without the store when it is down (see auth.denylist).
     if await runtime.deny_list.is_denied(claims.jti):
         raise InvalidToken("the access token has been revoked")
+    if claims.is_delegated:  # an OAuth client's token stops when the client is disabled
+        async with runtime.db.read_session() as session:
+            if await oauth_clients.active_client(session, client_id=claims.client_id) is None:
+                raise InvalidToken("the access token's client is disabled")
     if not claims.is_service:
         return await _user_principal(runtime, claims)
     async with runtime.db.read_session() as session:

@@ -3,12 +3,16 @@ endpoint takes a form), with the same problem details as FastAPI's own validatio
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from garrison.auth.errors import OAuthError
 from garrison.errors import MalformedBody, ValidationFailed
 from garrison.gateway.errors import validation_errors
 
@@ -49,3 +53,28 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
         raise ValidationFailed(
             "the request has invalid fields", errors=validation_errors(errors)
         ) from None
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    value = request.headers.get("authorization")
+    if not value or not value.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise OAuthError(
+            "invalid_client",
+            "malformed Basic credentials",
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="garrison"'},
+        ) from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise OAuthError(
+            "invalid_client",
+            "malformed Basic credentials",
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="garrison"'},
+        )
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))

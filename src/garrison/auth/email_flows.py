@@ -4,13 +4,13 @@ A token is ``got_`` + 256 random bits, sent only in the e-mail and stored as SHA
 Redeeming is one conditional UPDATE (``used_at IS NULL AND expires_at > now``), so a token
 works once even when two requests race. A reset request answers the same whether or not
 the address has an account (no enumeration), and is rate-limited per address and per IP;
-failed redemptions count against the IP like failed logins. The mail is sent after the
-token's transaction committed, so no lock is held while the SMTP server answers.
+failed redemptions count against the IP like failed logins. The mail is queued in the
+token's transaction (``garrison.outbox.mail``) and sent by the worker with retries, so no
+lock is held while the SMTP server answers and an SMTP outage delays mail, loses none.
 """
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from datetime import timedelta
 from email.message import EmailMessage
@@ -27,10 +27,11 @@ from garrison.auth.opaque import ONE_TIME_PREFIX, digest, new_secret
 from garrison.auth.passwords import check_policy
 from garrison.auth.runtime import AuthRuntime
 from garrison.context import current_context
+from garrison.crypto import keyring_for
 from garrison.db.retry import transact
 from garrison.errors import BadRequest, ValidationFailed
 from garrison.events import Actor, Event, emit, emit_standalone
-from garrison.mail import MailError
+from garrison.mail import queue as mail_outbox
 
 Purpose = Literal["verify", "reset", "invite"]
 _SUBJECTS: dict[str, str] = {
@@ -89,10 +90,9 @@ def _message(
     return message
 
 
-async def _deliver(runtime: AuthRuntime, message: EmailMessage) -> None:
-    # The token exists; the user can ask again. The mailer logs the failure.
-    with contextlib.suppress(MailError):
-        await runtime.mailer.send(message)
+async def _queue(session: AsyncSession, runtime: AuthRuntime, message: EmailMessage) -> None:
+    # Sent by the worker once the token's transaction commits, retried while SMTP is away.
+    await mail_outbox.queue(session, message=message, keyring=keyring_for(runtime.settings))
 
 
 async def _redeem(
@@ -151,13 +151,11 @@ async def send_verification(runtime: AuthRuntime, *, user_id: str) -> bool:
                 target_id=user.id,
             ),
         )
+        await _queue(session, runtime, _message(runtime, "verify", user.email, token, ttl))
         return user.email, token
 
     issued = await transact(runtime.db, work)
-    if issued is None:
-        return False
-    await _deliver(runtime, _message(runtime, "verify", issued[0], issued[1], ttl))
-    return True
+    return issued is not None
 
 
 async def verify_email(runtime: AuthRuntime, *, token: str) -> str:
@@ -213,11 +211,10 @@ async def request_reset(runtime: AuthRuntime, *, email: str) -> None:
                 target_id=user.id,
             ),
         )
+        await _queue(session, runtime, _message(runtime, "reset", normalised, token, ttl))
         return token
 
-    token = await transact(runtime.db, work)
-    if token is not None:
-        await _deliver(runtime, _message(runtime, "reset", normalised, token, ttl))
+    await transact(runtime.db, work)
 
 
 async def reset_password(runtime: AuthRuntime, *, token: str, new_password: str) -> None:
@@ -272,10 +269,10 @@ async def invite(runtime: AuthRuntime, *, email: str, role: str, actor: Actor) -
                 data={"role": role},
             ),
         )
+        await _queue(session, runtime, _message(runtime, "invite", normalised, token, ttl))
         return token
 
-    token = await transact(runtime.db, work)
-    await _deliver(runtime, _message(runtime, "invite", normalised, token, ttl))
+    await transact(runtime.db, work)
 
 
 async def accept_invite(runtime: AuthRuntime, *, token: str, email: str, password: str) -> str:

@@ -5,11 +5,17 @@ Unauthorized
 └── InvalidToken           401  missing, forged, expired or revoked bearer credential
 Forbidden
 ├── InsufficientScope      403  authenticated, but without the permission
-└── AccountDisabled        403
+├── AccountDisabled        403
+└── SignUpClosed           403  a provider's new identity while registration is not open
+Conflict
+├── IdentityConflict       409  the identity belongs to another account, or cannot be linked
+└── LastSignInMethod       409  unlinking would leave the account without a way in
 TooManyRequests
 └── LockedOut              429  brute-force lockout, with Retry-After
 BadRequest
-└── OAuthError             400/401  RFC 6749 token-endpoint errors (``error`` member kept)
+├── OAuthError             400/401  RFC 6749 token-endpoint errors (``error`` member kept)
+└── SignInFailed           400  a provider sign-in refused (state, PKCE, id_token, the code)
+ProviderUnavailable        502  an identity provider down, slow or answering nonsense
 ValidationFailed
 └── WeakPassword           422
 """
@@ -21,7 +27,9 @@ from collections.abc import Mapping
 
 from garrison.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
+    GarrisonError,
     TooManyRequests,
     Unauthorized,
     ValidationFailed,
@@ -113,3 +121,34 @@ class WeakPassword(ValidationFailed):
 
     def __init__(self, reason: str, pointer: str = "#/password") -> None:
         super().__init__(reason, errors=[{"pointer": pointer, "detail": reason}])
+
+
+class SignInFailed(BadRequest):
+    """A sign-in through an identity provider was refused (state, code, id_token)."""
+
+    slug, title = "sign-in-failed", "Sign-In Failed"
+
+
+class ProviderUnavailable(GarrisonError):
+    """An identity provider did not answer in time, or answered something unusable."""
+
+    status = 502
+    slug, title = "provider-unavailable", "Identity Provider Unavailable"
+
+
+class SignUpClosed(Forbidden):
+    """A provider identity without an account, while registration is not open."""
+
+    slug, title = "sign-up-closed", "Sign-Up Closed"
+
+
+class IdentityConflict(Conflict):
+    """The provider identity is linked to another account, or cannot be linked to this one."""
+
+    slug, title = "identity-conflict", "Identity Conflict"
+
+
+class LastSignInMethod(Conflict):
+    """Unlinking this identity would leave the account without a way to sign in."""
+
+    slug, title = "last-sign-in-method", "Last Sign-In Method"

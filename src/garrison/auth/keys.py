@@ -1,4 +1,10 @@
-"""Signing keys (Ed25519 / EdDSA), sealed at rest, published as a JWKS.
+"""Signing keys (Ed25519), sealed at rest, published as a JWKS.
+
+JOSE names (RFC 9864): tokens are signed under the fully-specified identifier ``Ed25519``
+and the JWKS publishes it; the deprecated polymorphic ``EdDSA`` is still accepted from keys
+created before the change (``LEGACY_ALGORITHM`` in their stored ``alg``), so tokens signed
+before an upgrade keep working until they expire. Either name means the same Ed25519
+signature here: the key type is pinned (OKP, Ed25519), never read from the token.
 
 Lifecycle of a key: created → published at once → signs from ``signs_from`` (creation plus
 ``auth.key_activation_delay`` on rotation, so every verifier has fetched it before the first
@@ -38,7 +44,8 @@ from garrison.log import get_logger
 from garrison.settings import AuthSettings
 
 log = get_logger("garrison.auth.keys")
-ALGORITHM = "EdDSA"
+ALGORITHM = "Ed25519"
+LEGACY_ALGORITHM = "EdDSA"
 _RELOAD_SECONDS = 30.0
 _VERIFIED_TOKENS = 10_000  # verified access tokens remembered per process
 _MISS_RELOAD_SECONDS = 5.0
@@ -74,6 +81,7 @@ class LoadedKey:
     public_jwk: dict[str, Any]
     signs_from: datetime
     retired_at: datetime | None
+    algorithms: tuple[str, ...] = (ALGORITHM,)  # the header ``alg`` values accepted
 
 
 def _public_jwk(kid: str, public: Ed25519PublicKey) -> dict[str, Any]:
@@ -202,9 +210,15 @@ class KeyRing:
                     kid=row.kid,
                     public=_public_from_jwk(row.public_jwk),
                     private=self._open(row),
-                    public_jwk=dict(row.public_jwk),
+                    # Published under the name it signs with now, whatever it was made as.
+                    public_jwk={**row.public_jwk, "alg": ALGORITHM},
                     signs_from=aware(row.signs_from),
                     retired_at=aware(row.retired_at) if row.retired_at else None,
+                    algorithms=(
+                        (ALGORITHM, LEGACY_ALGORITHM)
+                        if row.alg == LEGACY_ALGORITHM
+                        else (ALGORITHM,)
+                    ),
                 )
             self._keys = keys
             self._loaded_at = time.monotonic()
@@ -242,12 +256,16 @@ class KeyRing:
         return max(usable, key=lambda key: key.signs_from)
 
     async def public_key(self, kid: str) -> Ed25519PublicKey | None:
+        key = await self.published(kid)
+        return key.public if key else None
+
+    async def published(self, kid: str) -> LoadedKey | None:
         await self._fresh(_RELOAD_SECONDS)
         key = self._keys.get(kid)
         if key is None and time.monotonic() - self._loaded_at > _MISS_RELOAD_SECONDS:
             await self.reload()
             key = self._keys.get(kid)
-        return key.public if key else None
+        return key
 
     def recall(self, token: str, *, leeway: int) -> Any | None:
         """The claims ``remember`` stored for exactly this token, while it has not expired
@@ -269,6 +287,9 @@ class KeyRing:
     def cached_public_key(self, kid: str) -> Ed25519PublicKey | None:
         key = self._keys.get(kid)
         return key.public if key else None
+
+    def cached(self, kid: str) -> LoadedKey | None:
+        return self._keys.get(kid)
 
     async def jwks(self) -> dict[str, Any]:
         await self._fresh(_RELOAD_SECONDS)

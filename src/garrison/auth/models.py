@@ -67,6 +67,10 @@ class RefreshToken(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
     family_expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    # Set for families an OAuth client holds (the authorization-code grant): a refresh
+    # keeps that client's id and the scope the user granted it. None: Garrison's own login.
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    scope: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class SigningKey(Base):

@@ -37,6 +37,8 @@ class Rotated:
     user_id: str
     family_id: str
     successor: NewRefresh
+    client_id: str | None = None  # an OAuth client's family (authorization-code grant)
+    scope: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,22 @@ class Rejected:
 
 
 async def start_family(
-    session: AsyncSession, *, user_id: str, settings: AuthSettings, now: datetime | None = None
+    session: AsyncSession,
+    *,
+    user_id: str,
+    settings: AuthSettings,
+    now: datetime | None = None,
+    client_id: str | None = None,
+    scope: list[str] | None = None,
 ) -> NewRefresh:
+    """A new family; ``client_id`` and ``scope`` for an OAuth client's (kept by every
+    successor, so a refresh never widens what the user granted the client)."""
     now = now or utcnow()
     family_id = str(uuid.uuid4())
     family_expires = now + timedelta(seconds=settings.refresh_absolute_ttl)
-    return await _add(session, user_id, family_id, family_expires, settings, now)
+    return await _add(
+        session, user_id, family_id, family_expires, settings, now, client_id=client_id, scope=scope
+    )
 
 
 async def _add(
@@ -62,6 +74,9 @@ async def _add(
     family_expires: datetime,
     settings: AuthSettings,
     now: datetime,
+    *,
+    client_id: str | None = None,
+    scope: list[str] | None = None,
 ) -> NewRefresh:
     token = new_secret(REFRESH_PREFIX)
     session.add(
@@ -73,6 +88,8 @@ async def _add(
             created_at=now,
             expires_at=min(family_expires, now + timedelta(seconds=settings.refresh_idle_ttl)),
             family_expires_at=family_expires,
+            client_id=client_id,
+            scope=scope,
         )
     )
     await session.flush()
@@ -104,20 +121,37 @@ async def rotate(
                 RefreshToken.family_expires_at,
                 RefreshToken.used_at,
                 RefreshToken.revoked_at,
+                RefreshToken.client_id,
+                RefreshToken.scope,
             ).where(RefreshToken.token_hash == hashed)
         )
     ).one_or_none()
     if row is None:
         return Rejected("unknown")
-    user_id, family_id, family_expires, used_at, revoked_at = row
+    user_id, family_id, family_expires, used_at, revoked_at, client_id, scope = row
     if result.rowcount != 1:
         if revoked_at is not None:
             return Rejected("revoked", user_id, family_id)
         if used_at is not None:
             return Rejected("reused", user_id, family_id)
         return Rejected("expired", user_id, family_id)
-    successor = await _add(session, user_id, family_id, aware(family_expires), settings, now)
-    return Rotated(user_id=user_id, family_id=family_id, successor=successor)
+    successor = await _add(
+        session,
+        user_id,
+        family_id,
+        aware(family_expires),
+        settings,
+        now,
+        client_id=client_id,
+        scope=scope,
+    )
+    return Rotated(
+        user_id=user_id,
+        family_id=family_id,
+        successor=successor,
+        client_id=client_id,
+        scope=tuple(scope) if scope is not None else None,
+    )
 
 
 async def revoke_family(session: AsyncSession, *, family_id: str) -> int:
@@ -152,3 +186,31 @@ async def family_of(session: AsyncSession, *, token: str) -> tuple[str, str] | N
         )
     ).one_or_none()
     return (row[0], row[1]) if row else None
+
+
+@dataclass(frozen=True)
+class TokenState:
+    user_id: str
+    family_id: str
+    client_id: str | None
+    scope: tuple[str, ...]
+    active: bool
+    expires_at: datetime
+    created_at: datetime
+
+
+async def state_of(session: AsyncSession, *, token: str) -> TokenState | None:
+    """What a refresh token is and whether it can still be used (for RFC 7662/7009)."""
+    row = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest(token)))
+    if row is None:
+        return None
+    expires = aware(row.expires_at)
+    return TokenState(
+        user_id=row.user_id,
+        family_id=row.family_id,
+        client_id=row.client_id,
+        scope=tuple(row.scope or ()),
+        active=row.used_at is None and row.revoked_at is None and expires > utcnow(),
+        expires_at=expires,
+        created_at=aware(row.created_at),
+    )

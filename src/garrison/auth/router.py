@@ -3,19 +3,20 @@ documents (JWKS, RFC 8414 metadata)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
-from urllib.parse import unquote
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from garrison.auth import email_flows, rbac, service, users
-from garrison.auth.bodies import form_fields, is_form, json_object, validate
+from garrison.auth import email_flows, rbac, service, tokens, users
+from garrison.auth.authenticate import credential
+from garrison.auth.bodies import basic_credentials, form_fields, is_form, json_object, validate
 from garrison.auth.deps import AuthDep, CurrentPrincipal
-from garrison.auth.errors import InvalidCredentials, OAuthError
+from garrison.auth.errors import InsufficientScope, InvalidCredentials, OAuthError
+from garrison.auth.oauth import openid
+from garrison.auth.oauth import server as oauth_server
+from garrison.auth.oauth.server_router import authenticated_client, client_credentials_of
 from garrison.auth.passwords import check_policy
 from garrison.auth.schemas import (
     Credentials,
@@ -27,6 +28,7 @@ from garrison.auth.schemas import (
 )
 from garrison.deps import ReadSession
 from garrison.errors import Forbidden
+from garrison.gateway.credentials import credential_headers
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 well_known = APIRouter(tags=["auth"])
@@ -56,7 +58,12 @@ _TOKEN_FORM: dict[str, Any] = {
                     "type": "object",
                     "required": ["grant_type"],
                     "properties": {
-                        "grant_type": {"enum": ["refresh_token", "client_credentials"]},
+                        "grant_type": {
+                            "enum": ["authorization_code", "refresh_token", "client_credentials"]
+                        },
+                        "code": {"type": "string"},
+                        "redirect_uri": {"type": "string"},
+                        "code_verifier": {"type": "string"},
                         "refresh_token": {"type": "string"},
                         "client_id": {"type": "string"},
                         "client_secret": {"type": "string"},
@@ -75,6 +82,7 @@ def _tokens(pair: service.TokenPair) -> JSONResponse:
         expires_in=pair.expires_in,
         refresh_token=pair.refresh_token,
         scope=pair.scope or None,
+        id_token=pair.id_token,
     )
     return JSONResponse(body.model_dump(exclude_none=True), headers=NO_STORE)
 
@@ -111,44 +119,36 @@ async def login(request: Request, auth: AuthDep) -> JSONResponse:
     return _tokens(pair)
 
 
-def _basic(request: Request) -> tuple[str, str] | None:
-    value = request.headers.get("authorization")
-    if not value or not value.lower().startswith("basic "):
-        return None
-    try:
-        decoded = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise OAuthError(
-            "invalid_client",
-            "malformed Basic credentials",
-            status=401,
-            headers={"WWW-Authenticate": 'Basic realm="garrison"'},
-        ) from None
-    client_id, sep, secret = decoded.partition(":")
-    if not sep:
-        raise OAuthError(
-            "invalid_client",
-            "malformed Basic credentials",
-            status=401,
-            headers={"WWW-Authenticate": 'Basic realm="garrison"'},
-        )
-    # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
-    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
-
-
 @router.post("/token", response_model=TokenResponse, openapi_extra=_TOKEN_FORM)
 async def token(request: Request, auth: AuthDep) -> JSONResponse:
     if not is_form(request):
         raise OAuthError("invalid_request", "send application/x-www-form-urlencoded")
     fields = await form_fields(request)
     grant = fields.get("grant_type")
+    if grant == "authorization_code":
+        client = await authenticated_client(auth, request, fields)
+        pair = await oauth_server.authorization_code_grant(
+            auth,
+            client=client,
+            code=fields.get("code", ""),
+            redirect_uri=fields.get("redirect_uri"),
+            code_verifier=fields.get("code_verifier"),
+        )
+        return _tokens(pair)
     if grant == "refresh_token":
         value = fields.get("refresh_token")
         if not value:
             raise OAuthError("invalid_request", "refresh_token is required")
-        return _tokens(await service.refresh_grant(auth, token=value))
+        check = None
+        if client_credentials_of(request, fields)[0]:  # an OAuth client refreshing its grant
+            client = await authenticated_client(auth, request, fields)
+
+            async def check(_session: object, client_id: str) -> bool:
+                return client_id == client.client_id
+
+        return _tokens(await service.refresh_grant(auth, token=value, client_check=check))
     if grant == "client_credentials":
-        basic = _basic(request)
+        basic = basic_credentials(request)
         if basic is not None:
             client_id, secret = basic
         else:
@@ -234,16 +234,60 @@ async def jwks(auth: AuthDep) -> JSONResponse:
 
 @well_known.get("/.well-known/oauth-authorization-server", summary="RFC 8414 metadata")
 async def metadata(auth: AuthDep) -> JSONResponse:
+    return JSONResponse(_metadata(auth), headers={"Cache-Control": "public, max-age=3600"})
+
+
+@well_known.get("/.well-known/openid-configuration", summary="OpenID Connect discovery")
+async def openid_configuration(auth: AuthDep) -> JSONResponse:
+    document = openid.discovery(auth.settings.issuer, _metadata(auth))
+    return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/userinfo", summary="OpenID Connect userinfo")
+async def userinfo(
+    request: Request, principal: CurrentPrincipal, auth: AuthDep, session: ReadSession
+) -> JSONResponse:
+    """The signed-in user's claims, for an access token granted ``openid``."""
+    found = credential(credential_headers(request.scope))
+    scope: frozenset[str] = frozenset()
+    if found is not None and found[0] == "jwt":  # checked by CurrentPrincipal already
+        scope = (await tokens.verify(found[1], auth.keyring, auth.settings)).scope
+    if principal.kind != "user" or principal.user_id is None or "openid" not in scope:
+        raise InsufficientScope("openid")
+    user = await users.get_user(session, user_id=principal.user_id)
+    body = {"sub": user.id, **openid.user_claims(user, scope)}
+    return JSONResponse(body, headers=NO_STORE)
+
+
+def _metadata(auth: AuthDep) -> dict[str, Any]:
     issuer = auth.settings.issuer
-    return JSONResponse(
-        {
-            "issuer": issuer,
-            "token_endpoint": f"{issuer}/api/v1/auth/token",
-            "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "grant_types_supported": ["refresh_token", "client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "response_types_supported": [],
-            "service_documentation": f"{issuer}/api/docs",
-        },
-        headers={"Cache-Control": "public, max-age=3600"},
-    )
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth/authorize",
+        "token_endpoint": f"{issuer}/api/v1/auth/token",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "revocation_endpoint": f"{issuer}/api/v1/auth/revoke",
+        "introspection_endpoint": f"{issuer}/api/v1/auth/introspect",
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "bearer",
+        ],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "scopes_supported": ["openid", "email", "profile", "offline_access"],
+        "service_documentation": f"{issuer}/api/docs",
+    }

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from garrison.auth.denylist import DenyList
 from garrison.auth.keys import KeyRing, Sealer
 from garrison.auth.lockout import Lockout
+from garrison.auth.oauth.oidc import ProviderClient
 from garrison.auth.passwords import Hasher
 from garrison.db.engine import Database
 from garrison.log import get_logger
@@ -59,6 +60,7 @@ class AuthRuntime:
         )
         self.api_keys = ApiKeyCache(ttl=settings.auth.api_key_cache_seconds)
         self.mailer: Mailer = open_mailer(settings)
+        self.providers = ProviderClient(settings.auth)  # identity providers, outbound
         self._boot: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -76,6 +78,7 @@ class AuthRuntime:
 
     async def stop(self) -> None:
         await self.deny_list.stop()
+        await self.providers.close()
         # Let a quick load finish (cancelling aiosqlite mid-call leaves its thread behind);
         # a load stuck on an unreachable database is cancelled after two seconds.
         if self._boot is not None and not self._boot.done():

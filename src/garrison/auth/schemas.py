@@ -33,6 +33,7 @@ class TokenResponse(BaseModel):
     expires_in: int
     refresh_token: str | None = None
     scope: str | None = None
+    id_token: str | None = None
 
 
 class LogoutRequest(BaseModel):

@@ -9,6 +9,7 @@ fails. Each step is one ``transact`` unit; nothing here commits half a step.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -48,12 +49,20 @@ async def _denied(
     await emit_standalone(runtime.db, event)
 
 
+class WrongClient(Exception):
+    """A refresh token presented by a client other than the one it was issued to."""
+
+
+ClientCheck = Callable[[AsyncSession, str], Awaitable[bool]]
+
+
 @dataclass(frozen=True)
 class TokenPair:
     access_token: str
     expires_in: int
     refresh_token: str | None
     scope: str
+    id_token: str | None = None  # OpenID Connect, for an OAuth client granted ``openid``
 
 
 async def register(
@@ -82,6 +91,7 @@ async def register(
         return user.id
 
     user_id: str = await transact(runtime.db, work)
+    runtime.db.note_write(f"user:{user_id}")
     return user_id
 
 
@@ -121,9 +131,10 @@ async def _tokens_for_user(
     return issued.token, issued.expires_in
 
 
-async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair:
-    """Check the credentials; the same error, after the same work, for an unknown user and a
-    wrong password. Counts failures for the lockout."""
+async def check_login(runtime: AuthRuntime, *, email: str, password: str) -> tuple[str, str]:
+    """The user id and stored hash behind an e-mail and password, or ``InvalidCredentials``:
+    the same error, after the same work, for an unknown user and a wrong password. Counts
+    failures for the lockout and records the denied attempt (its own transaction)."""
     ip = current_context().ip
     try:
         normalised = users.normalise_email(email)
@@ -156,6 +167,12 @@ async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair
         )
         raise InvalidCredentials()
     await runtime.lockout.succeeded("account", normalised)
+    return user_id, stored or ""
+
+
+async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair:
+    """Check the credentials (``check_login``), then start a session."""
+    user_id, stored = await check_login(runtime, email=email, password=password)
     new_hash = (
         await runtime.hasher.hash(password) if runtime.hasher.needs_rehash(stored or "") else None
     )
@@ -181,11 +198,17 @@ async def login(runtime: AuthRuntime, *, email: str, password: str) -> TokenPair
         return user.token_generation, roles, permissions, family
 
     generation, roles, permissions, family = await transact(runtime.db, work)
+    runtime.db.note_write(f"user:{uid}")
     access, expires_in = await _tokens_for_user(runtime, uid, generation, roles, permissions)
     return TokenPair(access, expires_in, family.token, " ".join(sorted(permissions)))
 
 
-async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
+async def refresh_grant(
+    runtime: AuthRuntime, *, token: str, client_check: ClientCheck | None = None
+) -> TokenPair:
+    """Rotate a refresh token. A family an OAuth client holds is refreshed only by that
+    client (``client_check`` says whether the request's client authentication names it),
+    and keeps the client's id and granted scope."""
     if not token.startswith("grt_") or len(token) > 128:
         raise OAuthError("invalid_grant", "the refresh token is invalid")
 
@@ -209,6 +232,10 @@ async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
                     ),
                 )
             return outcome
+        if outcome.client_id is not None and (
+            client_check is None or not await client_check(session, outcome.client_id)
+        ):
+            raise WrongClient()  # rolls the rotation back: the right client's token stays good
         user = await users.get_user(session, user_id=outcome.user_id)
         if user.status != "active":
             await refresh.revoke_family(session, family_id=outcome.family_id)
@@ -221,12 +248,17 @@ async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
                 actor=Actor("user", user.id),
                 target_type="user",
                 target_id=user.id,
-                data={"family_id": outcome.family_id},
+                data={"family_id": outcome.family_id, "client_id": outcome.client_id},
             ),
         )
         return outcome, user.token_generation, roles, permissions
 
-    result = await transact(runtime.db, work)
+    try:
+        result = await transact(runtime.db, work)
+    except WrongClient:
+        raise OAuthError(
+            "invalid_grant", "the refresh token was issued to another client"
+        ) from None
     if isinstance(result, refresh.Rejected):
         if result.reason != "reused":
             await _denied(
@@ -238,10 +270,35 @@ async def refresh_grant(runtime: AuthRuntime, *, token: str) -> TokenPair:
             )
         raise OAuthError("invalid_grant", "the refresh token is invalid, expired or revoked")
     rotated, generation, roles, permissions = result
+    if rotated.client_id is not None:
+        granted = delegated_scope(permissions, list(rotated.scope or ()))
+        issued = await tokens.issue(
+            runtime.keyring,
+            runtime.settings,
+            subject=rotated.user_id,
+            client_id=rotated.client_id,
+            scope=granted,
+            generation=generation,
+            now=int(utcnow().timestamp()),
+        )
+        return TokenPair(
+            issued.token, issued.expires_in, rotated.successor.token, " ".join(sorted(granted))
+        )
     access, expires_in = await _tokens_for_user(
         runtime, rotated.user_id, generation, roles, permissions
     )
     return TokenPair(access, expires_in, rotated.successor.token, " ".join(sorted(permissions)))
+
+
+OIDC_SCOPES = frozenset({"openid", "email", "profile", "offline_access"})
+
+
+def delegated_scope(held: set[str] | frozenset[str], wanted: list[str]) -> list[str]:
+    """What an OAuth client gets: the wanted OpenID scopes, and the wanted permissions the
+    user holds now."""
+    oidc = [item for item in wanted if item in OIDC_SCOPES]
+    permissions = rbac.narrow(held, [item for item in wanted if item not in OIDC_SCOPES])
+    return sorted({*oidc, *permissions})
 
 
 async def client_credentials(
@@ -349,3 +406,6 @@ async def change_password(
 
     await transact(runtime.db, work)
     return True
+
+
+issue_user_token = _tokens_for_user  # the access token of a session started elsewhere

@@ -1,4 +1,5 @@
-"""Access tokens: JWTs per RFC 9068, signed with the key ring's current EdDSA key.
+"""Access tokens: JWTs per RFC 9068, signed with the key ring's current Ed25519 key
+(JOSE ``alg: Ed25519``, RFC 9864; ``EdDSA`` accepted from keys made before the rename).
 
 Verification (RFC 8725): the algorithm comes from a fixed allow-list, never from the token;
 the key comes from the ``kid`` looked up in Garrison's own key ring, never from ``jku``,
@@ -15,14 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from jwt.algorithms import OKPAlgorithm
 
 from garrison.auth.errors import InvalidToken
-from garrison.auth.keys import ALGORITHM, KeyRing
+from garrison.auth.keys import ALGORITHM, LEGACY_ALGORITHM, KeyRing, LoadedKey
 from garrison.settings import Settings
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - the JOSE typ value
 FIRST_PARTY_CLIENT = "garrison"
-ALLOWED_ALGORITHMS = [ALGORITHM]
+ALLOWED_ALGORITHMS = [ALGORITHM, LEGACY_ALGORITHM]
+# PyJWT knows Ed25519 signatures as "EdDSA" only; the same algorithm under RFC 9864's name.
+try:
+    jwt.get_algorithm_by_name(ALGORITHM)
+except NotImplementedError:
+    jwt.register_algorithm(ALGORITHM, OKPAlgorithm())
 _REQUIRED = ["iss", "aud", "exp", "nbf", "iat", "sub", "jti"]
 _KID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -47,7 +54,14 @@ class AccessClaims:
 
     @property
     def is_service(self) -> bool:
-        return self.client_id != FIRST_PARTY_CLIENT
+        """A client acting for itself (client credentials). A token an OAuth client holds
+        for a user (authorization-code grant) carries the user's token generation."""
+        return self.client_id != FIRST_PARTY_CLIENT and self.generation is None
+
+    @property
+    def is_delegated(self) -> bool:
+        """A user's token held by an OAuth client: limited to the scope the user granted."""
+        return self.client_id != FIRST_PARTY_CLIENT and self.generation is not None
 
 
 async def issue(
@@ -106,20 +120,30 @@ async def verify(token: str, keyring: KeyRing, settings: Settings) -> AccessClai
     if known is not None:
         return known
     header = _header(token)
-    key = await keyring.public_key(header["kid"])
+    key = await keyring.published(header["kid"])
     if key is None:
         raise InvalidToken("the access token was signed with an unknown key")
-    claims = decode_with(token, key, settings)
+    claims = decode_with(token, key.public, settings, algorithms=_accepted(key, header))
     keyring.remember(token, kid=header["kid"], expires=claims.exp, claims=claims)
     return claims
 
 
-def decode_with(token: str, key: Any, settings: Settings) -> AccessClaims:
+def _accepted(key: LoadedKey, header: dict[str, Any]) -> list[str]:
+    """The names this key's tokens may carry: ``Ed25519``, and ``EdDSA`` for keys made
+    before RFC 9864's name was adopted (their tokens expire like any other)."""
+    if header.get("alg") not in key.algorithms:
+        raise InvalidToken("the access token's algorithm is not accepted for its key")
+    return list(key.algorithms)
+
+
+def decode_with(
+    token: str, key: Any, settings: Settings, *, algorithms: list[str] | None = None
+) -> AccessClaims:
     try:
         claims = jwt.decode(
             token,
             key,
-            algorithms=ALLOWED_ALGORITHMS,
+            algorithms=algorithms or [ALGORITHM],
             audience=settings.auth.audience,
             issuer=settings.issuer,
             leeway=settings.auth.leeway,
@@ -155,10 +179,10 @@ def verify_cached(token: str, keyring: KeyRing, settings: Settings) -> AccessCla
         return known
     try:
         header = _header(token)
-        key = keyring.cached_public_key(header["kid"])
+        key = keyring.cached(header["kid"])
         if key is None:
             return None
-        claims = decode_with(token, key, settings)
+        claims = decode_with(token, key.public, settings, algorithms=_accepted(key, header))
     except InvalidToken:
         return None
     keyring.remember(token, kid=header["kid"], expires=claims.exp, claims=claims)

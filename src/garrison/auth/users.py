@@ -200,3 +200,14 @@ async def mark_verified(session: AsyncSession, *, user_id: str) -> None:
         .values(email_verified_at=utcnow(), updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+
+
+async def emails_with_role(session: AsyncSession, *, role: str) -> list[str]:
+    """The addresses of the active users holding ``role`` (for operator alerts)."""
+    rows = await session.scalars(
+        select(User.email)
+        .join(UserRole, UserRole.user_id == User.id)
+        .where(UserRole.role_name == role, User.status == "active")
+        .order_by(User.email)
+    )
+    return list(rows.all())

@@ -38,7 +38,7 @@ def _subject(value: str) -> str:
 
 async def _invalidate(settings: Settings) -> None:
     """Servers sharing Redis see the change at once; without Redis, within the cache TTL."""
-    if not settings.redis_url:
+    if not (settings.redis_url or settings.redis_sentinels):
         return
     store = open_store(settings)
     try:

@@ -22,6 +22,10 @@ async def _run(settings: Settings, *, once: bool) -> int:
             total = 0
             while claimed := await worker.run_once():
                 total += claimed
+            if worker.webhooks is not None:  # and the webhooks due now
+                while await worker.webhooks.run_once():
+                    await worker.webhooks.drain()
+                await worker.webhooks.close()
             return total
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

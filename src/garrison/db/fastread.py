@@ -137,6 +137,7 @@ class FastReader:
         self._pool_lock = asyncio.Lock()
         self.observe: QueryObserver | None = None
         self.span: QuerySpan | None = None
+        self.ssl: Any = None  # an ssl.SSLContext when the database settings ask for TLS
 
     # -- statements ---------------------------------------------------------------------
 
@@ -212,11 +213,24 @@ class FastReader:
         try:
             if span is not None:
                 with span:
-                    return await self._execute(sql, params)
-            return await self._execute(sql, params)
+                    return await self._retrying(sql, params)
+            return await self._retrying(sql, params)
         finally:
             if self.observe is not None:
                 self.observe(time.perf_counter() - started)
+
+    async def _retrying(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        """A read is safe to repeat: one that meets a lost connection or a node that is not
+        ready (a failover) runs again on another connection, within the retry deadline."""
+        from garrison.db.retry import with_retry
+
+        # Short: a reader that stays down is skipped by the replica probe within a second,
+        # and the caller's own retry (records) picks another reader for its next attempt.
+        return await with_retry(
+            lambda: self._execute(sql, params),
+            deadline=min(2.0, self.settings.retry_deadline),
+            unavailable=False,
+        )
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
         if self.is_sqlite:
@@ -248,6 +262,27 @@ class FastReader:
         finally:
             pool.release(conn)
 
+    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of a raw SQL statement as dicts by column name (status and replication
+        probes; MySQL/MariaDB only)."""
+        import asyncmy.errors
+
+        pool = self._pool or await self._open_pool()
+        try:
+            async with asyncio.timeout(self.settings.pool_timeout):
+                conn = await pool.acquire()
+        except (asyncmy.errors.Error, OSError) as exc:
+            raise _driver_error("connect", exc, self.dialect) from exc
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute(sql, params or None)
+                names = [str(column[0]) for column in cursor.description or ()]
+                return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        except (asyncmy.errors.Error, OSError) as exc:
+            raise _driver_error(sql, exc, self.dialect, params) from exc
+        finally:
+            pool.release(conn)
+
     async def _open_pool(self) -> Any:
         import asyncmy
         import asyncmy.errors
@@ -269,6 +304,7 @@ class FastReader:
                         autocommit=True,
                         connect_timeout=self.settings.connect_timeout,
                         init_command="SET time_zone = '+00:00'",
+                        ssl=self.ssl,
                     )
                 except (asyncmy.errors.Error, OSError) as exc:
                     raise _driver_error("connect", exc, self.dialect) from exc

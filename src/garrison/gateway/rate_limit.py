@@ -28,7 +28,7 @@ from garrison.gateway.credentials import DuplicateCredential, credential_headers
 from garrison.log import get_logger
 from garrison.runtime import find_runtime
 from garrison.settings import RateLimitSettings
-from garrison.store.ratelimit import Decision, MemoryRateLimiter, Rate, RateLimiter
+from garrison.store.ratelimit import Decision, MemoryRateLimiter, Rate
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 
 log = get_logger("garrison.ratelimit")
@@ -159,22 +159,11 @@ class RateLimitMiddleware:
                 raise RuntimeError("no rate limiter (lifespan not started)")
             decision = await runtime.rate_limiter.hit(key, rate)
         except Exception as exc:  # any failure of the store: the configured mode, never a 500
-            await self._unavailable(scope, receive, send, policy, key, exc)
-            return
+            fallback = await self._unavailable(scope, receive, send, policy, key, exc)
+            if fallback is None:
+                return
+            decision = fallback
         await self._decided(scope, receive, send, policy, rate, decision)
-
-    async def _limited(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        policy: Policy,
-        key: str,
-        limiter: RateLimiter,
-    ) -> None:
-        assert policy.rate is not None
-        decision = await limiter.hit(key, policy.rate)
-        await self._decided(scope, receive, send, policy, policy.rate, decision)
 
     async def _decided(
         self,
@@ -217,7 +206,9 @@ class RateLimitMiddleware:
         policy: Policy,
         key: str,
         exc: Exception,
-    ) -> None:
+    ) -> Decision | None:
+        """The decision of this process's own limiter when failing open; ``None`` once a
+        failing-closed refusal has been sent."""
         fail_open = self.fail_open_sensitive if policy.sensitive else self.fail_open
         now = time.monotonic()
         if now - self._last_warning >= _WARN_EVERY:
@@ -233,8 +224,8 @@ class RateLimitMiddleware:
             # policy, counted per process) until the store answers again.
             self.stats.failed_open += 1
             _count_ratelimit("fail_open", policy.name)
-            await self._limited(scope, receive, send, policy, key, self._fallback)
-            return
+            assert policy.rate is not None
+            return await self._fallback.hit(key, policy.rate)
         self.stats.failed_closed += 1
         _count_ratelimit("fail_closed", policy.name)
         error = ServiceUnavailable(
@@ -242,6 +233,7 @@ class RateLimitMiddleware:
             headers={"Retry-After": "1"},
         )
         await self._respond(scope, receive, send, error, [])
+        return None
 
     @staticmethod
     async def _respond(

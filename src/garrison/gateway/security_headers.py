@@ -2,10 +2,14 @@
 
 API responses get ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``
 and ``Cache-Control: no-store`` unless the route chose its own caching; the interactive docs
-page gets a policy that lets its scripts load. Any ``Server`` header is removed.
+page gets a policy that lets its scripts load. A server-rendered page may send a policy of
+its own (the OAuth consent page names where its form may redirect) as long as it keeps
+``frame-ancestors 'none'``. Any ``Server`` header is removed.
 """
 
 from __future__ import annotations
+
+import re
 
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,6 +20,14 @@ DOCS_CSP = (
     b"img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
     b"frame-ancestors 'none'"
 )
+# Server-rendered pages (status page, front door): their own stylesheet, forms posting back.
+PAGE_CSP = (
+    b"default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    b"base-uri 'none'; frame-ancestors 'none'"
+)
+# Stored files (uploads served back): an HTML or SVG file must never run script in our
+# origin, whatever a browser makes of it.
+SANDBOX_CSP = API_CSP + b"; sandbox"
 _STATIC = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -34,9 +46,15 @@ class SecurityHeadersMiddleware:
         hsts: bool = False,
         hsts_max_age: int = 31_536_000,
         docs_paths: tuple[str, ...] = ("/api/docs",),
+        page_prefixes: tuple[str, ...] = (),
+        page_paths: frozenset[str] = frozenset(),
+        sandboxed: re.Pattern[str] | None = None,
     ) -> None:
         self.app = app
         self.docs_paths = docs_paths
+        self.page_prefixes = page_prefixes  # server-rendered pages: PAGE_CSP
+        self.page_paths = page_paths  # the same, matched exactly
+        self.sandboxed = sandboxed  # paths serving stored files: SANDBOX_CSP
         self.extra = list(_STATIC)
         if hsts:
             value = f"max-age={hsts_max_age}; includeSubDomains".encode()
@@ -46,15 +64,36 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"].startswith(self.docs_paths) else API_CSP
+        path = scope["path"]
+        if path.startswith(self.docs_paths):
+            csp = DOCS_CSP
+        elif path in self.page_paths or (
+            self.page_prefixes and path.startswith(self.page_prefixes)
+        ):
+            csp = PAGE_CSP
+        elif self.sandboxed is not None and self.sandboxed.match(path):
+            csp = SANDBOX_CSP
+        else:
+            csp = API_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                policy = csp
+                if csp is PAGE_CSP:
+                    policy = next(
+                        (
+                            v
+                            for k, v in message.get("headers", [])
+                            if k.lower() == b"content-security-policy"
+                            and b"frame-ancestors 'none'" in v
+                        ),
+                        csp,
+                    )
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OWNED]
                 if not any(k.lower() == b"cache-control" for k, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
                 headers.extend(self.extra)
-                headers.append((b"content-security-policy", csp))
+                headers.append((b"content-security-policy", policy))
                 message["headers"] = headers
             await send(message)
 

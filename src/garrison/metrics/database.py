@@ -16,11 +16,14 @@ from sqlalchemy.pool import Pool
 
 from garrison.db.engine import Database
 from garrison.metrics.registry import (
+    DB_CLUSTER_SIZE,
     DB_POOL_CHECKED_OUT,
     DB_POOL_OVERFLOW,
     DB_POOL_SIZE,
     DB_POOL_WAIT,
     DB_QUERY_DURATION,
+    DB_REPLICA_USABLE,
+    DB_REPLICATION_LAG,
     OTHER,
 )
 
@@ -29,6 +32,7 @@ _OPERATIONS = frozenset(
 )
 _STARTED = "_garrison_query_started"
 _INSTRUMENTED = "_garrison_metrics"
+_COUNTED = "_garrison_checked_out"
 
 
 def operation(statement: str) -> str:
@@ -38,19 +42,43 @@ def operation(statement: str) -> str:
     return word if word in _OPERATIONS else OTHER.upper()
 
 
+def _label(db: Database, index: int) -> str:
+    """``reader`` for the writer's own read pool, ``replica:host:port`` for each replica."""
+    return "reader" if index == 0 else f"replica:{db.replicas.replicas[index - 1].name}"
+
+
 def instrument_database(db: Database) -> None:
-    """Attach the listeners to the writer engine and, when separate, the reader engine."""
+    """Attach the listeners to the writer engine and every reader engine."""
     instrument_engine(db.engine.sync_engine, "writer")
-    if db.read_engine is not db.engine:
-        instrument_engine(db.read_engine.sync_engine, "reader")
+    for index, engine in enumerate(db.reader_engines()):
+        if engine is not db.engine:
+            instrument_engine(engine.sync_engine, _label(db, index))
     # The hot-path reads bypass the engine's events; they report their duration directly.
-    db.fast_read.observe = DB_QUERY_DURATION.labels("reader", "SELECT").observe
+    for index, reader in enumerate(db.fast_readers()):
+        reader.observe = DB_QUERY_DURATION.labels(_label(db, index), "SELECT").observe
 
 
 def refresh_pool(db: Database) -> None:
     refresh_pool_gauges(db.engine.sync_engine.pool, "writer")
-    if db.read_engine is not db.engine:
-        refresh_pool_gauges(db.read_engine.sync_engine.pool, "reader")
+    for index, engine in enumerate(db.reader_engines()):
+        if engine is not db.engine:
+            refresh_pool_gauges(engine.sync_engine.pool, _label(db, index))
+
+
+async def refresh_replication(db: Database) -> None:
+    """Probe every reader now (so lag shows in the scrape that follows its appearance) and
+    read the writer's cluster size."""
+    if db.is_sqlite:
+        return
+    await db.replicas.probe_all()
+    for replica in db.replicas.replicas:
+        DB_REPLICATION_LAG.labels(replica.name).set(-1 if replica.lag is None else replica.lag)
+        DB_REPLICA_USABLE.labels(replica.name).set(1 if replica.usable else 0)
+    try:
+        rows = await db.writer_fast_read.query("SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'")
+    except Exception:  # the writer being away is the health check's to report
+        return
+    DB_CLUSTER_SIZE.set(int(rows[0]["Value"]) if rows else 0)
 
 
 def refresh_pool_gauges(pool: Pool, label: str) -> None:
@@ -94,12 +122,16 @@ def instrument_engine(engine: Engine, label: str) -> None:
         if exception_context.execution_context is not None:
             finished(exception_context.execution_context, exception_context.statement)
 
-    def on_checkout(_dbapi: Any, _record: Any, _proxy: Any) -> None:
+    # A connection checked out before the listeners were attached is not counted when it
+    # comes back: the gauge is the process's, shared by every engine with this label.
+    def on_checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        record.record_info[_COUNTED] = True
         checked_out.inc()
         refresh_pool_gauges(engine.pool, label)
 
-    def on_checkin(_dbapi: Any, _record: Any) -> None:
-        checked_out.dec()
+    def on_checkin(_dbapi: Any, record: Any) -> None:
+        if record.record_info.pop(_COUNTED, False):
+            checked_out.dec()
 
     event.listen(engine, "before_cursor_execute", before_execute)
     event.listen(engine, "after_cursor_execute", after_execute)

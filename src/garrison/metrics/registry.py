@@ -118,6 +118,26 @@ DB_POOL_WAIT = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+DB_REPLICATION_LAG = Gauge(
+    "garrison_db_replication_lag_seconds",
+    "Seconds each reader is behind the writer (-1: unknown or unreachable).",
+    ["node"],
+    registry=REGISTRY,
+    multiprocess_mode="livemostrecent",
+)
+DB_REPLICA_USABLE = Gauge(
+    "garrison_db_replica_usable",
+    "1 when a reader serves reads, 0 when it is skipped (lagging, broken, unreachable).",
+    ["node"],
+    registry=REGISTRY,
+    multiprocess_mode="livemostrecent",
+)
+DB_CLUSTER_SIZE = Gauge(
+    "garrison_db_cluster_size",
+    "Members of the writer's Galera cluster (wsrep_cluster_size; 0 when not a cluster).",
+    registry=REGISTRY,
+    multiprocess_mode="livemostrecent",
+)
 DB_QUERY_DURATION = Histogram(
     "garrison_db_query_duration_seconds",
     "Statement execution time, by pool and statement kind.",

@@ -8,6 +8,7 @@ computed by one caller at a time, so a flood of probes never becomes a flood of 
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -21,9 +22,9 @@ from sqlalchemy import text
 from garrison import __version__
 from garrison.audit import service as audit_service
 from garrison.db.engine import Database
-from garrison.db.migrate import current_revisions
+from garrison.db.migrate import current_revisions, script_directory
 from garrison.outbox import service as outbox_service
-from garrison.settings import HealthSettings
+from garrison.settings import HealthSettings, Settings
 from garrison.store.base import KeyValueStore
 
 Status = Literal["pass", "warn", "fail"]
@@ -39,6 +40,7 @@ class CheckResult:
     observed_value: float | int | None = None
     observed_unit: str | None = None
     output: str | None = None
+    component_id: str | None = None  # which node, when a component has several
 
     def as_json(self, time_iso: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -51,6 +53,8 @@ class CheckResult:
             body["observedUnit"] = self.observed_unit
         if self.output:
             body["output"] = self.output
+        if self.component_id:
+            body["componentId"] = self.component_id
         return body
 
 
@@ -85,6 +89,12 @@ def worst(statuses: list[Status]) -> Status:
     return max(statuses, key=_RANK.__getitem__, default="pass")
 
 
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this release's migration scripts know."""
+    return frozenset(script.revision for script in script_directory().walk_revisions())
+
+
 class HealthService:
     def __init__(
         self,
@@ -94,14 +104,17 @@ class HealthService:
         data_dir: Path,
         settings: HealthSettings,
         expected_revisions: frozenset[str],
+        app_settings: Settings | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.data_dir = data_dir
         self.settings = settings
         self.expected_revisions = expected_revisions
+        self.app_settings = app_settings
         self._cached: tuple[float, HealthReport] | None = None
         self._lock = asyncio.Lock()
+        self._cluster_peak = 0  # the largest cluster seen: fewer members is a lost node
 
     async def report(self) -> HealthReport:
         cached = self._cached
@@ -123,7 +136,13 @@ class HealthService:
             ("disk", "system", self._disk, "fail"),
             # A backlog delays webhooks and e-mail but not the API: warn, never fail.
             ("outbox", "component", self._backlog, "warn"),
+            # Without quorum the cluster refuses writes: fail. A lost node or replica: warn.
+            ("database:cluster", "datastore", self._cluster, "warn"),
+            ("database:replication", "datastore", self._replication, "warn"),
         ]
+        if self.app_settings is not None:
+            # A stale backup endangers data, not the requests being served: warn.
+            checks.append(("backup", "component", self._backup, "warn"))
         if self.store is not None:
             # The API keeps serving without its store (rate limits fail open): warn, not fail.
             checks.append(("cache", "datastore", self._store, "warn"))
@@ -153,6 +172,10 @@ class HealthService:
             elapsed = round((time.perf_counter() - started) * 1000, 2)
             applied = await current_revisions(conn)
         missing = self.expected_revisions - applied
+        if missing and applied and not applied & known_revisions():
+            # The database is ahead of this release: a newer release (blue-green, the old
+            # colour still serving) applied its expand-only migrations. Not a failure.
+            missing = frozenset()
         return [
             CheckResult("database:responseTime", "datastore", "pass", elapsed, "ms"),
             CheckResult(
@@ -164,6 +187,12 @@ class HealthService:
                 output="migrations pending: run `garrison migrate up`" if missing else None,
             ),
         ]
+
+    async def _backup(self) -> list[CheckResult]:
+        from garrison.ops.backup.health import checks
+
+        assert self.app_settings is not None
+        return await checks(self.db, self.app_settings)
 
     async def _store(self) -> list[CheckResult]:
         assert self.store is not None
@@ -203,6 +232,74 @@ class HealthService:
                 if parked
                 else None,
             ),
+        ]
+
+    async def _cluster(self) -> list[CheckResult]:
+        """The writer's Galera state: quorum, its own state, members, flow control."""
+        if self.db.is_sqlite:
+            return []
+        rows = await self.db.writer_fast_read.query(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_status',"
+            "'wsrep_cluster_size','wsrep_local_state_comment','wsrep_flow_control_paused')"
+        )
+        wsrep = {str(row["Variable_name"]).lower(): str(row["Value"]) for row in rows}
+        if wsrep.get("wsrep_cluster_status", "Disconnected") == "Disconnected":
+            return []  # not a Galera node (wsrep off)
+        size = int(wsrep.get("wsrep_cluster_size") or 0)
+        self._cluster_peak = max(self._cluster_peak, size)
+        primary = wsrep["wsrep_cluster_status"] == "Primary"
+        synced = wsrep.get("wsrep_local_state_comment") == "Synced"
+        paused = float(wsrep.get("wsrep_flow_control_paused") or 0)
+        size_status: Status = "pass" if size >= self._cluster_peak else "warn"
+        return [
+            CheckResult(
+                "database:cluster",
+                "datastore",
+                "pass" if primary and synced else "fail",
+                size,
+                "members",
+                output=None
+                if primary and synced
+                else f"no quorum: the writer is {wsrep['wsrep_cluster_status']}, "
+                f"{wsrep.get('wsrep_local_state_comment')}",
+                component_id="writer",
+            ),
+            CheckResult(
+                "database:clusterSize",
+                "datastore",
+                size_status,
+                size,
+                "members",
+                output=f"{self._cluster_peak - size} node(s) lost of {self._cluster_peak}"
+                if size_status == "warn"
+                else None,
+            ),
+            CheckResult(
+                "database:flowControl",
+                "datastore",
+                "warn" if paused > 0.1 else "pass",
+                round(paused, 3),
+                "fraction paused",
+            ),
+        ]
+
+    async def _replication(self) -> list[CheckResult]:
+        """Each reader: its lag and state (a skipped reader is a warning: reads go on)."""
+        replicas = self.db.replicas
+        if not replicas:
+            return []
+        await replicas.probe_all()
+        return [
+            CheckResult(
+                "database:replication",
+                "datastore",
+                "pass" if replica.usable and replica.problem is None else "warn",
+                replica.lag,
+                "s",
+                output=replica.problem,
+                component_id=replica.name,
+            )
+            for replica in replicas.replicas
         ]
 
     async def _disk(self) -> list[CheckResult]:

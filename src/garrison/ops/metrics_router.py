@@ -18,7 +18,7 @@ from garrison.context import state
 from garrison.errors import NotFound, Unauthorized
 from garrison.gateway.client_ip import is_loopback
 from garrison.metrics import METRICS_PATH
-from garrison.metrics.database import refresh_pool
+from garrison.metrics.database import refresh_pool, refresh_replication
 from garrison.metrics.exposition import CONTENT_TYPE, exposition
 from garrison.runtime import runtime_of
 from garrison.settings import Settings
@@ -56,5 +56,6 @@ async def metrics(request: Request) -> Response:
     runtime = runtime_of(request)
     check_access(request, runtime.settings)
     refresh_pool(runtime.db)
+    await refresh_replication(runtime.db)
     body = await run_in_threadpool(exposition, runtime.settings.metrics.multiproc_dir)
     return Response(body, media_type=CONTENT_TYPE)

@@ -5,6 +5,10 @@
     async def send_webhooks(message: outbox.Message, db: Database) -> None: ...
     outbox.register("record.", send_webhooks)
 
+Messages are written only for events that a registered handler wants (``Registry.wants``);
+sinks (``register_sink``) see every sealed event in the sealing transaction and keep their own
+queue (webhooks do). The audit log stays complete either way.
+
 A handler is called at least once per matching message (exactly once unless a worker dies
 or a handler fails mid-batch), so it must be idempotent: ``message.event_id`` is stable
 across redeliveries. A message is finished when every matching handler has returned; if
@@ -14,10 +18,12 @@ one raises, the message is retried later and all its handlers run again.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.db.engine import Database
 from garrison.settings import ENV_PREFIX, ConfigError
@@ -36,6 +42,9 @@ class Message:
 
 
 Handler = Callable[[Message, Database], Awaitable[None]]
+# A sink sees every sealed event in the sealing transaction (payloads as consumers receive
+# them) and writes what it needs there: webhooks fan out to their own per-endpoint queue.
+Sink = Callable[[AsyncSession, Sequence[Mapping[str, Any]]], Awaitable[None]]
 
 
 def matches(prefix: str, topic: str) -> bool:
@@ -49,16 +58,34 @@ def matches(prefix: str, topic: str) -> bool:
 
 class Registry:
     def __init__(self) -> None:
-        self._handlers: list[tuple[str, Handler]] = []
+        self._handlers: list[tuple[str, Handler, str | None]] = []
+        self._sinks: dict[str, Sink] = {}
 
-    def register(self, event_prefix: str, handler: Handler) -> None:
-        self._handlers.append((event_prefix, handler))
+    def register(self, event_prefix: str, handler: Handler, *, key: str | None = None) -> None:
+        """``key`` names a built-in consumer: registering it again replaces it."""
+        if key is not None:
+            self._handlers = [entry for entry in self._handlers if entry[2] != key]
+        self._handlers.append((event_prefix, handler, key))
 
     def unregister(self, handler: Handler) -> None:
-        self._handlers = [(p, h) for p, h in self._handlers if h is not handler]
+        self._handlers = [entry for entry in self._handlers if entry[1] is not handler]
 
     def handlers_for(self, topic: str) -> list[Handler]:
-        return [handler for prefix, handler in self._handlers if matches(prefix, topic)]
+        return [handler for prefix, handler, _ in self._handlers if matches(prefix, topic)]
+
+    def wants(self, topic: str) -> bool:
+        """True when a handler will consume ``topic`` (else no message is written)."""
+        return any(matches(prefix, topic) for prefix, _, _ in self._handlers)
+
+    def register_sink(self, name: str, sink: Sink) -> None:
+        self._sinks[name] = sink
+
+    def unregister_sink(self, name: str) -> None:
+        self._sinks.pop(name, None)
+
+    @property
+    def sinks(self) -> list[Sink]:
+        return list(self._sinks.values())
 
 
 registry = Registry()

@@ -1,10 +1,11 @@
 """Writing outbox messages and the claim / ack / retry / park cycle the worker drives.
 
 A change's transaction writes only its audit entry, which carries the whole event; the
-worker's sealing pass turns each sealed entry into its outbox message in the same
-transaction (``garrison.audit.service.seal``), so every committed change gets exactly one
-message and nothing is lost between the two. Functions taking a session never commit; those taking a
-``Database`` run their own short transactions.
+worker's sealing pass hands each sealed entry to ``publish`` in the same transaction
+(``garrison.audit.service.seal``): a committed change that a handler wants gets exactly one
+message and nothing is lost between the two; one nobody consumes gets none. Other domains
+may also ``enqueue`` directly in their own transaction (queued mail does). Functions taking
+a session never commit; those taking a ``Database`` run their own short transactions.
 
 Claiming on MySQL/MariaDB is ``SELECT … FOR UPDATE SKIP LOCKED``, so concurrent workers
 take disjoint batches without waiting on each other; on SQLite ``BEGIN IMMEDIATE`` makes
@@ -31,7 +32,7 @@ from garrison.db.engine import Database
 from garrison.db.retry import transact
 from garrison.db.types import utcnow
 from garrison.outbox.models import PARKED, PENDING, OutboxMessage
-from garrison.outbox.registry import Message
+from garrison.outbox.registry import Message, Registry
 from garrison.settings import WorkerSettings
 
 MAX_ERROR_LENGTH = 2000
@@ -75,6 +76,19 @@ async def enqueue(session: AsyncSession, *, messages: Sequence[NewMessage]) -> N
             for m in messages
         ],
     )
+
+
+async def publish(
+    session: AsyncSession, *, messages: Sequence[NewMessage], registry: Registry
+) -> int:
+    """The sealing pass's hand-off, in its transaction: every sink sees every event, and a
+    message is written only for the events a registered handler wants (an event nobody
+    consumes costs no outbox write). Returns how many messages were written."""
+    for sink in registry.sinks:
+        await sink(session, [m.payload for m in messages])
+    wanted = [m for m in messages if registry.wants(m.topic)]
+    await enqueue(session, messages=wanted)
+    return len(wanted)
 
 
 def _message(row: Any) -> Message:
@@ -253,3 +267,17 @@ async def requeue(session: AsyncSession, *, message_id: int) -> bool:
         .values(status=PENDING, attempts=0, available_at=utcnow(), parked_at=None)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def discard(session: AsyncSession, *, event_ids: Sequence[str]) -> int:
+    """Delete the messages of these events whatever their state (erasure: a person's
+    undelivered events must not outlive them); returns how many."""
+    total = 0
+    ids = list(event_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        result = await session.execute(
+            delete(OutboxMessage).where(OutboxMessage.event_id.in_(chunk))
+        )
+        total += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return total

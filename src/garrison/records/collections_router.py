@@ -48,7 +48,7 @@ async def create_collection(
 ) -> CollectionOut:
     async with db.transaction() as session:
         collection = await registry.create_collection(session, data=data, actor=admin.actor)
-    _cache(request).put(collection)
+    await _cache(request).changed(collection)
     response.headers["Location"] = f"{request.url.path}/{collection.name}"
     return collection_out(collection.spec, collection.version)
 
@@ -110,7 +110,7 @@ async def change_schema(
         collection = await registry.change_schema(
             session, name=name, change=change, confirm=confirm, actor=admin.actor
         )
-    _cache(request).put(collection)
+    await _cache(request).changed(collection)
     return collection_out(collection.spec, collection.version)
 
 
@@ -151,7 +151,7 @@ async def revert_change(
         collection = await registry.change_schema(
             session, name=name, change=inverse, confirm=confirm, actor=admin.actor
         )
-    _cache(request).put(collection)
+    await _cache(request).changed(collection)
     return collection_out(collection.spec, collection.version)
 
 
@@ -161,5 +161,5 @@ async def delete_collection(
 ) -> Response:
     async with db.transaction() as session:
         await registry.delete_collection(session, name=name, confirm=confirm, actor=admin.actor)
-    _cache(request).forget(name)
+    await _cache(request).dropped(name)
     return Response(status_code=204)

@@ -11,6 +11,7 @@ attempt died (crash between begin and complete) expires after ``LEASE`` and can 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.db.engine import Database
+from garrison.db.retry import DatabaseUnavailable, with_retry
 from garrison.errors import BadRequest
 from garrison.records.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from garrison.records.ids import uuid7
@@ -59,6 +61,14 @@ def fingerprint(method: str, path: str, body: Any) -> bytes:
 
 async def begin(db: Database, *, scope: str, key: str, fingerprint: bytes) -> Replay | None:
     """Claim ``key`` for this request; a ``Replay`` when a finished attempt exists."""
+
+    async def claim() -> Replay | None:
+        return await _claim(db, scope=scope, key=key, fingerprint=fingerprint)
+
+    return await with_retry(claim, deadline=db.settings.retry_deadline)
+
+
+async def _claim(db: Database, *, scope: str, key: str, fingerprint: bytes) -> Replay | None:
     now = _now()
     async with db.transaction() as session:
         existing = (
@@ -121,7 +131,7 @@ async def complete(
 
 
 async def abandon(db: Database, *, scope: str, key: str) -> None:
-    async with db.transaction() as session:
+    async def release(session: AsyncSession) -> None:
         await session.execute(
             delete(IdempotencyKey).where(
                 IdempotencyKey.scope == scope,
@@ -129,6 +139,15 @@ async def abandon(db: Database, *, scope: str, key: str) -> None:
                 IdempotencyKey.state == "processing",
             )
         )
+
+    async def once() -> None:
+        async with db.transaction() as session:
+            await release(session)
+
+    # Best effort within a short deadline: the claim's lease frees the key anyway, and the
+    # caller is already failing with the error that matters.
+    with contextlib.suppress(DBAPIError, DatabaseUnavailable):
+        await with_retry(once, deadline=2.0)
 
 
 async def purge_expired(session: AsyncSession, *, limit: int = 1000) -> int:

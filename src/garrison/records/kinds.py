@@ -46,6 +46,7 @@ FieldType = Literal[
     "json",
     "select",
     "relation",
+    "file",
 ]
 # The kinds of value the filter language compares (``records.sql``): "id" is text stored
 # as ASCII (record ids, owners, relations).
@@ -280,6 +281,54 @@ class JsonKind(FieldKind):
         return value
 
 
+THUMB_PATTERN = re.compile(r"^([1-9][0-9]{0,3})x([1-9][0-9]{0,3})$")  # WxH, each 1..9999
+MAX_FILES = 100
+
+
+class FileKind(FieldKind):
+    """Files stored by ``garrison.files``: the column holds the file id (``max_files`` 1)
+    or a list of ids; the bytes and their metadata live in the files domain, which checks
+    on every write that each id is an upload of the caller's (``records.attachments``)."""
+
+    name, filter_kind = "file", "json"
+    options = frozenset({"max_size", "mime_types", "max_files", "thumbs"})
+
+    def indexable(self, field: FieldSpec) -> bool:
+        return False
+
+    def check_definition(self, field: FieldSpec) -> None:
+        if field.default is not None:
+            raise ValueError("a file field cannot have a default")
+        for size in field.thumbs or []:
+            if not THUMB_PATTERN.match(size):
+                raise ValueError(f"thumb size {size!r} must be WxH, e.g. 100x100")
+        for mime in field.mime_types or []:
+            if not re.match(r"^[a-z0-9.+-]+/([a-z0-9.+-]+|\*)$", mime):
+                raise ValueError(f"mime type {mime!r} must look like image/png or image/*")
+
+    def column_type(self, field: FieldSpec) -> TypeEngine[Any]:
+        return JSON()
+
+    def convert(self, value: Any, field: FieldSpec) -> Any:
+        limit = field.max_files or 1
+        ids = value if isinstance(value, list) and limit > 1 else [value]
+        if not all(isinstance(item, str) and is_uuid(item) for item in ids):
+            shape = "a list of file ids" if limit > 1 else "a file id"
+            raise InvalidValue(f"must be {shape} (upload with multipart/form-data)")
+        if len(ids) > limit:
+            raise InvalidValue(f"must hold at most {limit} files")
+        if len(set(ids)) != len(ids):
+            raise InvalidValue("must not list a file twice")
+        return ids if limit > 1 else ids[0]
+
+
+def file_ids(value: Any) -> list[str]:
+    """The file ids a stored file-field value holds (none, one, or a list)."""
+    if value is None:
+        return []
+    return [str(item) for item in value] if isinstance(value, list) else [str(value)]
+
+
 KINDS: dict[str, FieldKind] = {
     kind.name: kind
     for kind in (
@@ -294,6 +343,7 @@ KINDS: dict[str, FieldKind] = {
         JsonKind(),
         SelectKind(),
         RelationKind(),
+        FileKind(),
     )
 }
 assert set(KINDS) == set(get_args(FieldType)), "every FieldType needs a kind"

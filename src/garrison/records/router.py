@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Header, Request
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
-from garrison.db.retry import is_transient
+from garrison.db.retry import is_retryable, is_transient, with_retry
 from garrison.deps import database_of
 from garrison.errors import PreconditionFailed
 from garrison.records import idempotency, params, query, service
@@ -62,22 +62,37 @@ def _stale_table(exc: DBAPIError) -> bool:
     return "no such column" in text or "unknown column" in text or "no such table" in text
 
 
+def caller_key(caller: Caller) -> str:
+    """Whose writes a read must see (read-your-writes on replicas)."""
+    return f"{caller.actor.kind}:{caller.actor.id}"
+
+
 async def with_collection(
     request: Request, name: str, work: Callable[[Collection], Awaitable[T]]
 ) -> T:
     """Run ``work`` with the collection. A table that changed under a cached definition
-    (another worker changed the schema), or a connection that died, gets the work retried
-    once from the start; ``work`` opens its own transaction when it writes."""
+    (another worker changed the schema) gets the work retried once from the start; a
+    transient database error (a failover) gets it retried within the retry deadline (see
+    ``db.retry``). ``work`` opens its own transaction when it writes."""
     cache = runtime_of(request).get(CollectionCache)
-    reader = database_of(request).fast_read
-    for attempt in (1, 2):
+    db = database_of(request)
+    stale: list[bool] = []
+
+    async def once() -> T:
         try:
-            return await work(await cache.get(reader, name))
+            return await work(await cache.get(db.fast_read, name))
         except DBAPIError as exc:
-            if attempt == 2 or not (_stale_table(exc) or is_transient(exc)):
-                raise
-            cache.forget(name)
-    raise AssertionError("unreachable")  # pragma: no cover
+            if _stale_table(exc) or is_transient(exc):
+                cache.forget(name)
+            raise
+
+    def retry_if(exc: BaseException) -> bool:
+        if isinstance(exc, DBAPIError) and _stale_table(exc):
+            stale.append(True)
+            return len(stale) == 1
+        return is_retryable(exc)
+
+    return await with_retry(once, deadline=db.settings.retry_deadline, retry_if=retry_if)
 
 
 @router.get(
@@ -92,7 +107,7 @@ async def list_records(name: str, request: Request, caller: ReaderDep) -> Respon
 
     async def work(collection: Collection) -> query.Page:
         return await query.list_records(
-            db.fast_read,
+            await db.reader_for(caller_key(caller)),
             collection=collection,
             caller=caller,
             filter=wanted.filter,
@@ -149,6 +164,7 @@ async def create_record(
         if idempotency_key is not None:
             await idempotency.abandon(db, scope=scope, key=idempotency_key)
         raise
+    db.note_write(caller_key(caller))
     location = f"{request.url.path}/{record['id']}"
     return _json(record, 201, {"Location": location, "ETag": etag(record)})
 
@@ -171,7 +187,10 @@ async def get_record(name: str, record_id: str, request: Request, caller: Reader
 
     async def work(collection: Collection) -> dict[str, Any] | None:
         return await query.get_record(
-            db.fast_read, collection=collection, record_id=record_id, caller=caller
+            await db.reader_for(caller_key(caller)),
+            collection=collection,
+            record_id=record_id,
+            caller=caller,
         )
 
     row = await with_collection(request, name, work)
@@ -211,6 +230,7 @@ async def _update(
             )
 
     record = await with_collection(request, name, work)
+    db.note_write(caller_key(caller))
     return _json(record, headers={"ETag": etag(record)})
 
 
@@ -256,4 +276,5 @@ async def delete_record(
             )
 
     await with_collection(request, name, work)
+    db.note_write(caller_key(caller))
     return Response(status_code=204)

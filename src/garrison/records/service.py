@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from garrison import events
 from garrison.errors import Conflict, ValidationFailed
 from garrison.events import Event
+from garrison.records import attachments
 from garrison.records.errors import RecordNotFound, RuleDenied, StaleRecord
 from garrison.records.ids import uuid7
 from garrison.records.kinds import EXTERNAL_TARGETS
@@ -118,6 +119,14 @@ async def create_record(
         raise _integrity_problem(collection, exc) from None
     if not await _passes(session, collection, "create", caller, row["id"]):
         raise RuleDenied("the collection's create rule does not allow this record")
+    await attachments.attach(
+        session,
+        collection=collection,
+        record_id=row["id"],
+        before=None,
+        after=values,
+        caller=caller,
+    )
     record = output(row)
     await events.emit(
         session,
@@ -174,6 +183,14 @@ async def update_record(
         raise _integrity_problem(collection, exc) from None
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleRecord("the record changed while this update ran; fetch it again")
+    await attachments.attach(
+        session,
+        collection=collection,
+        record_id=record_id,
+        before=current,
+        after=values,
+        caller=caller,
+    )
     record = output(new)
     await events.emit(
         session,
@@ -203,6 +220,7 @@ async def delete_record(
     if if_match is not None and current["version"] != if_match:
         raise StaleRecord("the record changed since you read it; fetch it again")
     table = collection.table
+    await attachments.detach(session, collection=collection, record_id=record_id, caller=caller)
     try:
         result = await session.execute(
             delete(table).where(table.c.id == record_id, table.c.version == current["version"])

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from garrison.records.filters import FilterError, parse
-from garrison.records.kinds import KIND_OPTIONS, KINDS, FieldType, kind_of
+from garrison.records.kinds import KIND_OPTIONS, KINDS, MAX_FILES, FieldType, kind_of
 from garrison.records.values import MAX_JSON_DEPTH, InvalidValue, check_json
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
@@ -44,6 +44,17 @@ class FieldSpec(BaseModel):
     )
     on_delete: OnDelete = "restrict"
     json_schema: dict[str, Any] | None = None
+    max_size: Annotated[int | None, Field(ge=1, description="file: bytes per file")] = None
+    mime_types: Annotated[
+        list[Annotated[str, Field(max_length=100)]] | None,
+        Field(max_length=100, description="file: allowed types, e.g. image/png or image/*"),
+    ] = None
+    max_files: Annotated[
+        int | None, Field(ge=1, le=MAX_FILES, description="file: more than 1 holds a list")
+    ] = None
+    thumbs: Annotated[
+        list[str] | None, Field(max_length=20, description="file: thumbnail sizes, WxH")
+    ] = None
 
     @field_validator("name")
     @classmethod

@@ -7,17 +7,20 @@ from garrison.settings import Settings
 from garrison.store.base import KeyValueStore
 from garrison.store.cache import Cache
 from garrison.store.memory import MemoryStore
+from garrison.store.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from garrison.store.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from garrison.store.redis import RedisStore
 
 
 def open_store(settings: Settings, *, prefix: str | None = None) -> KeyValueStore:
-    if settings.redis_url:
+    if settings.redis_url or settings.redis_sentinels:
         return RedisStore(
-            settings.redis_url,
+            settings.redis_url or "",
             prefix=prefix or settings.redis_prefix,
             max_connections=settings.redis_max_connections,
             timeout=settings.redis_timeout,
+            sentinels=settings.redis_sentinels,
+            sentinel_master=settings.redis_sentinel_master,
         )
     return MemoryStore()
 
@@ -36,3 +39,10 @@ def open_cache(settings: Settings, store: KeyValueStore) -> Cache:
         backing or MemoryStore(max_entries=settings.cache.memory_max_entries),
         default_ttl=settings.cache.default_ttl,
     )
+
+
+def open_pubsub(settings: Settings) -> PubSub:
+    """Redis pub/sub when Redis is configured, else the in-process broadcast."""
+    if settings.redis_url:
+        return RedisPubSub(settings.redis_url, prefix=settings.redis_prefix)
+    return MemoryPubSub()

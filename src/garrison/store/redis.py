@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from garrison.store.base import StoreUnavailable
+
+
+def _once_on_reconnect() -> Retry:
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
 def blocking_client(url: str, *, timeout: float, max_connections: int) -> aioredis.Redis:
@@ -21,7 +28,7 @@ def blocking_client(url: str, *, timeout: float, max_connections: int) -> aiored
     commands after a restart). So a command that fails with a connection error is sent once
     more on a fresh connection, at once; a timeout is not retried (an outage must cost one
     short timeout, not two), and a refused connection fails twice quickly."""
-    once_on_reconnect = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    once_on_reconnect = _once_on_reconnect()
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -32,6 +39,37 @@ def blocking_client(url: str, *, timeout: float, max_connections: int) -> aiored
         retry=once_on_reconnect,
     )
     return aioredis.Redis(connection_pool=pool, retry=once_on_reconnect)
+
+
+def sentinel_client(
+    sentinels: list[str],
+    master: str,
+    *,
+    timeout: float,
+    max_connections: int,
+    url: str | None = None,
+) -> tuple[aioredis.Redis, list[aioredis.Redis]]:
+    """A client for the current master of ``master`` as the Sentinels report it: after a
+    failover its next connection goes to the promoted replica, without a restart. Credentials
+    and the database number come from ``url`` when one is given."""
+    from redis.asyncio.sentinel import Sentinel
+
+    options: dict[str, Any] = {}
+    if url:
+        parsed = parse_url(url)  # type: ignore[no-untyped-call]
+        options = {k: parsed[k] for k in ("username", "password", "db") if k in parsed}
+    nodes = [(host, int(port)) for host, _, port in (s.rpartition(":") for s in sentinels)]
+    limits: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    manager = Sentinel(nodes, sentinel_kwargs=limits, **limits)  # type: ignore[no-untyped-call]
+    client = manager.master_for(
+        master,
+        max_connections=max_connections,
+        health_check_interval=30,
+        retry=_once_on_reconnect(),  # a promoted master: the pooled connections are dead
+        **limits,
+        **options,
+    )
+    return client, list(manager.sentinels)
 
 
 def _ms(ttl: float | None) -> int | None:
@@ -48,11 +86,22 @@ class RedisStore:
         prefix: str = "garrison:",
         timeout: float = 0.5,
         max_connections: int = 50,
+        sentinels: list[str] | None = None,
+        sentinel_master: str = "mymaster",
     ) -> None:
         self.prefix = prefix
-        self.client: aioredis.Redis = blocking_client(
-            url, timeout=timeout, max_connections=max_connections
-        )
+        self.client: aioredis.Redis
+        self._sentinels: list[aioredis.Redis] = []
+        if sentinels:
+            self.client, self._sentinels = sentinel_client(
+                sentinels,
+                sentinel_master,
+                timeout=timeout,
+                max_connections=max_connections,
+                url=url or None,
+            )
+        else:
+            self.client = blocking_client(url, timeout=timeout, max_connections=max_connections)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -105,3 +154,5 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.aclose(close_connection_pool=True)
+        for sentinel in self._sentinels:
+            await sentinel.aclose(close_connection_pool=True)

@@ -6,7 +6,9 @@ chain head). Each pass runs the *per-pass* jobs in order (sealing new audit entr
 writes their outbox messages, then delivering a batch), and every *periodic* job whose time
 has come (audit retention, …). A full delivery batch means more is probably waiting, so the
 next pass starts at once; otherwise the worker waits for the poll interval, which lets
-events gather into larger batches while the API is busy.
+events gather into larger batches while the API is busy. Besides the jobs, the worker
+supervises long-running *tasks* (``standard_tasks``: the backup schedule and log archiver),
+started and stopped with ``Worker.run``.
 
 This package sits above the domains: it imports their jobs; no domain imports it.
 """
@@ -16,18 +18,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from garrison.audit import retention
 from garrison.audit.sealer import seal_pending
+from garrison.auth.oauth import retention as oauth_retention
 from garrison.db.engine import Database
+from garrison.files import jobs as files_jobs
+from garrison.files.storage import open_storage
 from garrison.log import get_logger
+from garrison.ops.backup.schedule import run_backup_jobs
+from garrison.ops.jobs import OpsJobs
 from garrison.outbox.delivery import Delivery, new_worker_id
+from garrison.outbox.mail import MailConsumer
 from garrison.outbox.registry import Registry, registry
+from garrison.privacy import retention as privacy_retention
 from garrison.settings import Settings
+from garrison.store.wake import Waiter
+from garrison.webhooks.delivery import WebhookDelivery
 
-__all__ = ["Job", "Worker", "new_worker_id", "standard_jobs"]
+__all__ = ["Job", "Task", "Worker", "new_worker_id", "standard_jobs", "standard_tasks"]
 
 log = get_logger("garrison.worker")
 
@@ -42,14 +54,63 @@ class Job:
     every: float | None = None
 
 
+@dataclass(frozen=True)
+class Task:
+    """A long-running supervised piece of background work: ``run(stop)`` works until
+    ``stop`` is set, then returns. ``Worker.run`` starts every task when it starts and
+    waits for them (cancels them, if the worker itself is cancelled) when it stops. For
+    work that cannot be cut into periodic ``Job`` runs: the backup schedule holds a
+    per-host lock and supervises the log archiver's child process."""
+
+    name: str
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def standard_tasks(settings: Settings) -> list[Task]:
+    """The supervised tasks every worker runs: one line per domain task."""
+    return [
+        Task("backup.schedule", lambda stop: run_backup_jobs(settings, stop)),
+    ]
+
+
 def standard_jobs(db: Database, settings: Settings) -> list[Job]:
     """The jobs every worker runs besides sealing and delivery: one line per domain job."""
 
     async def audit_purge() -> object:
         return await retention.purge(db, settings=settings)
 
+    ops = OpsJobs(db, settings)
+    status = settings.status
+
+    async def privacy_retention_apply() -> object:
+        return await privacy_retention.apply(db, settings)
+
+    async def oauth_purge() -> object:
+        return await oauth_retention.purge(db)
+
+    async def files_sweep() -> object:
+        storage = open_storage(settings)
+        try:
+            return await files_jobs.sweep(db, storage, settings)
+        finally:
+            await storage.close()
+
+    async def files_repair() -> object:
+        return await files_jobs.repair_replica(settings)
+
     return [
         Job("audit.purge", audit_purge, every=settings.audit.purge_interval_seconds),
+        Job("status.sample", ops.sample, every=status.sample_interval_seconds),
+        Job("status.announce", ops.announce, every=status.maintenance_poll_seconds),
+        Job("alerts.evaluate", ops.evaluate, every=status.alerts.interval_seconds),
+        Job(
+            "privacy.retention",
+            privacy_retention_apply,
+            every=settings.audit.purge_interval_seconds,
+        ),
+        Job("auth.oauth.purge", oauth_purge, every=settings.audit.purge_interval_seconds),
+        Job("files.sweep", files_sweep, every=settings.files.sweep_interval_seconds),
+        Job("files.repair", files_repair, every=settings.files.repair_interval_seconds),
     ]
 
 
@@ -62,13 +123,22 @@ class Worker:
         handlers: Registry = registry,
         worker_id: str | None = None,
         jobs: Sequence[Job] | None = None,
+        tasks: Sequence[Task] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.config = settings.worker
+        self.handlers = handlers
+        # Built-in consumers: queued mail, file deletions, and webhooks (their own delivery loop).
+        MailConsumer(settings).install(handlers)
+        files_jobs.FileCleanup.from_settings(settings).install(handlers)
+        self.webhooks = WebhookDelivery(db, settings) if settings.webhooks.enabled else None
+        if self.webhooks is not None:
+            self.webhooks.install(handlers)
         self.delivery = Delivery(db, settings.worker, handlers=handlers, worker_id=worker_id)
         self.id = self.delivery.id
         self.jobs = list(standard_jobs(db, settings) if jobs is None else jobs)
+        self.tasks = list(standard_tasks(settings) if tasks is None else tasks)
         self._due = dict.fromkeys((job.name for job in self.jobs if job.every), time.monotonic())
 
     @property
@@ -76,7 +146,12 @@ class Worker:
         return self.delivery.delivering
 
     async def seal(self) -> int:
-        return await seal_pending(self.db, batch_size=self.settings.audit.seal_batch_size)
+        sealed = await seal_pending(
+            self.db, batch_size=self.settings.audit.seal_batch_size, registry=self.handlers
+        )
+        if sealed and self.webhooks is not None:
+            self.webhooks.wake()
+        return sealed
 
     async def run_once(self) -> int:
         """One pass of the per-pass jobs: seal new audit entries (which writes their
@@ -103,6 +178,39 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; a batch in progress is finished first."""
         log.info("worker.started", worker=self.id, batch_size=self.config.batch_size)
+        waiter = Waiter(self.settings.redis_url, self.settings.redis_prefix)
+        webhooks = None
+        if self.webhooks is not None:
+            webhooks = asyncio.create_task(self.webhooks.run(stop), name="garrison-webhooks")
+        supervised = [
+            asyncio.create_task(task.run(stop), name=f"garrison-{task.name}") for task in self.tasks
+        ]
+        try:
+            await self._loop(stop, waiter)
+        finally:
+            await waiter.close()
+            if webhooks is not None:
+                stop.set()
+                await webhooks
+            # ``stop`` is set: the tasks finish on their own; wait for them. Cancelled without
+            # ``stop`` (or cancelled again while waiting): the tasks are cancelled too.
+            if not stop.is_set():
+                for running in supervised:
+                    running.cancel()
+            for name, outcome in zip(
+                (task.name for task in self.tasks),
+                await asyncio.gather(*supervised, return_exceptions=True),
+                strict=True,
+            ):
+                if isinstance(outcome, Exception):
+                    log.error(
+                        "worker.task_failed",
+                        task=name,
+                        error=f"{type(outcome).__name__}: {outcome}"[:300],
+                    )
+        log.info("worker.stopped", worker=self.id)
+
+    async def _loop(self, stop: asyncio.Event, waiter: Waiter) -> None:
         busy = False
         while not stop.is_set():
             try:
@@ -117,12 +225,8 @@ class Worker:
                     log.info("outbox.drained", worker=self.id, remaining=remaining)
             except Exception as exc:  # a database outage must not kill the loop
                 log.error("worker.error", worker=self.id, error=f"{type(exc).__name__}: {exc}")
-            try:
-                async with asyncio.timeout(self.config.poll_interval):
-                    await stop.wait()
-            except TimeoutError:
-                pass
-        log.info("worker.stopped", worker=self.id)
+            # Woken at once when an event commits (in this process, or through Redis).
+            await waiter.wait(stop, self.config.poll_interval)
 
     async def shutdown(
         self, stop: asyncio.Event, task: asyncio.Task[None], *, grace: float = 1.0

@@ -14,6 +14,9 @@ revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
+# expand/contract: True for a contract step, with safe_after = "<first release not using
+# what it removes>" (garrison.ops.deploy.migrations)
+destructive = False
 
 
 def upgrade() -> None:

@@ -17,6 +17,7 @@ revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+destructive = False  # expand only (see garrison.ops.deploy.migrations)
 
 
 def upgrade() -> None:

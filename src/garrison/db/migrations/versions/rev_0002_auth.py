@@ -17,6 +17,7 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+destructive = False  # expand only (see garrison.ops.deploy.migrations)
 
 
 def _ts(nullable: bool = False) -> sa.types.TypeEngine[datetime]:

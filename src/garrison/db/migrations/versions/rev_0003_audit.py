@@ -16,6 +16,7 @@ revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
+destructive = False  # expand only (see garrison.ops.deploy.migrations)
 
 GENESIS_HASH = "0" * 64
 

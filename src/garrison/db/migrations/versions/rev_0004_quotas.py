@@ -14,6 +14,7 @@ revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
+destructive = False  # expand only (see garrison.ops.deploy.migrations)
 
 
 def upgrade() -> None:

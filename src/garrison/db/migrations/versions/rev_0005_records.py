@@ -16,6 +16,7 @@ revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
+destructive = False  # expand only (see garrison.ops.deploy.migrations)
 
 
 def upgrade() -> None:

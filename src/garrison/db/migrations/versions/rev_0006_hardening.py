@@ -17,6 +17,9 @@ revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
+# expand only: two new tables, three columns widened (TEXT to MEDIUMTEXT); a release
+# before 0006 reads and writes them unchanged (see garrison.ops.deploy.migrations)
+destructive = False
 
 _WIDENED = (("audit_entries", "changes"), ("audit_entries", "data"), ("outbox_messages", "payload"))
 _NULLABLE = {"changes": True, "data": True, "payload": False}

@@ -1,0 +1,1 @@
+"""Alert rules the worker evaluates on Garrison's own metrics, and error tracking."""
