@@ -13,7 +13,7 @@ from garrison.db import Database
 from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.authkit import AuthApp, auth_app, bearer
-from tests.helpers import drop_all_collections
+from tests.helpers import assert_problem, drop_all_collections
 
 POSTS: dict[str, Any] = {
     "name": "posts",
@@ -183,3 +183,30 @@ async def test_schema_changes_over_http(api: AuthApp, posts: None, admin: dict[s
     reverted = await api.client.post(f"{changes}/{history[1]['id']}/revert", headers=admin)
     assert reverted.status_code == 200
     assert [f["name"] for f in reverted.json()["fields"]][-1] == "score"
+
+
+@pytest.mark.parametrize(
+    ("change", "missing"),
+    [
+        ({"kind": "add_field"}, "field"),
+        ({"kind": "drop_field"}, "name"),
+        ({"kind": "rename_field", "old": "title"}, "new"),
+        ({"kind": "add_index"}, "index"),
+        ({"kind": "set_rules"}, "rules"),
+        ({"kind": "set_rules", "rules": {}, "field": {"name": "a", "type": "text"}}, "field"),
+        ({"kind": "rewrite_everything"}, "kind"),
+    ],
+)
+async def test_a_schema_change_missing_its_part_names_it(
+    api: AuthApp, posts: None, admin: dict[str, str], change: dict[str, object], missing: str
+) -> None:
+    """Each kind of change needs its own part (and takes no other): without it the change is
+    a 422 naming what is missing, and the schema stays at its version."""
+    response = await api.client.post(
+        "/api/v1/collections/posts/changes", json=change, headers=admin
+    )
+    errors = assert_problem(response, 422)["errors"]
+    assert isinstance(errors, list)
+    assert any(missing in str(error) for error in errors), errors
+    current = await api.client.get("/api/v1/collections/posts", headers=admin)
+    assert current.json()["version"] == 1

@@ -14,10 +14,16 @@ from garrison.records.cache import CollectionCache
 from garrison.records.ddl import SchemaChange
 from garrison.records.deps import AdminDep
 from garrison.records.schemas import (
+    AddField,
+    AddIndex,
     CollectionList,
     CollectionOut,
+    DropField,
+    DropIndex,
+    RenameField,
     SchemaChangeIn,
     SchemaChangeOut,
+    SetRules,
     collection_out,
 )
 from garrison.runtime import runtime_of
@@ -61,38 +67,29 @@ async def get_collection(name: str, db: DatabaseDep, admin: AdminDep) -> Collect
 
 
 def _change(name: str, body: SchemaChangeIn, current: Any) -> SchemaChange:
-    missing = ValidationFailed(
-        f"{body.kind} needs more fields", errors=[{"pointer": "#", "detail": "incomplete change"}]
-    )
-    match body.kind:
-        case "add_field":
-            if body.field is None:
-                raise missing
+    match body:
+        case AddField():
             return SchemaChange("add_field", field=body.field)
-        case "drop_field":
-            field = current.spec.field(body.name or "")
+        case DropField():
+            field = current.spec.field(body.name)
             if field is None:
                 raise ValidationFailed(
                     "no such field",
                     errors=[{"pointer": "#/name", "detail": f"not a field of {name}"}],
                 )
             return SchemaChange("drop_field", field=field)
-        case "rename_field":
-            if not body.old or not body.new or current.spec.field(body.old) is None:
+        case RenameField():
+            if current.spec.field(body.old) is None:
                 raise ValidationFailed(
                     "rename needs an existing 'old' and a new name",
                     errors=[{"pointer": "#/old", "detail": "must name an existing field"}],
                 )
             return SchemaChange("rename_field", old=body.old, new=body.new)
-        case "add_index" | "drop_index":
-            if body.index is None:
-                raise missing
+        case AddIndex() | DropIndex():
             return SchemaChange(body.kind, index=body.index)
-        case "set_rules":
-            if body.rules is None:
-                raise missing
+        case SetRules():
             return SchemaChange("set_rules", rules=body.rules, old_rules=current.spec.rules)
-    raise AssertionError(body.kind)  # pragma: no cover
+    raise AssertionError(body)  # pragma: no cover
 
 
 @router.post("/{name}/changes", response_model=CollectionOut, summary="Change the schema")

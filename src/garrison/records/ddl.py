@@ -26,15 +26,12 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from garrison.db.types import UtcDateTime
-from garrison.records.kinds import EXTERNAL_TARGETS, kind_of
+from garrison.records.kinds import kind_of
 from garrison.records.spec import CollectionSpec, FieldSpec, IndexSpec, Rules, table_name
 from garrison.records.types import AsciiId
 
 MAX_IDENTIFIER = 64
 ON_DELETE = {"cascade": "CASCADE", "set_null": "SET NULL", "restrict": "RESTRICT"}
-# Relation targets that are not collections: name → (table, id column). The column type
-# of such a relation matches the target's id exactly (MySQL refuses a foreign key across
-# character sets).
 
 
 def identifier(prefix: str, table: str, columns: list[str]) -> str:
@@ -49,15 +46,11 @@ def column_type(field: FieldSpec) -> TypeEngine[Any]:
     return kind_of(field).column_type(field)
 
 
-def relation_target(field: FieldSpec) -> tuple[str, str]:
-    assert field.collection is not None
-    return EXTERNAL_TARGETS.get(field.collection, (table_name(field.collection), "id"))
-
-
 def field_column(field: FieldSpec, table: str) -> Column[Any]:
     args: list[Any] = []
-    if field.type == "relation":
-        target, column = relation_target(field)
+    references = kind_of(field).references(field)
+    if references is not None:
+        target, column = references
         args.append(
             ForeignKey(
                 f"{target}.{column}",
@@ -73,7 +66,7 @@ def field_column(field: FieldSpec, table: str) -> Column[Any]:
 def field_index(field: FieldSpec, table: str) -> Index | None:
     if field.unique:
         return Index(identifier("uq", table, [field.name]), field.name, unique=True)
-    if field.indexed or field.type == "relation":
+    if field.indexed or kind_of(field).references(field) is not None:
         return Index(identifier("ix", table, [field.name]), field.name)
     return None
 
@@ -87,8 +80,9 @@ def build_table(spec: CollectionSpec, metadata: MetaData | None = None) -> Table
     metadata = metadata or MetaData()
     name = table_name(spec.name)
     for field in spec.fields:
-        if field.type == "relation":
-            target, column = relation_target(field)
+        references = kind_of(field).references(field)
+        if references is not None:
+            target, column = references
             # A stub so the foreign key can resolve (not for a relation to this very table).
             if target != name and target not in metadata.tables:
                 Table(target, metadata, Column(column, column_type(field), primary_key=True))

@@ -56,6 +56,13 @@ MAX_TEXT_INDEXABLE = 768  # characters: 4 bytes x 768 = InnoDB's 3072-byte key l
 # of such a relation matches the target's id exactly (MySQL refuses a foreign key across
 # character sets).
 EXTERNAL_TARGETS: dict[str, tuple[str, str]] = {"users": ("auth_users", "id")}
+
+
+def table_name(collection: str) -> str:
+    """The table holding a collection's records."""
+    return f"c_{collection}"
+
+
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
@@ -79,6 +86,11 @@ class FieldKind:
 
     def column_type(self, field: FieldSpec) -> TypeEngine[Any]:
         raise NotImplementedError
+
+    def references(self, field: FieldSpec) -> tuple[str, str] | None:
+        """(table, column) the field's foreign key points at; None for no foreign key. A
+        referencing column is always indexed (MySQL needs one for the key)."""
+        return None
 
     def convert(self, value: Any, field: FieldSpec) -> Any:
         """The stored value for ``value``, or ``InvalidValue`` saying what is wrong."""
@@ -179,6 +191,10 @@ class RelationKind(FieldKind):
 
     def column_type(self, field: FieldSpec) -> TypeEngine[Any]:
         return String(36) if field.collection in EXTERNAL_TARGETS else AsciiId()
+
+    def references(self, field: FieldSpec) -> tuple[str, str]:
+        assert field.collection is not None
+        return EXTERNAL_TARGETS.get(field.collection, (table_name(field.collection), "id"))
 
     def convert(self, value: Any, field: FieldSpec) -> str:
         if not isinstance(value, str) or not is_uuid(value):

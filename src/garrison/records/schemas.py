@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,19 +21,53 @@ class CollectionList(BaseModel):
     items: list[CollectionOut]
 
 
-class SchemaChangeIn(BaseModel):
-    """One change: ``add_field`` (field), ``drop_field`` (name), ``rename_field`` (old, new),
-    ``add_index`` / ``drop_index`` (index), ``set_rules`` (rules)."""
-
+class _Change(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["add_field", "drop_field", "rename_field", "add_index", "drop_index", "set_rules"]
-    field: FieldSpec | None = None
-    name: str | None = Field(default=None, description="the field to drop")
-    old: str | None = None
-    new: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,47}$")
-    index: IndexSpec | None = None
-    rules: Rules | None = None
+
+class AddField(_Change):
+    """Add a field (its column, and for a relation its foreign key)."""
+
+    kind: Literal["add_field"]
+    field: FieldSpec
+
+
+class DropField(_Change):
+    """Drop a field and its data (``?confirm=true``)."""
+
+    kind: Literal["drop_field"]
+    name: str = Field(description="the field to drop")
+
+
+class RenameField(_Change):
+    kind: Literal["rename_field"]
+    old: str = Field(description="the field's current name")
+    new: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
+
+
+class AddIndex(_Change):
+    kind: Literal["add_index"]
+    index: IndexSpec
+
+
+class DropIndex(_Change):
+    kind: Literal["drop_index"]
+    index: IndexSpec
+
+
+class SetRules(_Change):
+    """Replace the access rules (no DDL)."""
+
+    kind: Literal["set_rules"]
+    rules: Rules
+
+
+# One change, told apart by ``kind``: each kind names the fields it needs, so a missing one
+# is a 422 naming it, in the request's validation like any other field.
+SchemaChangeIn = Annotated[
+    AddField | DropField | RenameField | AddIndex | DropIndex | SetRules,
+    Field(discriminator="kind"),
+]
 
 
 class SchemaChangeOut(BaseModel):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from garrison.records.filters import FilterError, parse
 from garrison.records.kinds import KIND_OPTIONS, KINDS, MAX_FILES, FieldType, kind_of
+from garrison.records.kinds import table_name as table_name  # where callers find it
 from garrison.records.values import MAX_JSON_DEPTH, InvalidValue, check_json
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
@@ -191,10 +192,6 @@ class CollectionSpec(BaseModel):
 
     def field(self, name: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.name == name), None)
-
-
-def table_name(collection: str) -> str:
-    return f"c_{collection}"
 
 
 def is_valid_name(name: str) -> bool:
