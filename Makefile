@@ -6,21 +6,21 @@ BIN    := $(VENV)/bin
 # most of its time is spent waiting on real servers, not on the two cores.
 TEST_WORKERS ?= 4
 
-.PHONY: run test lint typecheck format security bench clean
+.PHONY: run test lint typecheck format security bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.dev-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+$(VENV)/.bench-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	touch $@
 
 ## Start Garrison on the embedded default (SQLite in ./var) at http://localhost:3000
@@ -54,6 +54,12 @@ bench: $(VENV)/.bench-installed
 		{ apt-get update -qq && apt-get install -y -qq wrk; } || \
 		{ echo "make bench needs wrk: apt-get install -y wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.suite $(BENCH_ARGS)
+
+## Re-pin constraints.txt to the newest releases the project's ranges allow (then run make test)
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade -e '.[dev]'
+	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -82,8 +82,14 @@ async def wait_for(check: Any, timeout: float = 20) -> Any:
     return result
 
 
-def dump(settings: Settings) -> str:
-    """The whole database as SQL text, the way a backup taken now would hold it."""
+async def dump(settings: Settings) -> str:
+    """The whole database as SQL text, the way a backup taken now would hold it. Off the
+    event loop: the app under test shares it, and a transaction of its that is open when
+    the dump starts must be able to finish."""
+    return await asyncio.to_thread(_dump, settings)
+
+
+def _dump(settings: Settings) -> str:
     url = make_url(settings.db_url)
     if url.get_backend_name() == "sqlite":
         with sqlite3.connect(str(url.database)) as conn:
@@ -92,6 +98,7 @@ def dump(settings: Settings) -> str:
     args += [
         "-u",
         url.username or "root",
+        "--single-transaction",
         "--skip-extended-insert",
         "--hex-blob",
         str(url.database),
@@ -232,7 +239,7 @@ async def test_erasure_dry_run_then_erase_leaves_no_trace(world: World, tmp_path
     settings = kit.settings
     db = kit.runtime.db
     await seal_pending(db, batch_size=500)
-    before = dump(settings)
+    before = await dump(settings)
     assert world.email in before  # the check below could fail: the data was there
     assert world.name in before
 
@@ -303,7 +310,7 @@ async def test_erasure_dry_run_then_erase_leaves_no_trace(world: World, tmp_path
         report_ok = await verify_chain(session, checkpoint_key=retention.signing_key(settings))
     assert report_ok.ok, report_ok.broken
     assert report_ok.checked > 10
-    after = dump(settings)
+    after = await dump(settings)
     assert world.email not in after
     assert world.name not in after
     assert world.email.split("@")[0] not in after
