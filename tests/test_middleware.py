@@ -19,12 +19,13 @@ from garrison.db import Database
 from garrison.errors import NotFound
 from garrison.gateway.access_log import AccessLogMiddleware
 from garrison.gateway.body_limit import BodyLimitMiddleware
-from garrison.gateway.client_ip import ClientIpMiddleware
+from garrison.gateway.client_ip import ClientAddress, ClientIpMiddleware
 from garrison.gateway.content_type import ContentTypeMiddleware
 from garrison.gateway.errors import ErrorsMiddleware
+from garrison.gateway.pipeline import GatewayMiddleware
 from garrison.gateway.rate_limit import RateLimitMiddleware, RateLimitStats
 from garrison.gateway.request_id import RequestIdMiddleware
-from garrison.gateway.security_headers import SecurityHeadersMiddleware
+from garrison.gateway.security_headers import SecurityHeaders, SecurityHeadersMiddleware
 from garrison.log import configure_logging
 from garrison.runtime import Runtime, attach
 from garrison.settings import RateLimitSettings
@@ -74,6 +75,9 @@ def client(app: ASGIApp, peer: str = "203.0.113.9") -> httpx.AsyncClient:
         lambda app: BodyLimitMiddleware(app, max_bytes=10),
         lambda app: ClientIpMiddleware(app, trusted_proxies=["127.0.0.1"]),
         lambda app: ContentTypeMiddleware(app, allowed=["application/json"]),
+        lambda app: GatewayMiddleware(
+            app, address=ClientAddress(), security=SecurityHeaders(), metrics=False
+        ),
     ],
 )
 async def test_non_http_scopes_pass_straight_through(wrap: Callable[[ASGIApp], ASGIApp]) -> None:
@@ -246,3 +250,52 @@ async def test_rate_limit_refuses_with_429_and_headers(tmp_path: Path) -> None:
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.headers["ratelimit-policy"] == '"default";q=1;w=60'
     assert (stats.allowed, stats.denied) == (2, 2)
+
+
+async def test_the_gateway_layer_does_what_the_separate_layers_did(tmp_path: Path) -> None:
+    """One layer: the request id (kept or replaced, echoed once), the client through a
+    trusted proxy, the security headers over the app's own, one access-log line."""
+    stream = io.StringIO()
+    settings = make_settings(tmp_path)
+    settings.log.format = "json"
+    configure_logging(settings, stream=stream)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/own":
+            headers = {"X-Request-ID": "forged-by-app", "Server": "x", "Cache-Control": "max-age=5"}
+            await Response(status_code=204, headers=headers)(scope, receive, send)
+            return
+        await echo(scope, receive, send)
+
+    gateway = GatewayMiddleware(
+        app,
+        address=ClientAddress(["127.0.0.1"]),
+        security=SecurityHeaders(hsts=True),
+        metrics=False,
+    )
+    async with client(gateway, peer="127.0.0.1") as http:
+        kept = await http.get(
+            "/echo",
+            headers={"X-Request-ID": "abcdefgh-1234", "X-Forwarded-For": "198.51.100.7"},
+        )
+        own = await http.get("/own", headers={"X-Request-ID": "bad id!"})
+    assert kept.status_code == 200
+    assert kept.headers["x-request-id"] == "abcdefgh-1234"
+    assert kept.json()["request_id"] == "abcdefgh-1234"
+    assert kept.json()["client_ip"] == "198.51.100.7"
+    assert kept.json()["context_ip"] == "198.51.100.7"
+    assert kept.headers["cache-control"] == "no-store"
+    assert kept.headers["content-security-policy"].startswith("default-src 'none'")
+    assert kept.headers["strict-transport-security"].startswith("max-age=")
+    assert own.headers.get_list("x-request-id") != ["forged-by-app"]
+    assert len(own.headers.get_list("x-request-id")) == 1
+    assert own.headers["x-request-id"] != "bad id!"
+    assert own.headers["cache-control"] == "max-age=5"  # the app chose its caching
+    assert "server" not in own.headers
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    access = [line for line in lines if line.get("event") == "http.request"]
+    assert [line["status"] for line in access] == [200, 204]
+    assert access[0]["request_id"] == "abcdefgh-1234"
+    assert access[0]["client_ip"] == "198.51.100.7"
+    assert access[1]["request_id"] == own.headers["x-request-id"]
+    assert current_context().ip is None  # the request context was reset

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from garrison.app import create_app
-from garrison.gateway.metrics import MetricsMiddleware
+from garrison.gateway.pipeline import GatewayMiddleware
 from garrison.log import configure_logging
 from garrison.settings import ConfigError
 from garrison.settings import checks as settings_checks
@@ -145,7 +145,7 @@ async def test_tracing_is_off_by_default(tmp_path: Path) -> None:
     app = create_app(settings)
     kinds = [m.cls.__name__ for m in app.user_middleware]  # type: ignore[attr-defined]
     assert "TracingMiddleware" not in kinds
-    assert MetricsMiddleware.__name__ in kinds
+    assert GatewayMiddleware.__name__ in kinds
     async with start(app) as running:
         headers = {"traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"}
         assert (await running.client.get("/api/health/live", headers=headers)).status_code == 200

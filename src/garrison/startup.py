@@ -30,6 +30,7 @@ from garrison.runtime import Runtime
 from garrison.settings import Settings
 from garrison.store import wake
 from garrison.store.factory import open_cache, open_pubsub, open_rate_limiter, open_store
+from garrison.store.notices import NoticeBus
 from garrison.store.redis import RedisStore
 from garrison.worker import Worker
 
@@ -62,11 +63,16 @@ async def open_runtime(
         runtime = Runtime(settings, db, store, cache, rate_limiter)
         for component in components:
             runtime.add(component)
+        notices = NoticeBus(open_pubsub(settings))  # the domains' caches register on it
+        await notices.start()
+        stack.push_async_callback(notices.stop)
+        runtime.add(notices)
         collections = CollectionCache(bus=schema_bus(store))
         collections.start()
         stack.push_async_callback(collections.stop)
         runtime.add(collections)
-        runtime.add(QuotaLookup(db=db, cache=cache, ttl=settings.rate_limit.quota_cache_seconds))
+        quota_ttl = settings.rate_limit.quota_cache_seconds
+        runtime.add(QuotaLookup(db=db, cache=cache, ttl=quota_ttl, notices=notices))
         health = HealthService(
             db=db,
             store=store if settings.redis_url or settings.redis_sentinels else None,
@@ -89,7 +95,7 @@ async def open_runtime(
             stack.push_async_callback(asyncio.to_thread, tracer.shutdown)
         # After the instrumentation: the auth runtime reads the database in the background
         # (keys, the deny list), and every connection it checks out must be counted.
-        auth = AuthRuntime(settings, db, store)
+        auth = AuthRuntime(settings, db, store, notices=notices)
         await auth.start()
         stack.push_async_callback(auth.stop)
         runtime.add(auth)

@@ -23,6 +23,7 @@ from garrison.auth.oauth import clients as oauth_clients
 from garrison.auth.opaque import API_KEY_PREFIX
 from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
+from garrison.auth.state import UserState
 from garrison.db.fastread import AnySelect
 from garrison.db.retry import transact, with_retry
 
@@ -54,23 +55,47 @@ def _user_state() -> AnySelect:
     )
 
 
-async def _user_principal(runtime: AuthRuntime, claims: tokens.AccessClaims) -> Principal:
+async def _load_user_state(runtime: AuthRuntime, user_id: str) -> UserState | None:
     # On the hot-path reader: one round trip, no ORM session (see db.fastread).
     # Right after a login or a change the user's row may not be on a replica yet.
     async def read() -> list[dict[str, Any]]:
-        reader = await runtime.db.reader_for(f"user:{claims.sub}")  # picked each attempt
-        return await reader.all_by_shape("auth.user_state", _user_state, {"user_id": claims.sub})
+        reader = await runtime.db.reader_for(f"user:{user_id}")  # picked each attempt
+        return await reader.all_by_shape("auth.user_state", _user_state, {"user_id": user_id})
 
     rows = await with_retry(read, deadline=runtime.db.settings.retry_deadline)
-    if not rows or rows[0]["status"] != "active":
-        raise InvalidToken("the access token's user is not active")
-    if claims.generation != rows[0]["token_generation"]:
-        raise InvalidToken("the access token has been revoked")
-    roles = sorted(row["name"] for row in rows if row["name"] is not None)
+    if not rows:
+        return None
     permissions: set[str] = set()
     for row in rows:
         permissions.update(row["permissions"] or ())
-    held = frozenset(permissions)
+    return UserState(
+        status=rows[0]["status"],
+        generation=rows[0]["token_generation"],
+        roles=tuple(sorted(row["name"] for row in rows if row["name"] is not None)),
+        permissions=frozenset(permissions),
+    )
+
+
+async def user_state(runtime: AuthRuntime, user_id: str) -> UserState | None:
+    """The user's current authorisation state: this process's copy when it may answer
+    (see ``auth.state``), else the database's."""
+    cache = runtime.user_states
+    hit, state = cache.get(user_id)
+    if hit:
+        return state
+    epoch = cache.epoch
+    state = await _load_user_state(runtime, user_id)
+    cache.put(user_id, state, epoch=epoch)
+    return state
+
+
+async def _user_principal(runtime: AuthRuntime, claims: tokens.AccessClaims) -> Principal:
+    state = await user_state(runtime, claims.sub)
+    if state is None or state.status != "active":
+        raise InvalidToken("the access token's user is not active")
+    if claims.generation != state.generation:
+        raise InvalidToken("the access token has been revoked")
+    held = state.permissions
     if claims.is_delegated:  # an OAuth client's token: what the user holds and granted it
         held = rbac.narrow(held, claims.scope)
     return Principal(
@@ -78,7 +103,7 @@ async def _user_principal(runtime: AuthRuntime, claims: tokens.AccessClaims) -> 
         id=claims.sub,
         user_id=claims.sub,
         permissions=held,
-        roles=tuple(roles),
+        roles=state.roles,
         token_id=claims.jti,
         token_expires=claims.exp,
     )
@@ -98,10 +123,15 @@ async def _service_principal(session: AsyncSession, claims: tokens.AccessClaims)
     )
 
 
-async def _jwt(runtime: AuthRuntime, token: str, verified: tokens.AccessClaims | None) -> Principal:
+async def _jwt(
+    runtime: AuthRuntime,
+    token: str,
+    verified: tokens.AccessClaims | None,
+    in_store: bool | None,
+) -> Principal:
     claims = verified or await tokens.verify(token, runtime.keyring, runtime.settings)
     # The deny list answers without the store when it is down (see auth.denylist).
-    if await runtime.deny_list.is_denied(claims.jti):
+    if await runtime.deny_list.is_denied(claims.jti, in_store=in_store if verified else None):
         raise InvalidToken("the access token has been revoked")
     if claims.is_delegated:  # an OAuth client's token stops when the client is disabled
         async with runtime.db.read_session() as session:
@@ -141,10 +171,13 @@ async def authenticate(
     headers: dict[str, str],
     *,
     verified: tuple[str, tokens.AccessClaims] | None = None,
+    denied_in_store: bool | None = None,
 ) -> Principal | None:
     """The principal behind ``headers`` (from ``gateway.credentials``). ``verified`` is the
     (token, claims) the rate limiter's identification already checked for this request:
-    the signature is not verified twice; every current-state check still runs."""
+    the signature is not verified twice; every current-state check still runs.
+    ``denied_in_store`` is the store's deny-list answer for that token, when the rate
+    limiter's round trip brought one."""
     found = credential(headers)
     if found is None:
         return None
@@ -152,4 +185,4 @@ async def authenticate(
     if kind == "api_key":
         return await _api_key(runtime, value)
     claims = verified[1] if verified is not None and verified[0] == value else None
-    return await _jwt(runtime, value, claims)
+    return await _jwt(runtime, value, claims, denied_in_store)

@@ -22,6 +22,7 @@ from garrison.auth.principal import Principal
 from garrison.auth.runtime import AuthRuntime
 from garrison.context import state
 from garrison.gateway.credentials import credential_headers
+from garrison.gateway.rate_limit import PROBED
 from garrison.runtime import runtime_of
 
 
@@ -43,7 +44,12 @@ async def optional_principal(request: Request) -> Principal | None:
         cached: Principal | None = values["principal"]
         return cached
     headers = credential_headers(request.scope)  # 400 when a credential header repeats
-    principal = await authenticate(auth_of(request), headers, verified=values.get(CLAIMS_KEY))
+    principal = await authenticate(
+        auth_of(request),
+        headers,
+        verified=values.get(CLAIMS_KEY),
+        denied_in_store=values.get(PROBED),
+    )
     values["principal"] = principal
     if principal is not None:
         values["user_id"] = principal.user_id or principal.id

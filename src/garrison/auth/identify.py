@@ -6,19 +6,22 @@ or ``key:<id>``, or None when there is no credential or it does not check out. J
 verified with the keys already in memory (no database, no network); API keys are looked up
 by hash with a short in-process cache. It never raises: a broken credential is None here,
 and the endpoint answers it with 401 later. A verified access token's claims are left in
-the request state, so authentication does not verify the same token again.
+the request state, so authentication does not verify the same token again, and so is the
+token's deny-list key, which the rate limiter asks the store about in its own round trip.
 """
 
 from __future__ import annotations
 
 from garrison.auth import apikeys, tokens
 from garrison.auth.authenticate import credential
+from garrison.auth.denylist import deny_key
 from garrison.auth.errors import InvalidToken
 from garrison.auth.opaque import digest
 from garrison.auth.principal import principal_key_of
 from garrison.auth.runtime import AuthRuntime
 from garrison.context import state
 from garrison.gateway.credentials import DuplicateCredential, credential_headers
+from garrison.gateway.rate_limit import PROBE
 from garrison.log import get_logger
 from garrison.runtime import find_runtime
 from garrison.types import Scope
@@ -52,6 +55,7 @@ async def principal_key(scope: Scope) -> str | None:
             values = state(scope)
             values[ROLES_KEY] = claims.roles
             values[CLAIMS_KEY] = (value, claims)  # authentication reuses this verification
+            values[PROBE] = deny_key(claims.jti)  # the deny list, in the limiter's round trip
             if claims.is_service:
                 return principal_key_of("service", claims.client_id)
             return principal_key_of("user", claims.sub)

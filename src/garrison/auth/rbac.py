@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.auth.clock import utcnow
 from garrison.auth.models import Role, User, UserRole
+from garrison.auth.state import roles_changed, user_changed
 from garrison.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from garrison.events import Actor, Event, emit
 
@@ -123,6 +124,7 @@ async def update_role(
     before = list(role.permissions)
     if permissions is not None:
         role.permissions = check_permissions(permissions, "#/permissions")
+        roles_changed(session)
     if description is not None:
         role.description = description
     await session.flush()
@@ -144,6 +146,7 @@ async def delete_role(session: AsyncSession, *, name: str, actor: Actor) -> None
     if role.builtin:
         raise Forbidden("built-in roles cannot be deleted")
     await session.execute(delete(UserRole).where(UserRole.role_name == name))
+    roles_changed(session)
     await session.delete(role)
     await emit(
         session, Event(action="auth.role.deleted", actor=actor, target_type="role", target_id=name)
@@ -183,6 +186,7 @@ async def set_user_roles(
             )
     before, _ = await permissions_of(session, user_id=user_id)
     await session.execute(delete(UserRole).where(UserRole.user_id == user_id))
+    user_changed(session, user_id)
     for name in wanted:
         session.add(UserRole(user_id=user_id, role_name=name))
     await session.flush()

@@ -18,11 +18,13 @@ from garrison.auth.keys import KeyRing, Sealer
 from garrison.auth.lockout import Lockout
 from garrison.auth.oauth.oidc import ProviderClient
 from garrison.auth.passwords import Hasher
+from garrison.auth.state import UserStateCache
 from garrison.db.engine import Database
 from garrison.log import get_logger
 from garrison.mail import Mailer, open_mailer
 from garrison.settings import Settings
 from garrison.store.base import KeyValueStore
+from garrison.store.notices import NoticeBus
 
 log = get_logger("garrison.auth")
 
@@ -47,7 +49,14 @@ class ApiKeyCache:
 
 
 class AuthRuntime:
-    def __init__(self, settings: Settings, db: Database, store: KeyValueStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        store: KeyValueStore,
+        *,
+        notices: NoticeBus | None = None,
+    ) -> None:
         assert settings.secret_key is not None
         self.settings = settings
         self.db = db
@@ -56,8 +65,10 @@ class AuthRuntime:
         self.keyring = KeyRing(db, Sealer(settings.secret_key.get_secret_value()))
         self.lockout = Lockout(store, settings.auth, db=db)
         self.deny_list = DenyList(
-            db, store, refresh_seconds=settings.auth.deny_list_refresh_seconds
+            db, store, refresh_seconds=settings.auth.deny_list_refresh_seconds, notices=notices
         )
+        # A user's status and roles, per process (see auth.state); without a bus, none.
+        self.user_states = UserStateCache(notices, ttl=settings.auth.state_cache_seconds)
         self.api_keys = ApiKeyCache(ttl=settings.auth.api_key_cache_seconds)
         self.mailer: Mailer = open_mailer(settings)
         self.providers = ProviderClient(settings.auth)  # identity providers, outbound

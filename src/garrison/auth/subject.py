@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.auth import rbac
 from garrison.auth.models import ApiKey, OneTimeToken, RefreshToken, User
+from garrison.auth.state import user_changed
 from garrison.auth.users import get_user
 
 
@@ -94,6 +95,7 @@ async def remove_user(session: AsyncSession, *, user_id: str) -> dict[str, int]:
             )
         ),
     }
+    user_changed(session, user.id)
     await session.delete(user)  # role grants go with it (ON DELETE CASCADE)
     await session.flush()
     return counts

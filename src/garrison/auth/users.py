@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from garrison.auth import rbac, refresh
 from garrison.auth.clock import utcnow
 from garrison.auth.models import Role, User, UserRole
+from garrison.auth.state import user_changed
 from garrison.errors import Conflict, NotFound, ValidationFailed
 from garrison.events import Actor, Event, emit
 
@@ -122,6 +123,7 @@ async def revoke_sessions(
         .values(token_generation=User.token_generation + 1, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    user_changed(session, user_id)
     revoked = await refresh.revoke_user(session, user_id=user_id)
     await emit(
         session,
@@ -142,6 +144,7 @@ async def set_status(session: AsyncSession, *, user_id: str, status: str, actor:
     if before != status:
         user.status = status
         user.updated_at = utcnow()
+        user_changed(session, user_id)
         await session.flush()
         if status != "active":
             await rbac.ensure_an_admin_remains(session)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
 
@@ -11,6 +10,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from garrison.log import configure_logging
 from garrison.settings import ConfigError, Settings, load_settings
+from garrison.store import notices
+from garrison.store.factory import open_pubsub
 
 T = TypeVar("T")
 
@@ -31,13 +32,16 @@ def settings_or_exit(*, configure_logs: bool = True) -> Settings:
         fail(str(exc), EXIT_CONFIG)
     if configure_logs:
         configure_logging(settings)
+    # A command that changes what the servers keep in memory (a role, a user's status)
+    # tells them through change notices, like the API does.
+    notices.configure_commands(lambda: open_pubsub(settings) if settings.redis_url else None)
     return settings
 
 
 def run_db(coro: Coroutine[Any, Any, T]) -> T:
     """Run a database coroutine; an unreachable database is one clear line, exit 1."""
     try:
-        return asyncio.run(coro)
+        return notices.run_with_notices(coro)
     except (OperationalError, InterfaceError, OSError) as exc:
         fail(f"cannot reach the database (GARRISON_DATABASE_URL): {_reason(exc)}")
     except DBAPIError as exc:

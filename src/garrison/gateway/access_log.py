@@ -10,11 +10,31 @@ from __future__ import annotations
 import time
 
 from garrison.context import StatusCapture, route_template, state
-from garrison.log import get_logger
+from garrison.log import get_logger, info_line
 from garrison.types import ASGIApp, Receive, Scope, Send
 
 log = get_logger("garrison.access")
 _UNMATCHED_PATH_CHARS = 120
+
+
+def write_line(scope: Scope, status: int, started: float) -> None:
+    """The request's line (``started``: ``time.perf_counter()`` when it arrived)."""
+    values = state(scope)
+    route = route_template(scope)
+    info_line(
+        log,
+        "http.request",
+        {
+            "method": scope["method"],
+            "route": route or "<unmatched>",
+            "path": None if route else scope["path"][:_UNMATCHED_PATH_CHARS],
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "client_ip": values.get("client_ip"),
+            "user_id": values.get("user_id"),
+            "request_id": values.get("request_id"),
+        },
+    )
 
 
 class AccessLogMiddleware:
@@ -30,15 +50,4 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            values = state(scope)
-            route = route_template(scope)
-            log.info(
-                "http.request",
-                method=scope["method"],
-                route=route or "<unmatched>",
-                path=None if route else scope["path"][:_UNMATCHED_PATH_CHARS],
-                status=capture.status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                client_ip=values.get("client_ip"),
-                user_id=values.get("user_id"),
-            )
+            write_line(scope, capture.status, started)

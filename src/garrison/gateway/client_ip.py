@@ -37,18 +37,18 @@ def is_loopback(value: str | None) -> bool:
     return bool(address and address.is_loopback)
 
 
-class ClientIpMiddleware:
-    def __init__(self, app: ASGIApp, *, trusted_proxies: Iterable[str] = ()) -> None:
-        self.app = app
+class ClientAddress:
+    """Resolves a request's client address through the trusted proxies."""
+
+    def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
         self.trusted = parse_networks(trusted_proxies)
 
     def _trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
         return address is not None and any(address in net for net in self.trusted)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def resolve(self, scope: Scope) -> object:
+        """Rewrite ``scope`` for the client, leave the addresses in the request state and set
+        the request context; returns the token for ``reset_context``."""
         peer = scope.get("client")
         peer_host = peer[0] if peer else None
         client = peer_host
@@ -71,13 +71,25 @@ class ClientIpMiddleware:
         if client is not None:
             scope["client"] = (client, peer[1] if peer else 0)
         agent = header(scope, b"user-agent")
-        token = set_context(
+        return set_context(
             RequestContext(
                 request_id=request_id(scope),
                 ip=client,
                 user_agent=agent.decode("latin-1")[:512] if agent else None,
             )
         )
+
+
+class ClientIpMiddleware:
+    def __init__(self, app: ASGIApp, *, trusted_proxies: Iterable[str] = ()) -> None:
+        self.app = app
+        self.address = ClientAddress(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = self.address.resolve(scope)
         try:
             await self.app(scope, receive, send)
         finally:

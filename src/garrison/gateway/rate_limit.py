@@ -38,6 +38,11 @@ Roles = Callable[[Scope], Awaitable[Sequence[str]]]
 # (scope, principal, roles) -> the admin quota replacing the default policy, or None
 QuotaLookup = Callable[[Scope, str, Sequence[str]], Awaitable[Rate | None]]
 _WARN_EVERY = 5.0  # seconds between two "store unavailable" log lines
+# A later layer's question for the shared store, asked in the limiter's round trip: the
+# identify function may leave a store key under PROBE; the answer (whether the key exists,
+# True/False) is left under PROBED when the shared store gave one.
+PROBE = "ratelimit_probe"
+PROBED = "ratelimit_probed"
 
 
 def _count_ratelimit(decision: str, policy: str) -> None:
@@ -157,7 +162,10 @@ class RateLimitMiddleware:
         try:
             if runtime is None:
                 raise RuntimeError("no rate limiter (lifespan not started)")
-            decision = await runtime.rate_limiter.hit(key, rate)
+            values = state(scope)
+            decision = await runtime.rate_limiter.hit(key, rate, probe=values.get(PROBE))
+            if decision.probed is not None:
+                values[PROBED] = decision.probed
         except Exception as exc:  # any failure of the store: the configured mode, never a 500
             fallback = await self._unavailable(scope, receive, send, policy, key, exc)
             if fallback is None:

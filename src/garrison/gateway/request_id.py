@@ -14,6 +14,14 @@ HEADER = b"x-request-id"
 _SANE = re.compile(rb"^[A-Za-z0-9._:@+=/-]{8,128}$")
 
 
+def request_id_for(scope: Scope) -> str:
+    """A sane incoming ``X-Request-ID``, else a new one; left in the request state."""
+    incoming = header(scope, HEADER)
+    value = incoming.decode() if incoming and _SANE.match(incoming) else uuid.uuid4().hex
+    state(scope)["request_id"] = value
+    return value
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -22,9 +30,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = header(scope, HEADER)
-        value = incoming.decode() if incoming and _SANE.match(incoming) else uuid.uuid4().hex
-        state(scope)["request_id"] = value
+        value = request_id_for(scope)
         encoded = value.encode()
 
         async def send_with_id(message: Message) -> None:

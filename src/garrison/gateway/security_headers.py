@@ -10,6 +10,7 @@ its own (the OAuth consent page names where its form may redirect) as long as it
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from garrison.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,10 +39,11 @@ _STATIC = [
 _OWNED = {name for name, _ in _STATIC} | {b"content-security-policy", b"server"}
 
 
-class SecurityHeadersMiddleware:
+class SecurityHeaders:
+    """Which policy a path gets, and a response's headers rewritten to carry them."""
+
     def __init__(
         self,
-        app: ASGIApp,
         *,
         hsts: bool = False,
         hsts_max_age: int = 31_536_000,
@@ -50,7 +52,6 @@ class SecurityHeadersMiddleware:
         page_paths: frozenset[str] = frozenset(),
         sandboxed: re.Pattern[str] | None = None,
     ) -> None:
-        self.app = app
         self.docs_paths = docs_paths
         self.page_prefixes = page_prefixes  # server-rendered pages: PAGE_CSP
         self.page_paths = page_paths  # the same, matched exactly
@@ -60,41 +61,62 @@ class SecurityHeadersMiddleware:
             value = f"max-age={hsts_max_age}; includeSubDomains".encode()
             self.extra.append((b"strict-transport-security", value))
 
+    def policy_for(self, path: str) -> bytes:
+        if path.startswith(self.docs_paths):
+            return DOCS_CSP
+        if path in self.page_paths or (self.page_prefixes and path.startswith(self.page_prefixes)):
+            return PAGE_CSP
+        if self.sandboxed is not None and self.sandboxed.match(path):
+            return SANDBOX_CSP
+        return API_CSP
+
+    def rewrite(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        csp: bytes,
+        *,
+        drop: frozenset[bytes] = frozenset(),
+    ) -> list[tuple[bytes, bytes]]:
+        """``headers`` without the ones this layer owns (and ``drop``), plus its own."""
+        policy = csp
+        if csp is PAGE_CSP:  # a page may bring its own policy if it keeps framing denied
+            policy = next(
+                (
+                    v
+                    for k, v in headers
+                    if k.lower() == b"content-security-policy" and b"frame-ancestors 'none'" in v
+                ),
+                csp,
+            )
+        kept: list[tuple[bytes, bytes]] = []
+        cached = False
+        for key, value in headers:
+            lowered = key.lower()
+            if lowered in _OWNED or lowered in drop:
+                continue
+            cached = cached or lowered == b"cache-control"
+            kept.append((key, value))
+        if not cached:
+            kept.append((b"cache-control", b"no-store"))
+        kept.extend(self.extra)
+        kept.append((b"content-security-policy", policy))
+        return kept
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        self.app = app
+        self.headers = SecurityHeaders(**options)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        if path.startswith(self.docs_paths):
-            csp = DOCS_CSP
-        elif path in self.page_paths or (
-            self.page_prefixes and path.startswith(self.page_prefixes)
-        ):
-            csp = PAGE_CSP
-        elif self.sandboxed is not None and self.sandboxed.match(path):
-            csp = SANDBOX_CSP
-        else:
-            csp = API_CSP
+        csp = self.headers.policy_for(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                policy = csp
-                if csp is PAGE_CSP:
-                    policy = next(
-                        (
-                            v
-                            for k, v in message.get("headers", [])
-                            if k.lower() == b"content-security-policy"
-                            and b"frame-ancestors 'none'" in v
-                        ),
-                        csp,
-                    )
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OWNED]
-                if not any(k.lower() == b"cache-control" for k, _ in headers):
-                    headers.append((b"cache-control", b"no-store"))
-                headers.extend(self.extra)
-                headers.append((b"content-security-policy", policy))
-                message["headers"] = headers
+                message["headers"] = self.headers.rewrite(list(message.get("headers", [])), csp)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

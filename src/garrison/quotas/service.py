@@ -1,13 +1,18 @@
 """Admin-set rate-limit quotas, and the cached lookup the rate-limit layer asks per request.
 
 An API key's own quota wins; otherwise the most generous quota among the caller's roles;
-otherwise the environment default applies. The lookup reads the whole (small) table once per
-``quota_cache_seconds`` through the cache, and every change invalidates the cache's
-``quotas`` namespace once it has committed.
+otherwise the environment default applies. The lookup keeps the whole (small) table in each
+process's memory: every change marks its transaction with a change notice
+(``garrison.store.notices``), so once it commits this process drops its copy at once and the
+others when the notice arrives; the copy is also re-read every ``quota_cache_seconds``.
+While the notice bus is down the table comes through the shared cache instead, whose
+``quotas`` namespace every change invalidates once it has committed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,9 +30,11 @@ from garrison.quotas.errors import QuotaNotFound
 from garrison.quotas.models import RateLimitQuota
 from garrison.quotas.schemas import SubjectType
 from garrison.store.cache import Cache
+from garrison.store.notices import NoticeBus, mark
 from garrison.store.ratelimit import Rate
 
 CACHE_NAMESPACE = "quotas"
+TOPIC = "quotas"
 log = get_logger("garrison.quotas")
 
 
@@ -79,6 +86,7 @@ async def set_quota(
                 await session.flush()
         except IntegrityError:  # created by a concurrent request since we looked
             raise Conflict(f"the quota for {subject_type} {subject!r} changed; retry") from None
+        mark(session, TOPIC)
         await events.emit(
             session,
             Event(
@@ -98,6 +106,7 @@ async def set_quota(
     quota.burst = burst
     quota.updated_at = now
     await session.flush()
+    mark(session, TOPIC)
     await events.emit(
         session,
         Event(
@@ -117,6 +126,7 @@ async def delete_quota(
 ) -> None:
     quota = await get_quota(session, subject_type=subject_type, subject=subject)
     await session.execute(delete(RateLimitQuota).where(RateLimitQuota.id == quota.id))
+    mark(session, TOPIC)
     await events.emit(
         session,
         Event(
@@ -138,10 +148,22 @@ class QuotaLookup:
     A failure (database or cache) is logged and answered with None: the default policy
     still applies, the request is never refused because the lookup broke."""
 
-    def __init__(self, *, db: Database, cache: Cache, ttl: float) -> None:
+    def __init__(
+        self, *, db: Database, cache: Cache, ttl: float, notices: NoticeBus | None = None
+    ) -> None:
         self.db = db
         self.cache = cache
         self.ttl = ttl
+        self.notices = notices
+        self._copy: tuple[float, dict[str, list[int | None]]] | None = None
+        self._epoch = 0  # moves with every notice: a load begun before one is not kept
+        self._flight: asyncio.Future[dict[str, list[int | None]]] | None = None
+        if notices is not None:
+            notices.on(TOPIC, lambda _key: self._drop(), self._drop)
+
+    def _drop(self) -> None:
+        self._epoch += 1
+        self._copy = None
 
     async def _load(self) -> dict[str, list[int | None]]:
         async with self.db.read_session() as session:
@@ -151,7 +173,25 @@ class QuotaLookup:
     async def table(self) -> dict[str, list[int | None]]:
         if self.ttl <= 0:
             return await self._load()
-        return await self.cache.get_or_load(CACHE_NAMESPACE, "all", self._load, ttl=self.ttl)
+        if self.notices is None or not self.notices.live:
+            return await self.cache.get_or_load(CACHE_NAMESPACE, "all", self._load, ttl=self.ttl)
+        copy = self._copy
+        if copy is not None and time.monotonic() - copy[0] < self.ttl:
+            return copy[1]
+        if self._flight is None:  # one load per process, however many requests wait
+            self._flight = asyncio.ensure_future(self._load_copy())
+        flight = self._flight
+        return await asyncio.shield(flight)
+
+    async def _load_copy(self) -> dict[str, list[int | None]]:
+        epoch = self._epoch
+        try:
+            table = await self._load()
+        finally:
+            self._flight = None
+        if epoch == self._epoch:
+            self._copy = (time.monotonic(), table)
+        return table
 
     async def __call__(self, principal: str, roles: Sequence[str]) -> Rate | None:
         api_key = principal.removeprefix("key:") if principal.startswith("key:") else None
@@ -170,6 +210,8 @@ class QuotaLookup:
         return max(candidates, key=lambda rate: (rate.limit, rate.burst))
 
     async def invalidate(self) -> None:
+        """After a change has committed: this process's copy and the shared cache."""
+        self._drop()
         await invalidate_cache(self.cache)
 
 

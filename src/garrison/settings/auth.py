@@ -24,6 +24,13 @@ class AuthSettings(BaseModel):
         default=600, ge=0, description="seconds a new signing key is published before it signs"
     )
     api_key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    state_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="the longest a process keeps a user's status and roles (0: no copy); "
+        "changes reach every process at once through change notices",
+    )
     lockout_threshold: int = Field(default=5, ge=1, description="failures before a lockout")
     lockout_base_seconds: float = Field(default=30.0, gt=0)
     lockout_max_seconds: float = Field(default=900.0, gt=0)

@@ -65,9 +65,14 @@ class Decision:
     remaining: int
     reset_after: float
     retry_after: float
+    # Whether the store holds the ``probe`` key the caller asked about in the same round
+    # trip (None: not asked, or this limiter has no shared store to ask).
+    probed: bool | None = None
 
 
-def decide(rate: Rate, *, allowed: bool, ahead: float, retry_after: float) -> Decision:
+def decide(
+    rate: Rate, *, allowed: bool, ahead: float, retry_after: float, probed: bool | None = None
+) -> Decision:
     """Build a decision from ``ahead``: how far the stored TAT is ahead of now (seconds)."""
     remaining = max(0, math.floor((rate.tolerance - ahead) / rate.interval + 1e-9))
     return Decision(
@@ -76,6 +81,7 @@ def decide(rate: Rate, *, allowed: bool, ahead: float, retry_after: float) -> De
         remaining=remaining,
         reset_after=max(0.0, ahead),
         retry_after=max(0.0, retry_after),
+        probed=probed,
     )
 
 
@@ -83,9 +89,13 @@ def decide(rate: Rate, *, allowed: bool, ahead: float, retry_after: float) -> De
 class RateLimiter(Protocol):
     name: str
 
-    async def hit(self, key: str, rate: Rate, *, cost: int = 1) -> Decision:
+    async def hit(
+        self, key: str, rate: Rate, *, cost: int = 1, probe: str | None = None
+    ) -> Decision:
         """Spend ``cost`` requests from ``key``'s bucket if they fit; raises
-        ``StoreUnavailable`` when the backing service does not answer."""
+        ``StoreUnavailable`` when the backing service does not answer. ``probe``: a key of
+        the shared key-value store whose presence the same round trip reports
+        (``Decision.probed``), so a request's other question to the store costs nothing."""
         ...
 
     async def reset(self, key: str) -> None: ...
@@ -118,7 +128,9 @@ class MemoryRateLimiter:
             for key in list(self._tat)[: max(1, self._max_keys // 10)]:
                 del self._tat[key]
 
-    async def hit(self, key: str, rate: Rate, *, cost: int = 1) -> Decision:
+    async def hit(
+        self, key: str, rate: Rate, *, cost: int = 1, probe: str | None = None
+    ) -> Decision:
         now = self._clock()
         tat = max(self._tat.get(key, now), now)
         new_tat = tat + rate.interval * cost
@@ -139,12 +151,17 @@ class MemoryRateLimiter:
         self._tat.clear()
 
 
-# KEYS[1] bucket; ARGV: interval (us), tolerance (us), cost.
-# Returns {allowed, ahead_us, retry_after_us}; the key expires when the bucket is full again.
+# KEYS[1] bucket, KEYS[2] (optional) a key whose presence is reported; ARGV: interval (us),
+# tolerance (us), cost. Returns {allowed, ahead_us, retry_after_us, probed (0/1, or -1 when
+# there is no KEYS[2])}; the bucket's key expires when the bucket is full again.
 _GCRA_SCRIPT = """
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local probed = -1
+if KEYS[2] then
+  probed = redis.call('EXISTS', KEYS[2])
+end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local tat = tonumber(redis.call('GET', KEYS[1]))
@@ -154,11 +171,11 @@ end
 local new_tat = tat + interval * cost
 local allow_at = new_tat - tolerance
 if now < allow_at then
-  return {0, tat - now, allow_at - now}
+  return {0, tat - now, allow_at - now, probed}
 end
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX',
            math.max(1, math.ceil((new_tat - now) / 1000)))
-return {1, new_tat - now, 0}
+return {1, new_tat - now, 0, probed}
 """
 
 
@@ -181,6 +198,7 @@ class RedisRateLimiter:
         owns_client: bool = False,
     ) -> None:
         self.client = client
+        self.store_prefix = prefix  # the key-value store's keys (``probe``)
         self.prefix = prefix + "rl:"
         self.retry_interval = retry_interval
         self._owns_client = owns_client
@@ -194,17 +212,28 @@ class RedisRateLimiter:
         client = blocking_client(url, timeout=timeout, max_connections=50)
         return cls(client, prefix=prefix, owns_client=True)
 
-    async def hit(self, key: str, rate: Rate, *, cost: int = 1) -> Decision:
+    async def hit(
+        self, key: str, rate: Rate, *, cost: int = 1, probe: str | None = None
+    ) -> Decision:
         if time.monotonic() < self._down_until:
             raise StoreUnavailable("redis marked down")
         args = [round(rate.interval * _US), round(rate.tolerance * _US), cost]
+        keys = [self.prefix + key]
+        if probe is not None:
+            keys.append(self.store_prefix + probe)
         try:
-            allowed, ahead, retry = await self._script(keys=[self.prefix + key], args=args)
+            allowed, ahead, retry, probed = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             if not _pool_exhausted(exc):  # a busy pool is load, not an outage
                 self._down_until = time.monotonic() + self.retry_interval
             raise StoreUnavailable(type(exc).__name__) from exc
-        return decide(rate, allowed=bool(allowed), ahead=ahead / _US, retry_after=retry / _US)
+        return decide(
+            rate,
+            allowed=bool(allowed),
+            ahead=ahead / _US,
+            retry_after=retry / _US,
+            probed=None if probed < 0 else bool(probed),
+        )
 
     async def reset(self, key: str) -> None:
         try:
