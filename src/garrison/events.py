@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from garrison.context import RequestContext, current_context
 from garrison.db.engine import Database
 from garrison.db.retry import transact
-from garrison.log import get_logger, redact_secrets
+from garrison.log import get_logger, info_line, redact_secrets
 
 ActorKind = Literal["user", "api_key", "service", "system", "anonymous"]
 Outcome = Literal["success", "denied", "failed"]
@@ -89,9 +89,10 @@ def _log(event: Event) -> None:
             "outcome": event.outcome,
             "ip": event.context.ip,
             "event_id": event.id,
+            "request_id": event.context.request_id,
         },
     )
-    log.info("event", **fields)
+    info_line(log, "event", dict(fields))  # every write logs one: the fast path when JSON
 
 
 Recorder = Callable[[AsyncSession, "Event"], Awaitable[None]]
