@@ -140,6 +140,10 @@ def _limited_env(env: dict[str, str]) -> dict[str, str]:
         "GARRISON_AUTH__LOCKOUT_BASE_SECONDS": "600",
         "GARRISON_AUTH__LOCKOUT_IP_THRESHOLD": "100000",
         "GARRISON_AUTH__DENY_LIST_REFRESH_SECONDS": "0.5",
+        # A killed Redis refuses at once; a slow answer is not what this test is about. On
+        # a machine whose cores are busy, a login burst's Redis replies can take longer than
+        # the 0.5 s default and would fail the sensitive routes closed (503) as an outage.
+        "GARRISON_REDIS_TIMEOUT": "5",
     }
 
 

@@ -125,8 +125,10 @@ async def test_a_cancelled_caller_does_not_cancel_the_others(cache: Cache) -> No
     source = Source()
     source.gate.clear()
     first = asyncio.ensure_future(cache.get_or_load("cold", "k", source.load))
+    while source.reads == 0:  # the first caller's load has started: it waits on it
+        await asyncio.sleep(0)
     second = asyncio.ensure_future(cache.get_or_load("cold", "k", source.load))
-    while source.reads == 0:
+    while cache.stats.misses < 2:  # the second has missed too: it joins the same load
         await asyncio.sleep(0)
     first.cancel()
     source.gate.set()
