@@ -95,10 +95,14 @@ async def test_redis_checked_when_configured(tmp_path: Path, redis_url: str) -> 
 
 
 async def test_hung_redis_is_a_warning_not_a_hang(tmp_path: Path, silent_port: int) -> None:
-    # The budget bounds the hung Redis check; it must also cover the SQLite check on a
-    # machine whose cores are busy (0.3 s did not, beside stress-ng).
+    # The budget bounds the hung Redis check (the store's own timeout is set beyond it);
+    # it must also cover the SQLite check on a busy machine (0.3 s did not, beside
+    # stress-ng).
     settings = make_settings(
-        tmp_path, redis_url=f"redis://127.0.0.1:{silent_port}/0", health={"check_timeout": 2.0}
+        tmp_path,
+        redis_url=f"redis://127.0.0.1:{silent_port}/0",
+        redis_timeout=5.0,
+        health={"check_timeout": 2.0},
     )
     await migrated(settings)
     response = await asyncio.wait_for(_get(settings, "/api/health"), timeout=10)
