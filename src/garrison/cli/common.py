@@ -34,7 +34,7 @@ def settings_or_exit(*, configure_logs: bool = True) -> Settings:
         configure_logging(settings)
     # A command that changes what the servers keep in memory (a role, a user's status)
     # tells them through change notices, like the API does.
-    notices.configure_commands(lambda: open_pubsub(settings) if settings.redis_url else None)
+    notices.configure_commands(lambda: open_pubsub(settings))  # none without Redis
     return settings
 
 
