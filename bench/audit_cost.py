@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison import events
+from garrison.audit import install_keyring
 from garrison.db import Database, migrate, transact
 from garrison.events import Actor, Event
 from garrison.log import configure_logging
@@ -148,6 +149,7 @@ async def main() -> None:
                     data_dir=Path(tmp),
                     database_url=f"sqlite+aiosqlite:///{path}",
                 )
+                install_keyring(settings)
                 print(await measure(settings, args.writes, args.rounds, concurrency), flush=True)
             if args.backend in ("mariadb", "both"):
                 name = f"garrison_bench_{uuid.uuid4().hex[:10]}"
@@ -158,6 +160,7 @@ async def main() -> None:
                         data_dir=Path(tmp),
                         database_url=f"{MYSQL_SERVER}/{name}?charset=utf8mb4",
                     )
+                    install_keyring(settings)
                     line = await measure(settings, args.writes, args.rounds, concurrency)
                     print(line, flush=True)
                 finally:

@@ -30,6 +30,7 @@ from typing import Any
 import asyncmy
 from sqlalchemy.engine import make_url
 
+from garrison.audit import install_keyring
 from garrison.db import Database, migrate
 from garrison.events import Actor
 from garrison.records import registry
@@ -111,6 +112,7 @@ async def prepare(rows: int, data_dir: Path) -> tuple[str, list[str]]:
     await admin_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     url = f"{SERVER_URL}/{name}?charset=utf8mb4"
     settings = load_settings(_env_file=None, data_dir=data_dir, database_url=url)
+    install_keyring(settings)
     await migrate.upgrade(settings.db_url, settings.db)
     db = Database(settings.db_url, settings.db)
     try:

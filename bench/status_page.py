@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.metrics_overhead import start_server
+from garrison.audit import install_keyring
 from garrison.db import Database, migrate
 from garrison.db.migrate import head_revisions
 from garrison.ops.alerts import evaluator
@@ -77,6 +78,7 @@ def throughput(seconds: int, rounds: int, connections: int) -> tuple[float, floa
 async def job_costs(calls: int) -> tuple[float, float, float]:
     scratch = Path(tempfile.mkdtemp(prefix="garrison-status-jobs-"))
     settings = load_settings(_env_file=None, data_dir=scratch, worker={"in_process": False})
+    install_keyring(settings)
     await migrate.upgrade(settings.db_url, settings.db)
     db = Database(settings.db_url, settings.db)
     health = HealthService(

@@ -35,6 +35,7 @@ from tests import services
 from tests.webhook_receiver import Receiver
 
 from garrison import events
+from garrison.audit import install_keyring
 from garrison.audit.sealer import seal_pending
 from garrison.crypto import keyring_for
 from garrison.db import Database, migrate
@@ -52,13 +53,15 @@ REDIS_URL = os.environ.get("GARRISON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 
 
 def settings_in(directory: Path, **webhooks: Any) -> Settings:
-    return load_settings(
+    settings = load_settings(
         _env_file=None,
         data_dir=directory,
         log={"level": "warning", "format": "json"},
         worker={"in_process": False, "poll_interval": 1.0},
         webhooks={"poll_interval": 1.0, **webhooks},
     )
+    install_keyring(settings)
+    return settings
 
 
 async def add_endpoint(db: Database, settings: Settings, url: str) -> str:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import Connection, MetaData, inspect, text
 
 from garrison.app import create_app
-from garrison.audit import install_recorder
+from garrison.audit import install_keyring, install_recorder
 from garrison.db import Database, migrate
 from garrison.log import configure_logging
 from garrison.settings import Settings, load_settings
@@ -67,7 +67,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     # "fail". Tests of the budget itself set their own.
     values["health"] = {"check_timeout": 5.0}
     values.update(overrides)
-    return load_settings(**values)
+    settings = load_settings(**values)
+    install_keyring(settings)  # as the app and the CLI do with theirs
+    return settings
 
 
 @pytest.fixture

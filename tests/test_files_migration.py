@@ -26,7 +26,6 @@ async def test_the_files_migration_steps_down_and_up(
 ) -> None:
     settings = make_settings(tmp_path, database_url=fresh_database_url)
     await migrate.upgrade(settings.db_url, settings.db)
-    assert migrate.head_revisions() == frozenset({"0016"})
     assert await _has_files_table(fresh_database_url, tmp_path)
     await migrate.downgrade(settings.db_url, settings.db, "0015")
     assert not await _has_files_table(fresh_database_url, tmp_path)

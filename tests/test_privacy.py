@@ -356,3 +356,93 @@ async def test_policy_input_is_checked(world: World) -> None:
     assert (
         await client.put("/api/v1/privacy/policies/nope", json={}, headers=admin)
     ).status_code == 404
+
+
+async def test_records_naming_a_user_are_exported_and_unlinked_by_erasure(kit: AuthApp) -> None:
+    """Records of others that name the user in a relation field to ``users`` are in their
+    export (``related/``); erasing them applies each field's on_delete, and a ``restrict``
+    field that still names them refuses the erasure until it no longer does."""
+    client = kit.client
+    admin = bearer(await kit.token(role="admin"))
+    anyone = {"create": "@auth.id != null", "view": "@auth.id != null", "list": "@auth.id != null"}
+    for name, field, on_delete in (
+        ("tasks", "assignee", "set_null"),
+        ("reviews", "reviewer", "cascade"),
+        ("contracts", "signer", "restrict"),
+    ):
+        spec = {
+            "name": name,
+            "fields": [
+                {"name": "title", "type": "text"},
+                {"name": field, "type": "relation", "collection": "users", "on_delete": on_delete},
+            ],
+            "rules": anyone | {"delete": "@auth.id != null"},
+        }
+        made = await client.post("/api/v1/collections", json=spec, headers=admin)
+        assert made.status_code == 201, made.text
+    email = f"carol.{uuid.uuid4().hex[:8]}@example.com"
+    carol = bearer((await kit.login(await kit.user(email=email)))["access_token"])
+    carol_id = (await client.get("/api/v1/auth/me", headers=carol)).json()["id"]
+    ids: dict[str, str] = {}
+    for name, field in (("tasks", "assignee"), ("reviews", "reviewer"), ("contracts", "signer")):
+        made = await client.post(
+            f"/api/v1/collections/{name}/records",
+            json={"title": f"{name} for carol", field: carol_id},
+            headers=admin,  # someone else's record that names carol
+        )
+        assert made.status_code == 201, made.text
+        ids[name] = made.json()["id"]
+
+    started = await client.post("/api/v1/auth/me/export", headers=carol)
+    assert started.status_code == 202, started.text
+
+    async def done() -> dict[str, Any] | None:
+        url = f"/api/v1/privacy/exports/{started.json()['id']}"
+        body: dict[str, Any] = (await client.get(url, headers=carol)).json()
+        return body if body["status"] == "done" else None
+
+    archive = zipfile.ZipFile(
+        io.BytesIO((await client.get((await wait_for(done))["download_url"])).content)
+    )
+    for name in ("tasks", "reviews", "contracts"):
+        related = orjson.loads(archive.read(f"related/{name}.json"))
+        assert [r["id"] for r in related] == [ids[name]]
+    assert not any(n.startswith("records/") for n in archive.namelist())  # she owns none
+
+    preview = await client.post(
+        "/api/v1/privacy/erasures", json={"user_id": carol_id, "dry_run": True}, headers=admin
+    )
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["related"] == {
+        "tasks": {"assignee": {"records": 1, "on_delete": "set_null"}},
+        "reviews": {"reviewer": {"records": 1, "on_delete": "cascade"}},
+        "contracts": {"signer": {"records": 1, "on_delete": "restrict"}},
+    }
+    assert preview.json()["blocked"] == ["contracts.signer"]
+    refused = await client.post(
+        "/api/v1/privacy/erasures", json={"user_id": carol_id}, headers=admin
+    )
+    assert refused.status_code == 409
+    assert "contracts.signer" in refused.json()["detail"]
+    assert (await client.get("/api/v1/auth/me", headers=carol)).status_code == 200  # unchanged
+    for name in ("tasks", "reviews"):
+        kept = await client.get(f"/api/v1/collections/{name}/records/{ids[name]}", headers=admin)
+        assert kept.status_code == 200
+
+    gone = await client.delete(
+        f"/api/v1/collections/contracts/records/{ids['contracts']}", headers=admin
+    )
+    assert gone.status_code == 204, gone.text
+    erased = await client.post(
+        "/api/v1/privacy/erasures", json={"user_id": carol_id}, headers=admin
+    )
+    assert erased.status_code == 201, erased.text
+    assert erased.json()["related"]["tasks"]["assignee"]["done"] == 1
+    task = await client.get(f"/api/v1/collections/tasks/records/{ids['tasks']}", headers=admin)
+    assert task.status_code == 200
+    assert task.json()["assignee"] is None
+    review = await client.get(
+        f"/api/v1/collections/reviews/records/{ids['reviews']}", headers=admin
+    )
+    assert review.status_code == 404
+    assert (await client.get("/api/v1/auth/me", headers=carol)).status_code == 401

@@ -1,20 +1,23 @@
 """Per-subject keys and sealed audit entries (SQLite and MariaDB): sealing round trip, a key
-made in a rolled-back transaction is never used again, erasure leaves the chain verifying."""
+made in a rolled-back transaction is never used again, erasure leaves the chain verifying,
+keys are stored wrapped with the installation's keyring."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
-from garrison import events
-from garrison.audit import personal, retention
+from garrison import events, rewrap
+from garrison.audit import install_keyring, personal, retention
 from garrison.audit import subject_keys as keys
-from garrison.audit.models import AuditEntry
+from garrison.audit.models import AuditEntry, SubjectKey
 from garrison.audit.sealer import seal_pending
 from garrison.audit.verify import verify_chain
+from garrison.crypto import DecryptionFailed, keyring_for
 from garrison.db.engine import Database
 from garrison.events import Actor, Event
 from garrison.settings import Settings
@@ -102,3 +105,52 @@ async def test_erasing_the_key_keeps_the_chain(setup: tuple[Database, Settings])
     async with db.read_session() as session:
         broken = await verify_chain(session, checkpoint_key=retention.signing_key(settings))
     assert not broken.ok
+
+
+async def test_keys_are_stored_wrapped_and_bare_ones_get_wrapped(
+    setup: tuple[Database, Settings], tmp_path: Path
+) -> None:
+    """A copy of the database alone opens nothing: each subject key is sealed with the
+    installation's keyring. Keys stored bare (before revision 0017) still open, and
+    ``garrison secrets rotate``'s re-wrap function wraps them."""
+    db, settings = setup
+    keys._cache.clear()
+    async with db.transaction() as session:
+        await events.emit(session, about("u-wrapped", "wrapped-secret"))
+        found = await keys.key_for(session, subject_id="u-wrapped", create=False)
+    assert found is not None
+    key_id, key = found
+    async with db.read_session() as session:
+        stored = await session.scalar(select(SubjectKey.key).where(SubjectKey.id == key_id))
+    assert stored is not None
+    assert stored.startswith("gv1.")
+    assert base64.b64encode(key).decode() not in stored
+
+    # Another installation's secret does not open it.
+    stranger = make_settings(tmp_path / "elsewhere", database_url=settings.db_url)
+    keys._cache.clear()
+    async with db.read_session() as session:
+        with pytest.raises(DecryptionFailed):
+            await keys.keys_by_id(session, {key_id})
+    install_keyring(settings)  # back to this installation's own
+    assert keyring_for(stranger).current_id != keyring_for(settings).current_id
+
+    # A bare key, as revision 0016 stored it: read as it is, then wrapped by rotation.
+    async with db.transaction() as session:
+        await session.execute(
+            update(SubjectKey)
+            .where(SubjectKey.id == key_id)
+            .values(key=base64.b64encode(key).decode())
+        )
+    async with db.read_session() as session:
+        assert await keys.keys_by_id(session, {key_id}) == {key_id: key}
+    assert "audit.subject_key" in rewrap.registered()
+    assert await rewrap.rotate(db, keyring_for(settings), "audit.subject_key") == 1
+    assert await rewrap.rotate(db, keyring_for(settings), "audit.subject_key") == 0
+    async with db.read_session() as session:
+        stored = await session.scalar(select(SubjectKey.key).where(SubjectKey.id == key_id))
+        assert stored is not None
+        assert stored.startswith("gv1.")
+        rows = (await session.execute(select(AuditEntry.__table__))).all()
+        [opened] = await personal.open_rows(session, rows)
+    assert "wrapped-secret" in (opened["changes"] or "")

@@ -185,7 +185,7 @@ def create_app(settings: Settings, *, identify: Identify | None = principal_key)
     """``identify`` names the caller for rate limits (``user:<id>``, ``key:<id>``, …; by
     default the authenticated principal); when it returns None the caller is keyed by its
     client address."""
-    install_recorder()  # every event of this process goes to the audit log
+    install_recorder(settings)  # every event of this process goes to the audit log
     install_attachments(settings)  # record writes reach the files of file fields
     stats = RateLimitStats()
     tracer = create_provider(settings.tracing) if settings.tracing.enabled else None

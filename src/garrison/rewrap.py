@@ -24,7 +24,11 @@ from garrison.db.retry import transact
 Rewrap = Callable[[AsyncSession, Keyring], Awaitable[int]]
 
 # The modules that register a re-wrap function (later users of the crypto module add theirs).
-MODULES = ["garrison.webhooks.service", "garrison.auth.oauth.providers"]
+MODULES = [
+    "garrison.webhooks.service",
+    "garrison.auth.oauth.providers",
+    "garrison.audit.subject_keys",
+]
 _functions: dict[str, Rewrap] = {}
 
 

@@ -87,5 +87,7 @@ class SubjectKey(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     subject_id: Mapped[str] = mapped_column(String(36), unique=True)
-    key: Mapped[str] = mapped_column(String(64))  # base64 of 32 bytes
+    # the 32-byte key sealed with the installation's keyring (``gv1.…``); rows from before
+    # revision 0017 hold its bare base64 until ``garrison secrets rotate`` wraps them
+    key: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

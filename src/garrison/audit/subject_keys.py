@@ -8,6 +8,13 @@ are known to be committed (read back from the table), for ``CACHE_SECONDS``, per
 process that talks to two databases, a restore drill or the test suite, must not seal with
 the other one's key).
 
+The keys themselves are stored wrapped: sealed with the installation's keyring
+(``garrison.crypto``, purpose ``audit.subject_key``, the key id as context), so a copy of the
+database alone (a dump, a stolen backup) opens no audit entry. The composition roots install
+the keyring per database (``install_keyring``, through ``garrison.audit.install_recorder``);
+rows from before revision 0017 hold the bare base64 of their key, are read as they are, and
+are wrapped by ``garrison secrets rotate``.
+
 This module imports nothing of the audit or event layers: ``garrison.audit`` calls it.
 """
 
@@ -22,22 +29,60 @@ from typing import Any
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import URL, Connection, delete, insert, make_url, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from garrison import rewrap
 from garrison.audit.models import SubjectKey
+from garrison.crypto import Keyring
 from garrison.db.types import utcnow
 
 PREFIX = "v1."
+PURPOSE = "audit.subject_key"
+_WRAPPED = "gv1."  # garrison.crypto's ciphertext prefix
 CACHE_SECONDS = 60.0
 _cache: dict[tuple[str, str], tuple[str, bytes, float]] = {}
+_keyrings: dict[str, Keyring] = {}
+_latest: list[Keyring] = []  # the last one installed, for a database that has none
+
+
+class NoKeyring(RuntimeError):
+    """No keyring was installed to wrap subject keys (a composition root's omission)."""
+
+
+def _url(url: URL | str) -> str:
+    return str(make_url(url) if isinstance(url, str) else url)  # the password is hidden
+
+
+def install_keyring(database_url: str, keyring: Keyring) -> None:
+    """Wrap and unwrap the subject keys of ``database_url`` with ``keyring``."""
+    _keyrings[_url(database_url)] = keyring
+    _latest[:] = [keyring]
 
 
 def _database(session: AsyncSession) -> str:
     bind = session.get_bind()
     engine = bind.engine if isinstance(bind, Connection) else bind
-    return str(engine.url)  # the password is hidden
+    return _url(engine.url)
+
+
+def _keyring(session: AsyncSession) -> Keyring:
+    found = _keyrings.get(_database(session)) or (_latest[0] if _latest else None)
+    if found is None:
+        raise NoKeyring("no keyring installed for audit subject keys (install_recorder)")
+    return found
+
+
+def wrap(session: AsyncSession, key_id: str, key: bytes) -> str:
+    return _keyring(session).seal(key, purpose=PURPOSE, context=key_id)
+
+
+def unwrap(session: AsyncSession, key_id: str, stored: str) -> bytes:
+    """The key from its stored form: wrapped, or (before revision 0017) bare base64."""
+    if stored.startswith(_WRAPPED):
+        return _keyring(session).open(stored, purpose=PURPOSE, context=key_id)
+    return base64.b64decode(stored)
 
 
 def _remember(session: AsyncSession, subject_id: str, key_id: str, key: bytes) -> None:
@@ -58,7 +103,7 @@ async def _stored(session: AsyncSession, subject_id: str) -> tuple[str, bytes] |
     ).first()
     if row is None:
         return None
-    return str(row.id), base64.b64decode(row.key)
+    return str(row.id), unwrap(session, str(row.id), row.key)
 
 
 async def key_for(
@@ -84,7 +129,7 @@ async def key_for(
                 insert(SubjectKey).values(
                     id=key_id,
                     subject_id=subject_id,
-                    key=base64.b64encode(key).decode(),
+                    key=wrap(session, key_id, key),
                     created_at=utcnow(),
                 )
             )
@@ -134,4 +179,23 @@ async def keys_by_id(session: AsyncSession, key_ids: set[str]) -> dict[str, byte
     rows = await session.execute(
         select(SubjectKey.id, SubjectKey.key).where(SubjectKey.id.in_(sorted(key_ids)))
     )
-    return {str(row.id): base64.b64decode(row.key) for row in rows}
+    return {str(row.id): unwrap(session, str(row.id), row.key) for row in rows}
+
+
+async def rewrap_keys(session: AsyncSession, keyring: Keyring) -> int:
+    """Wrap bare keys (rows from before revision 0017) and re-wrap keys sealed under an
+    older master key, with ``keyring`` (``garrison secrets rotate``)."""
+    count = 0
+    for row in (await session.scalars(select(SubjectKey))).all():
+        if row.key.startswith(_WRAPPED):
+            if not keyring.needs_rewrap(row.key):
+                continue
+            row.key = keyring.rewrap(row.key, purpose=PURPOSE, context=row.id)
+        else:
+            row.key = keyring.seal(base64.b64decode(row.key), purpose=PURPOSE, context=row.id)
+        count += 1
+    await session.flush()
+    return count
+
+
+rewrap.register(PURPOSE, rewrap_keys)

@@ -8,6 +8,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from garrison.audit import install_keyring
 from garrison.log import configure_logging
 from garrison.settings import ConfigError, Settings, load_settings
 from garrison.store import notices
@@ -32,6 +33,7 @@ def settings_or_exit(*, configure_logs: bool = True) -> Settings:
         fail(str(exc), EXIT_CONFIG)
     if configure_logs:
         configure_logging(settings)
+    install_keyring(settings)  # the audit log's per-person keys are wrapped with it
     # A command that changes what the servers keep in memory (a role, a user's status)
     # tells them through change notices, like the API does.
     notices.configure_commands(lambda: open_pubsub(settings))  # none without Redis

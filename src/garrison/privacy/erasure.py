@@ -4,6 +4,11 @@
    the owner detached) or retained with the policy's legal basis; the files the user
    uploaded to collections that are not retained (and unattached uploads) released, their
    objects deleted by the worker once this commits;
+1b. the records that still name the user in a relation field to ``users``: the field's
+   ``on_delete`` applies, as for deleting any target (``set_null`` clears the link,
+   ``cascade`` deletes the record); a ``restrict`` field that still names them refuses the
+   erasure (409, nothing changed; the dry run lists it under ``blocked``), since the schema
+   says such records must not lose their user: change the field or those records first;
 2. the user, their sessions (refresh tokens), API keys, one-time tokens and role grants
    deleted, so every credential stops at once (an access token's user no longer exists);
 3. their export archives deleted, and their events not yet delivered from the outbox;
@@ -39,11 +44,15 @@ from garrison.records import owned
 
 
 async def plan(session: AsyncSession, *, user_id: str) -> dict[str, Any]:
-    """What erasing ``user_id`` would do, per collection."""
+    """What erasing ``user_id`` would do, per collection: to the records they own, and to
+    the records that name them in a relation field (``related``; ``blocked`` lists the
+    ``restrict`` fields that would refuse the erasure)."""
     if not await auth_subject.user_exists(session, user_id=user_id):
         raise NotFound(f"no user {user_id!r}")
     rules = await policies.policies(session)
     collections: dict[str, Any] = {}
+    related: dict[str, Any] = {}
+    blocked: list[str] = []
     for collection in await owned.collections(session):
         count = await owned.count_owned(session, collection=collection, owner=user_id)
         policy = rules.get(collection.name, policies.DEFAULT).erasure
@@ -53,7 +62,28 @@ async def plan(session: AsyncSession, *, user_id: str) -> dict[str, Any]:
         if policy.action == "retain":
             entry["legal_basis"] = policy.legal_basis
         collections[collection.name] = entry
-    return {"user_id": user_id, "collections": collections}
+        for field in owned.user_relations(collection):
+            # The user's own records in a deleting collection are gone before the links.
+            linked = await owned.count_related(
+                session,
+                collection=collection,
+                field=field.name,
+                user=user_id,
+                skip_owned=policy.action == "delete",
+            )
+            if linked:
+                related.setdefault(collection.name, {})[field.name] = {
+                    "records": linked,
+                    "on_delete": field.on_delete,
+                }
+                if field.on_delete == "restrict":
+                    blocked.append(f"{collection.name}.{field.name}")
+    report: dict[str, Any] = {"user_id": user_id, "collections": collections}
+    if related:
+        report["related"] = related
+    if blocked:
+        report["blocked"] = blocked
+    return report
 
 
 async def _claim(session: AsyncSession, *, user_id: str, actor: Actor) -> PrivacyJob:
@@ -82,6 +112,12 @@ async def erase(
     report = await plan(session, user_id=user_id)
     if dry_run:
         return None, {**report, "dry_run": True}
+    if report.get("blocked"):
+        raise Conflict(
+            "records still name this user in a relation field with on_delete 'restrict': "
+            + ", ".join(report["blocked"])
+            + " (change the field's on_delete, or those records, then erase)"
+        )
     job = await _claim(session, user_id=user_id, actor=actor)
     by_name = {c.name: c for c in await owned.collections(session)}
     rules = await policies.policies(session)
@@ -96,6 +132,13 @@ async def erase(
             )
         else:
             entry["done"] = 0
+    for name, fields in report.get("related", {}).items():
+        collection = by_name[name]
+        for field in owned.user_relations(collection):
+            if field.name in fields:
+                fields[field.name]["done"] = await owned.unlink_related(
+                    session, collection=collection, field=field, user=user_id
+                )
     report["files"] = await files_service.release_of_owner(
         session,
         owner=user_id,
@@ -123,6 +166,10 @@ async def erase(
             data={
                 "subject_id": user_id,
                 "collections": {n: e["done"] for n, e in report["collections"].items()},
+                "related": {
+                    n: {f: e["done"] for f, e in fields.items()}
+                    for n, fields in report.get("related", {}).items()
+                },
             },
         ),
     )

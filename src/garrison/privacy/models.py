@@ -42,3 +42,7 @@ class PrivacyJob(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # An export's runner holds the job until ``lease_until`` and renews it as it goes; each
+    # claim bumps ``attempts``, which fences the writes of a runner that lost its claim.
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

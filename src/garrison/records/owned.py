@@ -1,8 +1,9 @@
 """The records service's view by owner, for the privacy domain: a person's records across
-collections (export), anonymizing or deleting them (erasure), and deleting records past a
-retention age. These bypass the collections' access rules on purpose: they run for the
-platform (an admin's erasure, the worker), and are audited by the privacy domain as one
-event each, without re-recording the data they remove."""
+collections (export), anonymizing or deleting them (erasure), the records of others that
+name them in a relation field to ``users`` (export, and what erasure does to those links),
+and deleting records past a retention age. These bypass the collections' access rules on
+purpose: they run for the platform (an admin's erasure, the worker), and are audited by the
+privacy domain as one event each, without re-recording the data they remove."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.errors import ValidationFailed
 from garrison.records.registry import Collection, list_collections
+from garrison.records.spec import FieldSpec
 from garrison.records.validation import output
 
 TIME_FIELDS = ("created_at", "updated_at")
@@ -36,6 +38,52 @@ async def count_owned(session: AsyncSession, *, collection: Collection, owner: s
     table = collection.table
     query = select(func.count()).select_from(table).where(table.c.owner == owner)
     return int(await session.scalar(query) or 0)
+
+
+def user_relations(collection: Collection) -> list[FieldSpec]:
+    """The collection's relation fields whose target is a user."""
+    return [f for f in collection.spec.fields if f.type == "relation" and f.collection == "users"]
+
+
+async def related(
+    session: AsyncSession, *, collection: Collection, user: str
+) -> list[dict[str, Any]]:
+    """Records that name ``user`` in a relation field and are not theirs."""
+    table, fields = collection.table, user_relations(collection)
+    if not fields:
+        return []
+    named = or_(*(table.c[f.name] == user for f in fields))
+    not_theirs = or_(table.c.owner.is_(None), table.c.owner != user)
+    rows = await session.execute(select(table).where(named, not_theirs).order_by(table.c.id))
+    return [output(dict(row._mapping)) for row in rows]
+
+
+async def count_related(
+    session: AsyncSession, *, collection: Collection, field: str, user: str, skip_owned: bool
+) -> int:
+    """How many records name ``user`` in ``field``; with ``skip_owned``, not counting the
+    user's own records (which the erasure deletes first)."""
+    table = collection.table
+    query = select(func.count()).select_from(table).where(table.c[field] == user)
+    if skip_owned:
+        query = query.where(or_(table.c.owner.is_(None), table.c.owner != user))
+    return int(await session.scalar(query) or 0)
+
+
+async def unlink_related(
+    session: AsyncSession, *, collection: Collection, field: FieldSpec, user: str
+) -> int:
+    """Apply ``field``'s ``on_delete`` to the records that name ``user`` in it, as deleting
+    the user would: ``set_null`` clears the link, ``cascade`` deletes the records. (Done
+    here rather than left to the foreign key, so the erasure can count what it changed.)"""
+    table = collection.table
+    column = table.c[field.name]
+    if field.on_delete == "set_null":
+        values = {field.name: None, "version": table.c.version + 1}
+        return _count(await session.execute(update(table).where(column == user).values(values)))
+    if field.on_delete == "cascade":
+        return _count(await session.execute(delete(table).where(column == user)))
+    return 0
 
 
 def check_fields(collection: Collection, fields: Mapping[str, Any], pointer: str) -> None:

@@ -34,6 +34,7 @@ from garrison.ops.jobs import OpsJobs
 from garrison.outbox.delivery import Delivery, new_worker_id
 from garrison.outbox.mail import MailConsumer
 from garrison.outbox.registry import Registry, registry
+from garrison.privacy import export as privacy_export
 from garrison.privacy import retention as privacy_retention
 from garrison.settings import Settings
 from garrison.store.wake import Waiter
@@ -85,6 +86,9 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
     async def privacy_retention_apply() -> object:
         return await privacy_retention.apply(db, settings)
 
+    async def privacy_exports_recover() -> object:
+        return await privacy_export.recover(db, settings)
+
     async def oauth_purge() -> object:
         return await oauth_retention.purge(db)
 
@@ -107,6 +111,11 @@ def standard_jobs(db: Database, settings: Settings) -> list[Job]:
             "privacy.retention",
             privacy_retention_apply,
             every=settings.audit.purge_interval_seconds,
+        ),
+        Job(
+            "privacy.exports",
+            privacy_exports_recover,
+            every=settings.privacy.export_recover_seconds,
         ),
         Job("auth.oauth.purge", oauth_purge, every=settings.audit.purge_interval_seconds),
         Job("files.sweep", files_sweep, every=settings.files.sweep_interval_seconds),
