@@ -21,7 +21,14 @@ from garrison.db import Database, migrate
 from garrison.log import configure_logging
 from garrison.settings import Settings, load_settings
 from tests import services
-from tests.helpers import WORKER_REDIS_PREFIX, LoggedProcess, free_port, wait_until_accepting
+from tests.helpers import (
+    GOOD_SECRET,
+    WORKER_REDIS_PREFIX,
+    LoggedProcess,
+    free_port,
+    shares_the_suite_database,
+    wait_until_accepting,
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -67,6 +74,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     # "fail". Tests of the budget itself set their own.
     values["health"] = {"check_timeout": 5.0}
     values.update(overrides)
+    if shares_the_suite_database(values.get("database_url")):
+        values.setdefault("secret_key", GOOD_SECRET)  # one installation per shared database
     settings = load_settings(**values)
     install_keyring(settings)  # as the app and the CLI do with theirs
     return settings

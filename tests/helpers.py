@@ -34,12 +34,25 @@ WORKER_REDIS_PREFIX = (
 )
 
 
+def shares_the_suite_database(database_url: object) -> bool:
+    """Whether ``database_url`` is a MariaDB database that several tests open in turn.
+
+    Such a database is one installation: every process and every in-process app that opens
+    it holds the same master secret (``GOOD_SECRET``), as the servers of one deployment do.
+    Otherwise each test's data directory would generate a secret of its own, and the audit
+    keys one test wrapped could not be opened by the next."""
+    return str(database_url or "").startswith("mysql")
+
+
 def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without Garrison's settings, plus ``env``."""
+    """This process's environment without Garrison's settings, plus ``env`` (and the suite's
+    master secret for a process that opens a shared MariaDB database)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GARRISON_", "PROD_DB_"))}
     if WORKER_REDIS_PREFIX:
         base["GARRISON_REDIS_PREFIX"] = WORKER_REDIS_PREFIX
     base.update(env or {})
+    if shares_the_suite_database(base.get("GARRISON_DATABASE_URL")):
+        base.setdefault("GARRISON_SECRET_KEY", GOOD_SECRET)
     return base
 
 

@@ -17,7 +17,7 @@ from garrison.audit import subject_keys as keys
 from garrison.audit.models import AuditEntry, SubjectKey
 from garrison.audit.sealer import seal_pending
 from garrison.audit.verify import verify_chain
-from garrison.crypto import DecryptionFailed, keyring_for
+from garrison.crypto import keyring_for
 from garrison.db.engine import Database
 from garrison.events import Actor, Event
 from garrison.settings import Settings
@@ -126,12 +126,25 @@ async def test_keys_are_stored_wrapped_and_bare_ones_get_wrapped(
     assert stored.startswith("gv1.")
     assert base64.b64encode(key).decode() not in stored
 
-    # Another installation's secret does not open it.
-    stranger = make_settings(tmp_path / "elsewhere", database_url=settings.db_url)
+    # Another installation's secret does not open it: readers see the entries as unreadable,
+    # and a new entry about the subject is refused (503) rather than sealed under a new key
+    # that would leave the old entries unreadable for good.
+    stranger = make_settings(
+        tmp_path / "elsewhere",
+        database_url=settings.db_url,
+        secret_key="another-installation-0123456789-abcdefghij",
+    )
     keys._cache.clear()
     async with db.read_session() as session:
-        with pytest.raises(DecryptionFailed):
-            await keys.keys_by_id(session, {key_id})
+        assert await keys.keys_by_id(session, {key_id}) == {}
+        rows = (await session.execute(select(AuditEntry.__table__))).all()
+        [unreadable] = await personal.open_rows(session, rows)
+    assert unreadable["erased"] is True
+    with pytest.raises(keys.SubjectKeyUnavailable) as refused:
+        async with db.transaction() as session:
+            await events.emit(session, about("u-wrapped", "another-secret"))
+    assert refused.value.status == 503
+    assert "GARRISON_PREVIOUS_SECRET_KEYS" in str(refused.value.detail)
     install_keyring(settings)  # back to this installation's own
     assert keyring_for(stranger).current_id != keyring_for(settings).current_id
 

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from bench.records import SERVER_URL, admin_sql
 from bench.suite import procs
+from garrison.audit import install_recorder
 from garrison.auth import service
 from garrison.auth.runtime import AuthRuntime
 from garrison.db import Database, migrate
@@ -61,6 +62,9 @@ class Seeded:
     scores: int  # score values 0..scores-1, 20 rows each
     emails: list[str]
     rows: list[tuple[str, int, bool]] = field(default_factory=list)  # (title, score, done)
+    # The installation's master secret: the seeding and the servers are one installation
+    # (the seeded users' audit keys are wrapped with it).
+    secret: str = field(default_factory=lambda: secrets.token_hex(32))
 
 
 def seed_rows(rows: int) -> list[tuple[str, int, bool]]:
@@ -77,10 +81,16 @@ async def prepare(name: str, rows: int, users: int, data_dir: Path) -> Seeded:
     await admin_sql(f"DROP DATABASE IF EXISTS `{name}`")
     await admin_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     url = f"{SERVER_URL}/{name}?charset=utf8mb4"
+    secret = secrets.token_hex(32)
     settings = load_settings(
-        _env_file=None, data_dir=data_dir, database_url=url, log={"level": "warning"}
+        _env_file=None,
+        data_dir=data_dir,
+        database_url=url,
+        secret_key=secret,
+        log={"level": "warning"},
     )
     configure_logging(settings)
+    install_recorder(settings)
     await migrate.upgrade(settings.db_url, settings.db)
     db = Database(settings.db_url, settings.db)
     store = open_store(settings)
@@ -103,7 +113,9 @@ async def prepare(name: str, rows: int, users: int, data_dir: Path) -> Seeded:
         await db.dispose()
     data = seed_rows(rows)
     ids = await _insert(url, data)
-    return Seeded(url=url, ids=ids, scores=max(1, rows // 20), emails=emails, rows=data)
+    return Seeded(
+        url=url, ids=ids, scores=max(1, rows // 20), emails=emails, rows=data, secret=secret
+    )
 
 
 async def _insert(url: str, data: list[tuple[str, int, bool]]) -> list[str]:
@@ -158,7 +170,7 @@ def environment(seeded: Seeded, data_dir: Path, stamp: str, workers: int) -> dic
         "GARRISON_DATA_DIR": str(data_dir),
         "GARRISON_REDIS_URL": REDIS_URL,
         "GARRISON_REDIS_PREFIX": f"garrison-bench-{stamp}:",
-        "GARRISON_SECRET_KEY": secrets.token_hex(32),
+        "GARRISON_SECRET_KEY": seeded.secret,
         "GARRISON_METRICS__TOKEN": secrets.token_hex(24),
         "GARRISON_HTTP__WORKERS": str(workers),
         "GARRISON_RATE_LIMIT__REQUESTS_PER_MINUTE": str(UNLIMITED),

@@ -4,67 +4,68 @@ Every error a request can meet, with its status and problem ``slug`` (the proble
 is ``urn:garrison:problem:<slug>``); the module is named where it is not this one.
 ``tests/test_errors.py`` holds this drawing to the real classes.
 
-    GarrisonError                                      500  internal
-    ├── BadRequest                                     400  bad-request
-    │   ├── MalformedBody                              400  malformed-body
-    │   ├── DuplicateCredential (gateway.credentials)  400  duplicate-credential
-    │   ├── InvalidFilter (records.errors)             400  invalid-filter
-    │   ├── InvalidOneTimeToken (auth.email_flows)     400  invalid-one-time-token
-    │   ├── MalformedUpload (files.errors)             400  malformed-upload
-    │   ├── OAuthError (auth.errors)                   400  oauth-error
-    │   └── SignInFailed (auth.errors)                 400  sign-in-failed
-    ├── Unauthorized                                   401  unauthorized
-    │   ├── InvalidCredentials (auth.errors)           401  invalid-credentials
-    │   └── InvalidToken (auth.errors)                 401  invalid-token
-    ├── Forbidden                                      403  forbidden
-    │   ├── AccountDisabled (auth.errors)              403  account-disabled
-    │   ├── InsufficientScope (auth.errors)            403  insufficient-scope
-    │   ├── InvalidSignedUrl (files.errors)            403  invalid-signed-url
-    │   ├── RuleDenied (records.errors)                403  rule-denied
-    │   └── SignUpClosed (auth.errors)                 403  sign-up-closed
-    ├── NotFound                                       404  not-found
-    │   ├── CollectionNotFound (records.errors)        404  collection-not-found
-    │   ├── FileNotFound (files.errors)                404  file-not-found
-    │   ├── QuotaNotFound (quotas.errors)              404  quota-not-found
-    │   └── RecordNotFound (records.errors)            404  record-not-found
-    ├── MethodNotAllowed                               405  method-not-allowed
-    ├── Conflict                                       409  conflict
-    │   ├── CollectionExists (records.errors)          409  collection-exists
-    │   ├── CollectionReferenced (records.errors)      409  collection-referenced
-    │   ├── ConfirmationRequired (records.errors)      409  confirmation-required
-    │   ├── IdempotencyKeyInUse (records.errors)       409  idempotency-key-in-use
-    │   ├── IdentityConflict (auth.errors)             409  identity-conflict
-    │   ├── LastAdmin (auth.rbac)                      409  last-admin
-    │   └── LastSignInMethod (auth.errors)             409  last-sign-in-method
-    ├── ReferenceRefused (privacy.reference)           409  reference-refused
-    ├── Gone (privacy.router)                          410  gone
-    ├── PreconditionFailed                             412  precondition-failed
-    │   └── StaleRecord (records.errors)               412  stale-record
-    ├── PayloadTooLarge                                413  payload-too-large
-    │   ├── FileTooLarge (files.errors)                413  file-too-large
-    │   └── StorageQuotaExceeded (files.errors)        413  storage-quota-exceeded
-    ├── UnsupportedMediaType                           415  unsupported-media-type
-    ├── RangeNotSatisfiable (files.errors)             416  range-not-satisfiable
-    ├── ValidationFailed                               422  validation-failed
-    │   ├── IdempotencyKeyReused (records.errors)      422  idempotency-key-reused
-    │   └── WeakPassword (auth.errors)                 422  weak-password
-    ├── BackupError (ops.backup.errors)                422  backup-failed
-    │   ├── BackupNotFound (ops.backup.errors)         404  backup-not-found
-    │   ├── ArtifactDamaged (ops.backup.errors)        422  backup-artifact-damaged
-    │   ├── LogGap (ops.backup.errors)                 422  backup-log-gap
-    │   ├── OutsideWindow (ops.backup.errors)          422  backup-outside-window
-    │   ├── TargetRefused (ops.backup.errors)          422  backup-target-refused
-    │   └── ToolMissing (ops.backup.errors)            503  backup-tool-missing
-    ├── TooManyRequests                                429  too-many-requests
-    │   ├── QuotaExceeded                              429  quota-exceeded
-    │   └── LockedOut (auth.errors)                    429  locked-out
-    ├── DecryptionFailed (crypto)                      500  decryption-failed
-    │   └── UnknownKey (crypto)                        500  unknown-key
-    ├── ProviderUnavailable (auth.errors)              502  provider-unavailable
-    └── ServiceUnavailable                             503  service-unavailable
-        ├── DatabaseUnavailable (db.retry)             503  database-unavailable
-        ├── ReadOnlyMaintenance (ops.status.readonly)  503  read-only-maintenance
-        └── StorageUnavailable (files.errors)          503  storage-unavailable
+    GarrisonError                                       500  internal
+    ├── BadRequest                                      400  bad-request
+    │   ├── MalformedBody                               400  malformed-body
+    │   ├── DuplicateCredential (gateway.credentials)   400  duplicate-credential
+    │   ├── InvalidFilter (records.errors)              400  invalid-filter
+    │   ├── InvalidOneTimeToken (auth.email_flows)      400  invalid-one-time-token
+    │   ├── MalformedUpload (files.errors)              400  malformed-upload
+    │   ├── OAuthError (auth.errors)                    400  oauth-error
+    │   └── SignInFailed (auth.errors)                  400  sign-in-failed
+    ├── Unauthorized                                    401  unauthorized
+    │   ├── InvalidCredentials (auth.errors)            401  invalid-credentials
+    │   └── InvalidToken (auth.errors)                  401  invalid-token
+    ├── Forbidden                                       403  forbidden
+    │   ├── AccountDisabled (auth.errors)               403  account-disabled
+    │   ├── InsufficientScope (auth.errors)             403  insufficient-scope
+    │   ├── InvalidSignedUrl (files.errors)             403  invalid-signed-url
+    │   ├── RuleDenied (records.errors)                 403  rule-denied
+    │   └── SignUpClosed (auth.errors)                  403  sign-up-closed
+    ├── NotFound                                        404  not-found
+    │   ├── CollectionNotFound (records.errors)         404  collection-not-found
+    │   ├── FileNotFound (files.errors)                 404  file-not-found
+    │   ├── QuotaNotFound (quotas.errors)               404  quota-not-found
+    │   └── RecordNotFound (records.errors)             404  record-not-found
+    ├── MethodNotAllowed                                405  method-not-allowed
+    ├── Conflict                                        409  conflict
+    │   ├── CollectionExists (records.errors)           409  collection-exists
+    │   ├── CollectionReferenced (records.errors)       409  collection-referenced
+    │   ├── ConfirmationRequired (records.errors)       409  confirmation-required
+    │   ├── IdempotencyKeyInUse (records.errors)        409  idempotency-key-in-use
+    │   ├── IdentityConflict (auth.errors)              409  identity-conflict
+    │   ├── LastAdmin (auth.rbac)                       409  last-admin
+    │   └── LastSignInMethod (auth.errors)              409  last-sign-in-method
+    ├── ReferenceRefused (privacy.reference)            409  reference-refused
+    ├── Gone (privacy.router)                           410  gone
+    ├── PreconditionFailed                              412  precondition-failed
+    │   └── StaleRecord (records.errors)                412  stale-record
+    ├── PayloadTooLarge                                 413  payload-too-large
+    │   ├── FileTooLarge (files.errors)                 413  file-too-large
+    │   └── StorageQuotaExceeded (files.errors)         413  storage-quota-exceeded
+    ├── UnsupportedMediaType                            415  unsupported-media-type
+    ├── RangeNotSatisfiable (files.errors)              416  range-not-satisfiable
+    ├── ValidationFailed                                422  validation-failed
+    │   ├── IdempotencyKeyReused (records.errors)       422  idempotency-key-reused
+    │   └── WeakPassword (auth.errors)                  422  weak-password
+    ├── BackupError (ops.backup.errors)                 422  backup-failed
+    │   ├── BackupNotFound (ops.backup.errors)          404  backup-not-found
+    │   ├── ArtifactDamaged (ops.backup.errors)         422  backup-artifact-damaged
+    │   ├── LogGap (ops.backup.errors)                  422  backup-log-gap
+    │   ├── OutsideWindow (ops.backup.errors)           422  backup-outside-window
+    │   ├── TargetRefused (ops.backup.errors)           422  backup-target-refused
+    │   └── ToolMissing (ops.backup.errors)             503  backup-tool-missing
+    ├── TooManyRequests                                 429  too-many-requests
+    │   ├── QuotaExceeded                               429  quota-exceeded
+    │   └── LockedOut (auth.errors)                     429  locked-out
+    ├── DecryptionFailed (crypto)                       500  decryption-failed
+    │   └── UnknownKey (crypto)                         500  unknown-key
+    ├── ProviderUnavailable (auth.errors)               502  provider-unavailable
+    └── ServiceUnavailable                              503  service-unavailable
+        ├── DatabaseUnavailable (db.retry)              503  database-unavailable
+        ├── ReadOnlyMaintenance (ops.status.readonly)   503  read-only-maintenance
+        ├── StorageUnavailable (files.errors)           503  storage-unavailable
+        └── SubjectKeyUnavailable (audit.subject_keys)  503  audit-key-unavailable
 
 Domains raise these (or subclasses with their own ``slug``); ``problem_response`` turns any of
 them into ``application/problem+json``. ``ConfigError`` (garrison.settings) is not in this tree: it

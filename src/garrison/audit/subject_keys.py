@@ -12,8 +12,15 @@ The keys themselves are stored wrapped: sealed with the installation's keyring
 (``garrison.crypto``, purpose ``audit.subject_key``, the key id as context), so a copy of the
 database alone (a dump, a stolen backup) opens no audit entry. The composition roots install
 the keyring per database (``install_keyring``, through ``garrison.audit.install_recorder``);
-rows from before revision 0017 hold the bare base64 of their key, are read as they are, and
-are wrapped by ``garrison secrets rotate``.
+a process that installed none (a script calling the services) uses the keyring of its own
+configuration (``load_settings()``). Rows from before revision 0017 hold the bare base64 of
+their key, are read as they are, and are wrapped by ``garrison secrets rotate``.
+
+A key wrapped under a master key this process does not hold (the secret changed and the old
+one is not in ``GARRISON_PREVIOUS_SECRET_KEYS``) is never replaced, which would make the
+subject's entries unreadable for good: readers show those entries as unreadable and log
+``audit.subject_key.unreadable``; a new entry about that subject is refused with a 503 naming
+the missing master key.
 
 This module imports nothing of the audit or event layers: ``garrison.audit`` calls it.
 """
@@ -35,8 +42,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison import rewrap
 from garrison.audit.models import SubjectKey
-from garrison.crypto import Keyring
+from garrison.crypto import DecryptionFailed, Keyring
 from garrison.db.types import utcnow
+from garrison.errors import ServiceUnavailable
+from garrison.log import get_logger
 
 PREFIX = "v1."
 PURPOSE = "audit.subject_key"
@@ -47,8 +56,13 @@ _keyrings: dict[str, Keyring] = {}
 _latest: list[Keyring] = []  # the last one installed, for a database that has none
 
 
-class NoKeyring(RuntimeError):
-    """No keyring was installed to wrap subject keys (a composition root's omission)."""
+log = get_logger(__name__)
+
+
+class SubjectKeyUnavailable(ServiceUnavailable):
+    """A subject's audit key is wrapped under a master key this installation does not hold."""
+
+    slug, title = "audit-key-unavailable", "Audit Key Unavailable"
 
 
 def _url(url: URL | str) -> str:
@@ -69,8 +83,13 @@ def _database(session: AsyncSession) -> str:
 
 def _keyring(session: AsyncSession) -> Keyring:
     found = _keyrings.get(_database(session)) or (_latest[0] if _latest else None)
-    if found is None:
-        raise NoKeyring("no keyring installed for audit subject keys (install_recorder)")
+    if found is None:  # nothing installed: this process's own configuration
+        from garrison.crypto import keyring_for
+        from garrison.settings import load_settings
+
+        settings = load_settings()
+        found = keyring_for(settings)
+        install_keyring(settings.db_url, found)
     return found
 
 
@@ -95,6 +114,18 @@ def forget(session: AsyncSession, subject_id: str) -> None:
     _cache.pop((_database(session), subject_id), None)
 
 
+def _unwrap_or_none(session: AsyncSession, key_id: str, stored: str) -> bytes | None:
+    try:
+        return unwrap(session, key_id, stored)
+    except DecryptionFailed:
+        log.warning(
+            "audit.subject_key.unreadable",
+            key_id=key_id,
+            hint="wrapped under a master key this process does not hold: the secret changed",
+        )
+        return None
+
+
 async def _stored(session: AsyncSession, subject_id: str) -> tuple[str, bytes] | None:
     row = (
         await session.execute(
@@ -103,7 +134,14 @@ async def _stored(session: AsyncSession, subject_id: str) -> tuple[str, bytes] |
     ).first()
     if row is None:
         return None
-    return str(row.id), unwrap(session, str(row.id), row.key)
+    key = _unwrap_or_none(session, str(row.id), row.key)
+    if key is None:
+        raise SubjectKeyUnavailable(
+            "this person's audit key was sealed under a master key that is not configured;"
+            " add the old secret to GARRISON_PREVIOUS_SECRET_KEYS",
+            headers={"Retry-After": "60"},
+        )
+    return str(row.id), key
 
 
 async def key_for(
@@ -179,7 +217,8 @@ async def keys_by_id(session: AsyncSession, key_ids: set[str]) -> dict[str, byte
     rows = await session.execute(
         select(SubjectKey.id, SubjectKey.key).where(SubjectKey.id.in_(sorted(key_ids)))
     )
-    return {str(row.id): unwrap(session, str(row.id), row.key) for row in rows}
+    found = {str(row.id): _unwrap_or_none(session, str(row.id), row.key) for row in rows}
+    return {key_id: key for key_id, key in found.items() if key is not None}
 
 
 async def rewrap_keys(session: AsyncSession, keyring: Keyring) -> int:
