@@ -1,6 +1,6 @@
 """Where one request's time goes: the production-profile app called in process, layer by layer.
 
-    python -m bench.profile_request --requests 3000 [--scenario get,list,create,health]
+    python -m bench.profile_request --requests 3000 [--scenario get,list,create,health,ofrep]
 
 Builds the app exactly as ``garrison serve`` does under ``GARRISON_ENV=production`` (MariaDB,
 Redis, JSON access log to /dev/null, metrics on, audit on; the suite's raised rate limits,
@@ -13,7 +13,8 @@ For each scenario it reports the CPU time per request without the profiler
 the time split into layers: each middleware's own work (its ``__call__`` minus the layer
 inside it, its ``send`` wrapper included), and the named parts below the gateway (token
 verification, the deny list, the user's state, the quota lookup, the rate-limit script,
-the query, serialisation, the access-log line). cProfile slows Python code more than C
+the query, serialisation, the access-log line). ``ofrep`` is the OFREP bulk evaluation of
+the 20 flags ``bench.flags`` defines, by the signed-in user. cProfile slows Python code more than C
 code, so the split is given as shares of the profiled total, scaled to the unprofiled CPU
 per request. ``--json`` prints the figures for scripts.
 """
@@ -175,6 +176,10 @@ def _requests(kind: str, token: str, ids: list[str], scores: int) -> Callable[[]
     def make() -> tuple[str, str, bytes, list[Any], bytes]:
         if kind == "health":
             return "GET", "/api/health", b"", [], b""
+        if kind == "ofrep":
+            body = orjson.dumps({"context": {"email": "someone@corp.io", "version": "2.3.1"}})
+            headers = [(b"content-type", b"application/json")]
+            return "POST", "/ofrep/v1/evaluate/flags", b"", [*auth, *headers], body
         if kind == "get":
             return "GET", f"{api}/{random.choice(ids)}", b"", auth, b""
         if kind == "list":
@@ -227,6 +232,27 @@ async def _profile(
     return {"scenario": kind, "cpu_us_per_request": round(cpu_us, 1), "layers": layers}
 
 
+async def _seed_flags(settings: Any) -> None:
+    """The 20 flags of ``bench.flags``, configured for this (production) environment."""
+    from bench.flags import definitions
+    from garrison.db import Database
+    from garrison.events import Actor
+    from garrison.flags import service as flags
+    from garrison.flags.schemas import FlagIn
+
+    db = Database(settings.db_url, settings.db)
+    try:
+        async with db.transaction() as session:
+            for item in definitions():
+                fields = {k: v for k, v in item.items() if k not in ("key", "version")}
+                fields["environments"] = {settings.env: fields["environments"]["development"]}
+                await flags.put_flag(
+                    session, key=item["key"], body=FlagIn(**fields), actor=Actor.system()
+                )
+    finally:
+        await db.dispose()
+
+
 async def _main(args: argparse.Namespace, sink: TextIO) -> list[dict[str, Any]]:
     stamp = "profile" + secrets.token_hex(3)
     data_dir = Path(tempfile.mkdtemp(prefix="garrison-profile-"))
@@ -244,6 +270,8 @@ async def _main(args: argparse.Namespace, sink: TextIO) -> list[dict[str, Any]]:
 
         settings = load_settings()
         configure_logging(settings, stream=sink)  # the access log is written, to /dev/null
+        if "ofrep" in args.scenario.split(","):
+            await _seed_flags(settings)
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             body = orjson.dumps({"email": seeded.emails[0], "password": garrison_target.PASSWORD})

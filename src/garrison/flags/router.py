@@ -12,7 +12,6 @@ from garrison.auth.principal import Principal
 from garrison.deps import ReadSession, WriteSession
 from garrison.errors import ValidationFailed
 from garrison.flags import service
-from garrison.flags.ofrep import router as ofrep_router
 from garrison.flags.runtime import FlagRuntime
 from garrison.flags.schemas import KEY_PATTERN, FlagIn, FlagOut, FlagPatch
 from garrison.runtime import runtime_of
@@ -104,9 +103,3 @@ async def delete_flag(
     await service.delete_flag(session, key=key, actor=admin.actor)
     _announce(request, background)
     return Response(status_code=204)
-
-
-# What app.py mounts: the definitions API and the OFREP endpoints.
-routes = APIRouter()
-routes.include_router(ofrep_router)
-routes.include_router(router)

@@ -10,6 +10,7 @@ in the first 10 % in it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,11 @@ def semver_key(value: object) -> SemverKey | None:
     compared as SemVer 2.0 says), or None when ``value`` is not one."""
     if not isinstance(value, str):
         return None
+    # The same few versions arrive in context after context: short ones are parsed once.
+    return _semver_key_cached(value) if len(value) <= 64 else _semver_key(value)
+
+
+def _semver_key(value: str) -> SemverKey | None:
     match = _SEMVER.match(value)
     if match is None:
         return None
@@ -57,6 +63,9 @@ def semver_key(value: object) -> SemverKey | None:
         idents = tuple((0, int(p)) if p.isdigit() else (1, p) for p in pre.split("."))
     # A release (no pre-release) sorts after every pre-release of the same version.
     return int(major), int(minor), int(patch), 0 if pre else 1, idents
+
+
+_semver_key_cached = functools.lru_cache(maxsize=1024)(_semver_key)
 
 
 def _number(value: object) -> float | None:
@@ -190,7 +199,16 @@ class Resolution:
     error_code: str | None = None
     error_details: str | None = None
 
+    @functools.cached_property
+    def _ofrep(self) -> dict[str, Any]:
+        return self._ofrep_body()
+
     def ofrep(self) -> dict[str, Any]:
+        """The OFREP evaluation result; computed once per resolution (a flag's fixed
+        outcomes are resolutions made at compile time). The caller must not change it."""
+        return self._ofrep
+
+    def _ofrep_body(self) -> dict[str, Any]:
         if self.error_code is not None:
             return {
                 "key": self.key,
