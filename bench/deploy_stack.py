@@ -227,12 +227,14 @@ canary_weight = 10
         )
 
     def cli_env(self) -> dict[str, str]:
-        """The operator's shell: the ``garrison`` command and the deploy ledger's database."""
+        """The operator's shell: the ``garrison`` command, the deploy ledger's database, and
+        the installation's secret (its commands write audit entries to that database)."""
         base = {k: v for k, v in os.environ.items() if not k.startswith(("GARRISON_", "PROD_DB"))}
         base.update(
             {
                 "PATH": f"{VENV_BIN}:{base.get('PATH', '/usr/bin:/bin')}",
                 "GARRISON_DATABASE_URL": self.database_url,
+                "GARRISON_SECRET_KEY_FILE": str(self.root / "secrets" / "secret_key"),
                 "GARRISON_DATA_DIR": str(self.root / "cli"),
                 "GARRISON_DEPLOY__CONFIG": str(self.config_path),
                 "GARRISON_LOG__LEVEL": "warning",

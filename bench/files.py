@@ -322,7 +322,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="garrison-files-bench-") as scratch:
         work = Path(scratch)
-        extra: dict[str, str] = {"GARRISON_HTTP__MAX_BODY_BYTES": str(2 * MIB)}
+        extra: dict[str, str] = {
+            "GARRISON_HTTP__MAX_BODY_BYTES": str(2 * MIB),
+            # The big upload's multipart body is a little larger than its file.
+            "GARRISON_FILES__MAX_UPLOAD_BYTES": str((args.big_mib + 16) * MIB),
+        }
         if args.database_url:
             extra["GARRISON_DATABASE_URL"] = args.database_url
         gateway = None

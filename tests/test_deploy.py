@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ from garrison.ops.deploy.migrations import IncompatibleMigration, Step, check_co
 from garrison.ops.deploy.watch import Judge, Sample, histogram, quantile
 from garrison.settings import ConfigError, Settings
 from tests import services
+from tests.authkit import auth_app, bearer
 from tests.conftest import migrated
+from tests.helpers import assert_problem
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = "Zq8mW3nR6tY1uI4oP7aS0dF2gH5jK9lX"
@@ -406,6 +409,123 @@ async def test_ledger_history_and_approvals(settings: Settings) -> None:
             assert [a.approver_email for a in found] == ["a@example.com"]
             rows = await ledger.history(session, environment="staging")
             assert [(r.outcome, r.checks_passed) for r in rows] == [("success", True)]
+    finally:
+        await db.dispose()
+
+
+async def test_approval_api_records_the_signed_in_admin_and_refuses_the_one_who_staged(
+    settings: Settings,
+) -> None:
+    """``POST /api/v1/deploys/approvals`` approves as the signed-in admin: the admin who
+    deployed to staging is refused (409, nothing recorded), a second admin is recorded once,
+    a user without ``deploys:manage`` gets 403, a release that did not pass staging 409, a
+    malformed body 422 naming the field; ``GET /api/v1/deploys`` lists the history."""
+    async with auth_app(settings) as api:
+        stager, second = await api.user(role="admin"), await api.user(role="admin")
+        release = f"0.2.0-{uuid.uuid4().hex[:8]}"  # the MariaDB database is shared
+        async with api.runtime.db.transaction() as session:
+            record = await ledger.start(
+                session,
+                environment="staging",
+                action="deploy",
+                release_id=release,
+                version="0.2.0",
+                colour="green",
+                actor=stager,
+            )
+            await ledger.finish(
+                session, record_id=record, outcome="success", reason=None, checks_passed=True
+            )
+        url = "/api/v1/deploys/approvals"
+        body = {"release_id": release, "environment": "production"}
+        staged = bearer((await api.login(stager))["access_token"])
+        other = bearer((await api.login(second))["access_token"])
+        user = bearer(await api.token(role="user"))
+
+        assert_problem(await api.client.post(url, json=body), 401)
+        assert_problem(await api.client.post(url, json=body, headers=user), 403)
+        refused = assert_problem(await api.client.post(url, json=body, headers=staged), 409)
+        assert "second admin" in str(refused["detail"])
+        unknown = {**body, "release_id": "9.9.9-nope"}
+        assert_problem(await api.client.post(url, json=unknown, headers=other), 409)
+        for bad in ({**body, "release_id": "../x"}, {**body, "extra": 1}, {"environment": "p"}):
+            assert_problem(await api.client.post(url, json=bad, headers=other), 422)
+        async with api.runtime.db.read_session() as session:
+            assert not await ledger.approvals(session, release_id=release, environment="production")
+
+        for _ in range(2):  # approving twice records one approval
+            made = await api.client.post(url, json=body, headers=other)
+            assert made.status_code == 201, made.text
+            assert made.json()["approver_email"] == second
+        async with api.runtime.db.read_session() as session:
+            found = await ledger.approvals(session, release_id=release, environment="production")
+        assert [a.approver_email for a in found] == [second]
+
+        listed = await api.client.get("/api/v1/deploys?environment=staging", headers=other)
+        assert listed.status_code == 200, listed.text
+        rows = [r for r in listed.json()["items"] if r["id"] == record]
+        assert [(r["release_id"], r["outcome"], r["checks_passed"]) for r in rows] == [
+            (release, "success", True)
+        ]
+        assert_problem(await api.client.get("/api/v1/deploys", headers=user), 403)
+        assert_problem(await api.client.get("/api/v1/deploys?limit=0", headers=other), 422)
+
+
+async def test_cli_with_another_installations_secret_is_one_line_and_changes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """An operator's shell whose secret is not the installation's cannot open the admins'
+    audit keys: ``garrison deploy approve`` says so in one line naming the setting, exit 1,
+    and records no approval (it does not seal the entry under a new key)."""
+    from garrison.auth import users
+
+    await migrated(settings)
+    db = Database(settings.db_url, settings.db)
+    release = f"0.3.0-{uuid.uuid4().hex[:8]}"
+    second = f"second-{uuid.uuid4().hex[:8]}@example.com"
+    try:
+        async with db.transaction() as session:
+            await users.create_user(
+                session, email=second, password_hash="x", roles=["admin"], actor=Actor.system()
+            )
+            record = await ledger.start(
+                session,
+                environment="staging",
+                action="deploy",
+                release_id=release,
+                version="0.3.0",
+                colour="blue",
+                actor="first@example.com",
+            )
+            await ledger.finish(
+                session, record_id=record, outcome="success", reason=None, checks_passed=True
+            )
+        config = write(
+            tmp_path,
+            CONFIG
+            + '\nrequires_staging = "staging"\n\n[environments.staging]\nhosts = ["127.0.0.1"]'
+            + "\nblue_ports = [18301]\ngreen_ports = [18302]\n",
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "garrison", "deploy", "approve", "--release", release,
+             "--to", "production", "--by", second, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "GARRISON_DATA_DIR": str(tmp_path / "operator"),
+                "GARRISON_DATABASE_URL": settings.db_url,
+                "GARRISON_SECRET_KEY": "not-the-installations-secret-0123456789abcdef",
+                "GARRISON_LOG__LEVEL": "error",
+            },
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("garrison: error")]
+        assert "GARRISON_PREVIOUS_SECRET_KEYS" in line
+        async with db.read_session() as session:
+            assert not await ledger.approvals(session, release_id=release, environment="production")
     finally:
         await db.dispose()
 

@@ -43,6 +43,7 @@ from garrison.gateway.security_headers import SecurityHeaders
 from garrison.log import configure_logging, get_logger
 from garrison.ops.alerts.errortracking import ErrorTrackingMiddleware
 from garrison.ops.backup.router import router as backups_router
+from garrison.ops.deploy.router import router as deploys_router
 from garrison.ops.metrics_router import router as metrics_router
 from garrison.ops.router import router as health_router
 from garrison.ops.status import front
@@ -171,6 +172,7 @@ ROUTERS = (
     oauth_server.admin,
     privacy_router,
     backups_router,
+    deploys_router,
     auth_well_known,
     status_routes.api,
     front.router,

@@ -29,6 +29,7 @@ is ``urn:garrison:problem:<slug>``); the module is named where it is not this on
     │   └── RecordNotFound (records.errors)             404  record-not-found
     ├── MethodNotAllowed                                405  method-not-allowed
     ├── Conflict                                        409  conflict
+    │   ├── ApprovalRefused (ops.deploy.service)        409  approval-refused
     │   ├── CollectionExists (records.errors)           409  collection-exists
     │   ├── CollectionReferenced (records.errors)       409  collection-referenced
     │   ├── ConfirmationRequired (records.errors)       409  confirmation-required

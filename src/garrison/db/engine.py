@@ -10,15 +10,22 @@ commits by itself except ``transaction()``: the caller owns the transaction.
 SQLite (the embedded default) runs in WAL mode with foreign keys on, a busy timeout and
 ``synchronous=FULL`` so an acknowledged write survives a crash. Its writer transactions start
 with ``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of failing when a
-read lock would have to be upgraded.
+read lock would have to be upgraded. Within one process, ``transaction()`` also queues its
+SQLite writers on a first-come lock: SQLite's busy handler polls with sleeps that grow to
+100 ms, so under contention a waiter could lose to newcomers again and again (1 MiB uploads
+from 16 clients had a p99 of 2 s); the lock hands the file over in arrival order and at
+once. Waiting longer than the busy timeout is SQLite's "database is locked", as before.
 
 MySQL/MariaDB connections use TLS when ``db.tls_ca`` (or a client certificate) is set.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import ssl
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
@@ -26,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -158,6 +165,9 @@ class Database:
             replicas.append(Replica(node_name(replica_url), engine, self._fast_reader(engine)))
         self.replicas = ReplicaSet(replicas, settings)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: this process's writers queue here, one lock per event loop.
+        self._write_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+        self._write_locks = weakref.WeakKeyDictionary()
         self._read_sessions = {
             id(engine): async_sessionmaker(engine, expire_on_commit=False)
             for engine in self.reader_engines()
@@ -234,7 +244,18 @@ class Database:
         An error raised by the COMMIT itself is marked (``during_commit``): a lost
         connection there leaves the outcome unknown, so the retry layer does not run the
         work again. With replicas, the commit's GTID is kept for read-your-writes."""
-        if not self.replicas or self.is_sqlite:
+        if self.is_sqlite:
+            async with self._sqlite_writer():
+                session = self._sessions()
+                committed = False
+                try:
+                    yield session
+                    await _commit(session)
+                    committed = True
+                finally:
+                    await _close(session.close(), committed=committed)
+            return
+        if not self.replicas:
             session = self._sessions()
             committed = False
             try:
@@ -263,6 +284,25 @@ class Database:
                 self.last_gtid = str(row[0])
         finally:
             await _close(conn.close(), committed=committed)
+
+    @asynccontextmanager
+    async def _sqlite_writer(self) -> AsyncIterator[None]:
+        """This process's turn to write to the SQLite file, in arrival order."""
+        loop = asyncio.get_running_loop()
+        lock = self._write_locks.get(loop)
+        if lock is None:
+            lock = self._write_locks[loop] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(self.settings.sqlite_busy_timeout_ms / 1000):
+                await lock.acquire()
+        except TimeoutError:
+            raise OperationalError(
+                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

@@ -10,12 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison.auth import rbac, users
 from garrison.db.types import utcnow
+from garrison.errors import Conflict
 from garrison.events import Actor, Event, emit
 from garrison.ops.deploy.models import DeployApproval, DeployRecord
 
 
-class ApprovalRefused(Exception):
-    """An approval or promotion that the rules refuse; one line."""
+class ApprovalRefused(Conflict):
+    """An approval or promotion that the rules refuse (one line; 409 over the API)."""
+
+    slug, title = "approval-refused", "Approval Refused"
 
 
 async def start(
