@@ -35,6 +35,7 @@ from tests import services
 
 from bench.deploy_stack import Stack, build_wheel, free_port, variant
 from bench.suite.loadgen import tool_path
+from garrison.ops.deploy.config import Checks
 
 LOAD = Path(__file__).parent / "deploy_load.js"
 PASSWORD = "Correct-Horse-Battery-9"
@@ -156,6 +157,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=300)
     parser.add_argument("--steady", type=int, default=20, help="seconds of steady load")
+    parser.add_argument(
+        "--canary-weight",
+        type=int,
+        default=Checks.model_fields["canary_weight"].default,
+        help="the new colour's share (of 100) while the canary is watched (default: the"
+        " deploy config's own default)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gdd-"))
     url = services.create_mysql_database()
@@ -167,8 +175,9 @@ def main() -> None:
         [free_port(), free_port()],
         watch_seconds=10,
         canary_seconds=5,
+        canary_weight=args.canary_weight,
     )
-    figures: dict[str, Any] = {"rate": args.rate}
+    figures: dict[str, Any] = {"rate": args.rate, "canary_weight": args.canary_weight}
     try:
         stack.write_config()
         wheel = build_wheel(work / "dist")

@@ -140,6 +140,7 @@ class Stack:
     green_ports: list[int]
     watch_seconds: float = 3.0
     canary_seconds: float = 4.0
+    canary_weight: int = 10  # the suite's stack: quick detection; the shipped default is 5
     https_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     env_name: str = "production"
@@ -222,7 +223,7 @@ window_seconds = 3
 min_requests = 5
 readiness_timeout = 6
 canary_seconds = {self.canary_seconds}
-canary_weight = 10
+canary_weight = {self.canary_weight}
 """
         )
 

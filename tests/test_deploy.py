@@ -4,14 +4,18 @@ judge, releases, the ledger (SQLite and MariaDB), and the shipped CI workflow.""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -345,6 +349,43 @@ def test_release_id_and_pruning_keep_what_is_in_use(tmp_path: Path) -> None:
     removed = releases.prune(root, keep=2, protect={"0.1.0-abc"})
     assert sorted(removed) == ["0.1.1-abc", "0.1.2-abc"]
     assert [r.id for r in releases.installed(root)] == ["0.1.4-abc", "0.1.3-abc", "0.1.0-abc"]
+
+
+def test_stop_waits_for_every_process_of_the_group(tmp_path: Path) -> None:
+    """A release is stopped when its whole process group is gone, not only its leader: a
+    server's worker that exits after the leader still holds the port the next release
+    starts on (a standby restart met "port in use")."""
+    from garrison.ops.deploy import procs
+
+    marker = tmp_path / "worker-ready"
+    worker = (
+        "import pathlib, signal, sys, time\n"
+        "def bye(*_):\n"
+        "    time.sleep(0.5)  # a worker finishing its in-flight work\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        f"pathlib.Path({str(marker)!r}).touch()\n"
+        "signal.pause()\n"
+    )
+    leader = (
+        "import subprocess, sys, signal\n"
+        f"subprocess.Popen([sys.executable, '-c', {worker!r}, 'garrison-worker'])\n"
+        "signal.pause()\n"
+    )
+    group = subprocess.Popen(
+        [sys.executable, "-c", leader, "garrison-leader"], start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():  # the worker has installed its handler
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.01)  # bounded poll of a condition
+        procs.stop(group.pid, grace=30)
+        assert not procs._group_alive(group.pid)
+        assert group.poll() is not None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group.pid, signal.SIGKILL)
 
 
 # -- the ledger (SQLite and MariaDB) ---------------------------------------------------------

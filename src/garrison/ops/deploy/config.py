@@ -66,7 +66,12 @@ class Checks(_Strict):
     )
     canary_weight: int = Field(default=5, ge=1, le=100, description="its weight (old: 100)")
     watch_seconds: float = Field(default=30.0, ge=0, description="the watch window")
-    sample_seconds: float = Field(default=1.0, gt=0)
+    sample_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="between samples of the colour's counters (a failing canary is seen one"
+        " period after its first failures)",
+    )
     window_seconds: float = Field(default=5.0, gt=0, description="rates over this window")
     max_5xx_ratio: float = Field(default=0.01, ge=0, le=1)
     min_requests: int = Field(default=20, ge=1, description="before a ratio is judged")

@@ -88,22 +88,43 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a Garrison process of the group ``pgid`` is left (its leader reaped if it is
+    our child). Members are looked up in /proc, each checked to be Garrison's, so a group
+    id that an unrelated process took over later is never signalled."""
+    _reap(pgid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+            if int(fields[2]) != pgid or fields[0] == "Z":  # pgrp; zombies hold no port
+                continue
+            if b"garrison" in (entry / "cmdline").read_bytes():
+                return True
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return False
+
+
 def stop(pid: int | None, *, grace: float = 30.0) -> None:
-    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL it."""
-    if not alive(pid):
+    """SIGTERM the process group, wait up to ``grace`` seconds for every process of it to
+    exit, then SIGKILL it. The whole group, not only its leader: the server's workers hold
+    the listening port until they are gone, and the next release starts on that port."""
+    if not pid or not (alive(pid) or _group_alive(pid)):
         return
-    assert pid is not None
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace
-    while alive(pid) and time.monotonic() < deadline:
-        _reap(pid)
+    while _group_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)  # bounded wait for the exit we asked for
-    if alive(pid):
+    if _group_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
+        while _group_alive(pid) and time.monotonic() < deadline + 5:
+            time.sleep(0.05)  # SIGKILL is not refused; the kernel takes a moment
     _reap(pid)
 
 
