@@ -6,6 +6,10 @@
 - Responses without a body (202, 204) declare no content.
 - Per-operation facts the generator misses are listed in ``_EXTRA`` (the JWKS media type,
   the quota PUT's 201).
+- Multipart bodies (``_MULTIPART``): the record writes also take ``multipart/form-data``
+  (fields as JSON in a ``data`` part, files as parts named after their fields), on routes
+  of their own that share the JSON routes' path and method, so the JSON operation's request
+  body lists both media types; the standalone upload reads its stream itself.
 """
 
 from __future__ import annotations
@@ -52,6 +56,38 @@ _EXTRA: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+_RECORD_PARTS: dict[str, Any] = {
+    "schema": {
+        "type": "object",
+        "properties": {
+            "data": {
+                "type": "string",
+                "description": "the record's fields, as a JSON object (what the JSON body holds)",
+            }
+        },
+        "additionalProperties": {
+            "type": "string",
+            "format": "binary",
+            "description": "a file for the file field of this part's name (repeat it for"
+            " a field that holds several)",
+        },
+    }
+}
+_UPLOAD_PARTS: dict[str, Any] = {
+    "schema": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}},
+    }
+}
+_MULTIPART = {
+    ("/api/v1/collections/{name}/records", "post"): _RECORD_PARTS,
+    ("/api/v1/collections/{name}/records/{record_id}", "patch"): _RECORD_PARTS,
+    ("/api/v1/collections/{name}/records/{record_id}", "put"): _RECORD_PARTS,
+    ("/api/v1/files", "post"): _UPLOAD_PARTS,
+}
+
+
 def _problem(description: str) -> dict[str, Any]:
     return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": _PROBLEM_REF}}}
 
@@ -75,6 +111,10 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             if "422" in responses:
                 responses["422"] = _problem("the request has invalid fields")
             responses.update(deepcopy(_EXTRA.get((path, method), {})))
+            parts = _MULTIPART.get((path, method))
+            if parts is not None:
+                body = operation.setdefault("requestBody", {"required": True, "content": {}})
+                body.setdefault("content", {})["multipart/form-data"] = deepcopy(parts)
             responses.setdefault("4XX", _problem("a client error (problem details)"))
             responses.setdefault("5XX", _problem("a server-side error (problem details)"))
     return doc

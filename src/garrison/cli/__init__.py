@@ -25,6 +25,8 @@ from garrison.cli import secrets as secrets_cmd
 from garrison.cli import serve as serve_cmd
 from garrison.cli import users as users_cmd
 from garrison.cli import worker as worker_cmd
+from garrison.cli.common import EXIT_FAILURE
+from garrison.errors import GarrisonError
 
 app = typer.Typer(
     name="garrison",
@@ -60,4 +62,13 @@ def version() -> None:
 
 def main() -> None:
     install_recorder()  # every event a command emits goes to the audit log
-    app()
+    try:
+        app()
+    except GarrisonError as exc:
+        # An error of the error tree that no command turned into its own message (a refusal,
+        # an audit key this installation cannot open): one line, as an API client would
+        # get it. The tree's root is an unexpected failure and keeps its traceback.
+        if type(exc) is GarrisonError:
+            raise
+        typer.echo(f"garrison: error: {exc.detail or exc.title}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None

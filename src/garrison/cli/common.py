@@ -9,7 +9,6 @@ import typer
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from garrison.audit import install_keyring
-from garrison.errors import GarrisonError
 from garrison.log import configure_logging
 from garrison.settings import ConfigError, Settings, load_settings
 from garrison.store import notices
@@ -42,15 +41,9 @@ def settings_or_exit(*, configure_logs: bool = True) -> Settings:
 
 
 def run_db(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a database coroutine; an unreachable database, or an error of the error tree that
-    an API client would get as a problem (a refusal, a missing key), is one clear line and
-    exit 1. The tree's root (an unexpected failure) keeps its traceback."""
+    """Run a database coroutine; an unreachable database is one clear line, exit 1."""
     try:
         return notices.run_with_notices(coro)
-    except GarrisonError as exc:
-        if type(exc) is GarrisonError:
-            raise
-        fail(str(exc.detail or exc.title))
     except (OperationalError, InterfaceError, OSError) as exc:
         fail(f"cannot reach the database (GARRISON_DATABASE_URL): {_reason(exc)}")
     except DBAPIError as exc:
