@@ -174,6 +174,34 @@ async def uploads(base: str, token: str, *, count: int, clients: int) -> dict[st
     }
 
 
+def uploads_k6(base: str, token: str, work: Path, *, count: int, clients: int) -> dict[str, Any]:
+    """The same uploads with k6 as the client (``bench/suite/k6/files_upload.js``)."""
+    from bench.suite.loadgen import k6, k6_result
+
+    payload = work / "upload.bin"
+    payload.write_bytes(os.urandom(MIB))
+    env: dict[str, str | int | float] = {
+        "BASE": base,
+        "TOKEN": token,
+        "FILE": str(payload),
+        "CLIENTS": clients,
+    }
+    k6("files_upload.js", payload, env | {"UPLOADS": clients}, work=work, name="warm-up")
+    found = k6_result(
+        k6("files_upload.js", payload, env | {"UPLOADS": count}, work=work, name="uploads")
+    )
+    return {
+        "generator": "k6",
+        "uploads": found["requests"],
+        "clients": clients,
+        "failures": found["failed"],
+        "per_s": found["rps"],
+        "p50_ms": round(found["p50_ms"], 1),
+        "p99_ms": round(found["p99_ms"], 1),
+        "max_ms": round(found["max_ms"], 1),
+    }
+
+
 async def big_upload(base: str, token: str, process: psutil.Process, mib: int) -> dict[str, Any]:
     idle = rss(process)
     peak = idle
@@ -299,8 +327,14 @@ async def measure(
             "/api/v1/collections", json=COLLECTION, headers={"Authorization": f"Bearer {token}"}
         )
         assert made.status_code == 201, made.text
+    if args.generator == "k6":
+        uploaded = await asyncio.to_thread(
+            uploads_k6, base, token, work, count=args.uploads, clients=args.clients
+        )
+    else:
+        uploaded = await uploads(base, token, count=args.uploads, clients=args.clients)
     return {
-        "uploads_1mib": await uploads(base, token, count=args.uploads, clients=args.clients),
+        "uploads_1mib": uploaded,
         "big_upload": await big_upload(base, token, process, args.big_mib),
         "download": await downloads(base, token, work, mib=args.download_mib, times=args.downloads),
     }
@@ -314,6 +348,12 @@ def main() -> None:
     parser.add_argument("--download-mib", type=int, default=100)
     parser.add_argument("--downloads", type=int, default=5)
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument(
+        "--generator",
+        choices=("k6", "httpx"),
+        default="k6",
+        help="the upload client: k6 (Go, light on the shared cores) or httpx in this process",
+    )
     parser.add_argument(
         "--database-url", default=None, help="an empty MySQL/MariaDB database (default SQLite)"
     )
