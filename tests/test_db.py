@@ -60,6 +60,50 @@ async def test_sqlite_locked_is_transient(tmp_path: Path) -> None:
         await other.dispose()
 
 
+async def test_sqlite_writers_of_a_process_take_turns_in_arrival_order(tmp_path: Path) -> None:
+    """Writers of one process queue on a first-come lock: each runs once the one before it
+    committed, in the order they came; one that waits past the busy timeout gets SQLite's
+    own "database is locked" (transient, so retried), and the queue goes on."""
+    settings = make_settings(tmp_path)
+    db = Database(settings.db_url, settings.db)
+    order: list[int] = []
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        first_holds, release = asyncio.Event(), asyncio.Event()
+
+        async def write(n: int) -> None:
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO t (id) VALUES (:n)"), {"n": n})
+                order.append(n)  # this writer holds SQLite's write lock now
+                if n == 0:
+                    first_holds.set()
+                    await release.wait()
+
+        first = asyncio.create_task(write(0))
+        await first_holds.wait()
+        # Tasks start in the order they were made, and each goes straight to the lock.
+        waiting = [asyncio.create_task(write(n)) for n in range(1, 6)]
+        release.set()
+        await asyncio.gather(first, *waiting)
+        assert order == [0, 1, 2, 3, 4, 5]
+
+        impatient = Database(
+            settings.db_url, settings.db.model_copy(update={"sqlite_busy_timeout_ms": 0})
+        )
+        try:
+            async with impatient.transaction():
+                with pytest.raises(DBAPIError) as info:
+                    async with impatient.transaction():
+                        pass
+            assert "database is locked" in str(info.value)
+            assert is_transient(info.value)
+        finally:
+            await impatient.dispose()
+    finally:
+        await db.dispose()
+
+
 async def test_write_transaction_rolls_back_on_error(database_url: str, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, database_url=database_url)
     db = Database(settings.db_url, settings.db)

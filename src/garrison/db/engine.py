@@ -245,25 +245,12 @@ class Database:
         connection there leaves the outcome unknown, so the retry layer does not run the
         work again. With replicas, the commit's GTID is kept for read-your-writes."""
         if self.is_sqlite:
-            async with self._sqlite_writer():
-                session = self._sessions()
-                committed = False
-                try:
-                    yield session
-                    await _commit(session)
-                    committed = True
-                finally:
-                    await _close(session.close(), committed=committed)
+            async with self._sqlite_writer(), self._unit_of_work() as session:
+                yield session
             return
         if not self.replicas:
-            session = self._sessions()
-            committed = False
-            try:
+            async with self._unit_of_work() as session:
                 yield session
-                await _commit(session)
-                committed = True
-            finally:
-                await _close(session.close(), committed=committed)
             return
         # Held for the whole unit of work, so the GTID is read on the committing connection.
         conn = await self.engine.connect()
@@ -284,6 +271,17 @@ class Database:
                 self.last_gtid = str(row[0])
         finally:
             await _close(conn.close(), committed=committed)
+
+    @asynccontextmanager
+    async def _unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        session = self._sessions()
+        committed = False
+        try:
+            yield session
+            await _commit(session)
+            committed = True
+        finally:
+            await _close(session.close(), committed=committed)
 
     @asynccontextmanager
     async def _sqlite_writer(self) -> AsyncIterator[None]:
