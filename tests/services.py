@@ -96,4 +96,8 @@ def production_env(database_url: str, redis_url: str, data_dir: str, secret: str
         "PROD_DB_NAME": parsed.database or "",
         "PROD_DB_USERNAME": parsed.username or "root",
         "PROD_DB_PASSWORD": parsed.password or "",
+        # The health checks' 0.8 s budget is for failing fast in production; beside the
+        # suite's parallel processes (or stress-ng) a MariaDB or Redis check can take
+        # longer and turn a ready server's "pass" into a 503. Tests of the budget set theirs.
+        "GARRISON_HEALTH__CHECK_TIMEOUT": "5",
     }

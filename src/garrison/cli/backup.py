@@ -9,6 +9,7 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -204,10 +205,19 @@ def restore(
     yes: Annotated[
         bool, typer.Option("--yes", help="Allow the live or a non-empty target.")
     ] = False,
+    files_to: Annotated[
+        Path | None,
+        typer.Option(
+            "--files-to",
+            help="Also write the backup's uploaded files into this new or empty directory"
+            " (as they were when the full backup was taken).",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Restore a backup (ID: that snapshot; --latest: to the end of the log archive; with
-    --to-time/--to-gtid: to that point) into --target, never the live database unless --yes."""
+    --to-time/--to-gtid: to that point) into --target, never the live database unless --yes;
+    with --files-to, its uploaded files too."""
     if (backup_id is None) == (not latest):
         fail("give a backup ID or --latest (one of them)", EXIT_CONFIG)
     if not target:
@@ -227,6 +237,7 @@ def restore(
                 to_gtid=to_gtid,
                 replay_logs=latest or moment is not None or to_gtid is not None,
                 allow_live=yes,
+                files_to=files_to,
             )
         )
     data = {
@@ -238,6 +249,7 @@ def restore(
         "seconds": round(result.seconds, 3),
         "rows": sum(result.tables.values()),
         "tables": result.tables,
+        "files": result.files,
     }
     if as_json:
         _emit(data)
@@ -245,7 +257,9 @@ def restore(
     point = f" to {data['to_time'] or data['to_gtid']}" if moment or to_gtid else ""
     typer.echo(
         f"restored backup {result.backup_id}{point} into {result.target}: "
-        f"{data['rows']} rows in {len(result.tables)} tables, {result.seconds:.1f} s"
+        f"{data['rows']} rows in {len(result.tables)} tables"
+        + (f", {result.files} files into {files_to}" if result.files is not None else "")
+        + f", {result.seconds:.1f} s"
     )
 
 

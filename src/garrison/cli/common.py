@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar, cast
 
 import typer
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -26,6 +27,23 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise typer.Exit(code)
 
 
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write: a command run in-process (typer's test
+    runner) swaps it for a buffer it closes afterwards, and the log must not keep that."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+_STDERR = cast(TextIO, _CurrentStderr())
+
+
 def settings_or_exit(*, configure_logs: bool = True) -> Settings:
     try:
         settings = load_settings()
@@ -33,6 +51,10 @@ def settings_or_exit(*, configure_logs: bool = True) -> Settings:
         fail(str(exc), EXIT_CONFIG)
     if configure_logs:
         configure_logging(settings)
+    else:  # a quiet command (progress bars, --json): warnings and errors only, on stderr,
+        # so standard output holds nothing but the command's own output
+        log = settings.log.model_copy(update={"level": "warning"})
+        configure_logging(settings.model_copy(update={"log": log}), stream=_STDERR)
     install_keyring(settings)  # the audit log's per-person keys are wrapped with it
     # A command that changes what the servers keep in memory (a role, a user's status)
     # tells them through change notices, like the API does.

@@ -360,11 +360,18 @@ class S3Storage:
         await asyncio.to_thread(self.client.close)
 
 
-def open_primary(settings: Settings) -> Storage:
+def local_root(settings: Settings) -> Path | None:
+    """The directory the local backend keeps the objects in; None when they are on S3 (the
+    backups take the directory; a bucket is backed up by its replication)."""
     files = settings.files
     if files.backend == "s3":
-        return S3Storage(files)
-    return LocalStorage((files.local_dir or settings.data_dir / "files").resolve())
+        return None
+    return (files.local_dir or settings.data_dir / "files").resolve()
+
+
+def open_primary(settings: Settings) -> Storage:
+    root = local_root(settings)
+    return S3Storage(settings.files) if root is None else LocalStorage(root)
 
 
 def open_storage(settings: Settings) -> Storage:

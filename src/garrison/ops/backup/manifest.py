@@ -54,6 +54,9 @@ class Manifest(BaseModel):
     artifacts: list[Artifact]
     tables: dict[str, int] = Field(default_factory=dict)
     position: Position = Field(default_factory=Position)
+    # Uploaded files in the backup (the local file backend's directory): how many; None when
+    # the backup holds none (objects on S3, or a backup from before files were taken).
+    files: int | None = None
     version: int = 1
 
     @property

@@ -23,6 +23,7 @@ class BackupOut(BaseModel):
     key_id: str
     position: Position
     tables: dict[str, int]
+    files: int | None = None  # uploaded files held (None: none, e.g. the objects are on S3)
     verification: Verification | None = None
 
     @classmethod
@@ -41,6 +42,7 @@ class BackupOut(BaseModel):
             key_id=item.key_id,
             position=item.position,
             tables=item.tables,
+            files=item.files,
             verification=verification,
         )
 

@@ -9,13 +9,14 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from garrison.crypto import Keyring, keyring_for
-from garrison.ops.backup import artifact, logs, manifest, mariadb, sqlite
+from garrison.files.storage import local_root
+from garrison.ops.backup import artifact, logs, manifest, mariadb, objects, sqlite
 from garrison.ops.backup.errors import BackupError, BackupNotFound, OutsideWindow
 from garrison.ops.backup.manifest import Artifact, Engine, Manifest, Verification
 from garrison.ops.backup.storage import Storage, open_storage
@@ -104,6 +105,11 @@ def create_full_sync(ctx: Context) -> Manifest:
             tables = scan.tables
         ctx.progress.step(f"uploading to {ctx.storage.url}")
         ctx.storage.put_file(key, out)
+        out.unlink()
+        artifacts = [
+            Artifact(key=key, size=sealed.size, sha256=sealed.sha256, plain_size=sealed.plain_size)
+        ]
+        files = _pack_files(ctx, backup_id, Path(tmp), artifacts)
     result = Manifest(
         id=backup_id,
         engine=ctx.engine,
@@ -112,14 +118,53 @@ def create_full_sync(ctx: Context) -> Manifest:
         started_at=started,
         finished_at=datetime.now(UTC),
         key_id=ctx.keyring.current_id,
-        artifacts=[
-            Artifact(key=key, size=sealed.size, sha256=sealed.sha256, plain_size=sealed.plain_size)
-        ],
+        artifacts=artifacts,
         tables=tables,
         position=position,
+        files=files,
     )
     manifest.save(ctx.storage, result)
     return result
+
+
+def _pack_files(ctx: Context, backup_id: str, tmp: Path, artifacts: list[Artifact]) -> int | None:
+    """The uploaded files (local backend), after the database snapshot, as a second
+    artifact; their count, or None when the objects are on S3."""
+    root = local_root(ctx.settings)
+    if root is None:
+        return None
+    ctx.progress.step(f"uploaded files under {root}")
+    archive, sealed_path = tmp / "files.tar", tmp / "files.enc"
+    count = objects.pack(root, archive)
+    sealed = artifact.seal(
+        _metered(artifact.read_chunks(archive), ctx.progress), ctx.keyring, sealed_path
+    )
+    archive.unlink()
+    key = manifest.prefix(backup_id) + objects.KEY
+    ctx.storage.put_file(key, sealed_path)
+    sealed_path.unlink()
+    artifacts.append(
+        Artifact(key=key, size=sealed.size, sha256=sealed.sha256, plain_size=sealed.plain_size)
+    )
+    return count
+
+
+def _files_artifact(found: Manifest) -> Artifact | None:
+    return next((a for a in found.artifacts if a.key.endswith("/" + objects.KEY)), None)
+
+
+def _fetch_files(ctx: Context, found: Manifest, tmp: Path) -> Path | None:
+    """Download, check and decrypt the backup's files archive (None: it has none)."""
+    item = _files_artifact(found)
+    if item is None:
+        return None
+    sealed, plain = tmp / "files.enc", tmp / "files.tar"
+    name = f"backup {found.id} (files)"
+    ctx.storage.get_file(item.key, sealed)
+    artifact.check(sealed, sha256=item.sha256, size=item.size, name=name)
+    artifact.open_to(sealed, ctx.keyring, plain, name=name)
+    sealed.unlink()
+    return plain
 
 
 # -- fetch and check before anything is written ------------------------------------------
@@ -127,7 +172,7 @@ def create_full_sync(ctx: Context) -> Manifest:
 
 def _fetch_full(ctx: Context, found: Manifest, tmp: Path) -> Path:
     """Download, check and decrypt the full backup's artifact; the plaintext file."""
-    item = found.artifacts[0]
+    item = found.artifacts[0]  # the database's; the files archive, if any, comes after it
     sealed = tmp / "full.enc"
     ctx.progress.step(f"downloading backup {found.id}")
     ctx.storage.get_file(item.key, sealed)
@@ -191,6 +236,7 @@ class RestoreResult:
     logs_replayed: int
     seconds: float
     tables: dict[str, int]
+    files: int | None = None  # files written to --files-to (None: not asked, or none held)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -243,6 +289,49 @@ def restore_sync(
     to_gtid: str | None = None,
     replay_logs: bool = True,
     allow_live: bool = False,
+    files_to: Path | None = None,
+) -> RestoreResult:
+    """Restore the database into ``target_url`` and, with ``files_to``, the backup's
+    uploaded files into that (absent or empty) directory. Everything is fetched and checked
+    before anything is written."""
+    if files_to is not None:
+        objects.check_target(files_to)
+    with ctx.work_dir() as tmp_name:
+        tmp = Path(tmp_name)
+        files = None
+        if files_to is not None:
+            found = choose(ctx, backup_id=backup_id, to_time=_utc(to_time) if to_time else None)
+            files = _fetch_files(ctx, found, tmp)
+            if files is None:
+                raise BackupNotFound(
+                    f"backup {found.id} holds no uploaded files (taken before they were included,"
+                    " or they are on S3); restore without --files-to"
+                )
+        result = _restore_database(
+            ctx,
+            backup_id=backup_id,
+            target_url=target_url,
+            to_time=to_time,
+            to_gtid=to_gtid,
+            replay_logs=replay_logs,
+            allow_live=allow_live,
+        )
+        if files is None or files_to is None:
+            return result
+        ctx.progress.step(f"writing the uploaded files into {files_to}")
+        written = objects.unpack(files, files_to, name=f"backup {result.backup_id} (files)")
+        return replace(result, files=written)
+
+
+def _restore_database(
+    ctx: Context,
+    *,
+    backup_id: str | None,
+    target_url: str,
+    to_time: datetime | None,
+    to_gtid: str | None,
+    replay_logs: bool,
+    allow_live: bool,
 ) -> RestoreResult:
     started = time.perf_counter()
     to_time = _utc(to_time) if to_time else None
@@ -386,8 +475,11 @@ def verify_sync(ctx: Context, backup_id: str) -> Verification:
                 drop()
                 raise
         drop()
+        files_problem = _verify_files(ctx, found, tmp)
     wrong = {t: (n, counts.get(t)) for t, n in found.tables.items() if counts.get(t) != n}
     problems = [f"{t}: {got} rows, the manifest says {want}" for t, (want, got) in wrong.items()]
+    if files_problem:
+        problems.append(files_problem)
     if audit[1]:
         problems.append(audit[1])
     result = Verification(
@@ -396,12 +488,27 @@ def verify_sync(ctx: Context, backup_id: str) -> Verification:
         restore_seconds=round(seconds, 3),
         detail="; ".join(problems)
         if problems
-        else f"{len(counts)} tables, {sum(counts.values())} rows match; {audit[2]}",
+        else f"{len(counts)} tables, {sum(counts.values())} rows match; {audit[2]}"
+        + (f"; {found.files} uploaded files" if found.files is not None else ""),
         tables_checked=len(found.tables),
         audit_entries_checked=audit[0],
     )
     manifest.save_verification(ctx.storage, found.id, result)
     return result
+
+
+def _verify_files(ctx: Context, found: Manifest, tmp: Path) -> str | None:
+    """The files archive opens and holds as many files as the manifest says (None: so)."""
+    if found.files is None:
+        return None
+    try:
+        archive = _fetch_files(ctx, found, tmp)
+        if archive is None:
+            return f"the manifest counts {found.files} files but the backup has no archive"
+        held = objects.count(archive, name=f"backup {found.id} (files)")
+    except BackupError as exc:
+        return str(exc.detail)
+    return None if held == found.files else f"files: {held}, the manifest says {found.files}"
 
 
 def _verify_audit(ctx: Context, url: str) -> tuple[int, str | None, str]:
