@@ -256,13 +256,11 @@ class Database:
         conn = await self.engine.connect()
         committed = False
         try:
-            session = AsyncSession(bind=conn, expire_on_commit=False)
-            try:
+            async with self._unit_of_work(
+                AsyncSession(bind=conn, expire_on_commit=False)
+            ) as session:
                 yield session
-                await _commit(session)
-                committed = True
-            finally:
-                await _close(session.close(), committed=committed)
+            committed = True
             try:
                 row = (await conn.exec_driver_sql("SELECT @@last_gtid")).first()
             except DBAPIError:  # committed already; read-your-writes falls back to time
@@ -273,8 +271,12 @@ class Database:
             await _close(conn.close(), committed=committed)
 
     @asynccontextmanager
-    async def _unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        session = self._sessions()
+    async def _unit_of_work(
+        self, session: AsyncSession | None = None
+    ) -> AsyncIterator[AsyncSession]:
+        """``session`` (default: a new writer session), committed when the block ends well,
+        closed either way."""
+        session = session or self._sessions()
         committed = False
         try:
             yield session
