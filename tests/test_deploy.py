@@ -454,6 +454,24 @@ async def test_ledger_history_and_approvals(settings: Settings) -> None:
         await db.dispose()
 
 
+async def _passed_staging(session: Any, release: str, *, actor: str) -> int:
+    """A deploy of ``release`` to staging whose post-deploy checks passed, as the ledger
+    records it; its id."""
+    record = await ledger.start(
+        session,
+        environment="staging",
+        action="deploy",
+        release_id=release,
+        version=release.split("-", 1)[0],
+        colour="blue",
+        actor=actor,
+    )
+    await ledger.finish(
+        session, record_id=record, outcome="success", reason=None, checks_passed=True
+    )
+    return record
+
+
 async def test_approval_api_records_the_signed_in_admin_and_refuses_the_one_who_staged(
     settings: Settings,
 ) -> None:
@@ -465,18 +483,7 @@ async def test_approval_api_records_the_signed_in_admin_and_refuses_the_one_who_
         stager, second = await api.user(role="admin"), await api.user(role="admin")
         release = f"0.2.0-{uuid.uuid4().hex[:8]}"  # the MariaDB database is shared
         async with api.runtime.db.transaction() as session:
-            record = await ledger.start(
-                session,
-                environment="staging",
-                action="deploy",
-                release_id=release,
-                version="0.2.0",
-                colour="green",
-                actor=stager,
-            )
-            await ledger.finish(
-                session, record_id=record, outcome="success", reason=None, checks_passed=True
-            )
+            record = await _passed_staging(session, release, actor=stager)
         url = "/api/v1/deploys/approvals"
         body = {"release_id": release, "environment": "production"}
         staged = bearer((await api.login(stager))["access_token"])
@@ -529,18 +536,7 @@ async def test_cli_with_another_installations_secret_is_one_line_and_changes_not
             await users.create_user(
                 session, email=second, password_hash="x", roles=["admin"], actor=Actor.system()
             )
-            record = await ledger.start(
-                session,
-                environment="staging",
-                action="deploy",
-                release_id=release,
-                version="0.3.0",
-                colour="blue",
-                actor="first@example.com",
-            )
-            await ledger.finish(
-                session, record_id=record, outcome="success", reason=None, checks_passed=True
-            )
+            await _passed_staging(session, release, actor="first@example.com")
         config = write(
             tmp_path,
             CONFIG
