@@ -322,9 +322,7 @@ def approve(
 
     async def work(db: Database) -> dict[str, Any]:
         async with db.transaction() as session:
-            staged = await ledger.passed(session, environment=staging, release_id=release)
-            if staged is None:
-                raise ledger.ApprovalRefused(f"{release} has not passed {staging}'s checks")
+            staged = await ledger.require_passed(session, environment=staging, release_id=release)
             approval = await ledger.approve(
                 session,
                 release_id=release,
@@ -367,9 +365,7 @@ def promote(
                 if not good:
                     raise ledger.ApprovalRefused(f"no release has passed {staging} yet")
                 rid = good[0].release_id
-            staged = await ledger.passed(session, environment=staging, release_id=rid)
-            if staged is None:
-                raise ledger.ApprovalRefused(f"{rid} has not passed {staging}'s checks")
+            staged = await ledger.require_passed(session, environment=staging, release_id=rid)
             found = await ledger.approvals(session, release_id=rid, environment=target)
             others = {
                 a.approver_email

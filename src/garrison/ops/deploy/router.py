@@ -96,9 +96,9 @@ async def list_deploys(
 async def approve(body: ApprovalIn, admin: DeployAdmin, session: WriteSession) -> ApprovalOut:
     if admin.kind != "user":
         raise Forbidden("an approval is given by a signed-in admin, not by a key or a service")
-    staged = await ledger.passed(session, environment=body.staging, release_id=body.release_id)
-    if staged is None:
-        raise ledger.ApprovalRefused(f"{body.release_id} has not passed {body.staging}'s checks")
+    staged = await ledger.require_passed(
+        session, environment=body.staging, release_id=body.release_id
+    )
     user = await users.get_user(session, user_id=admin.id)
     approval = await ledger.approve(
         session,

@@ -119,6 +119,16 @@ async def passed(
     return record
 
 
+async def require_passed(
+    session: AsyncSession, *, environment: str, release_id: str
+) -> DeployRecord:
+    """``passed``, or ``ApprovalRefused`` naming what is missing (approve and promote)."""
+    staged = await passed(session, environment=environment, release_id=release_id)
+    if staged is None:
+        raise ApprovalRefused(f"{release_id} has not passed {environment}'s checks")
+    return staged
+
+
 async def approve(
     session: AsyncSession,
     *,
