@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from garrison.app import create_app
 from garrison.db import migrate
@@ -164,6 +165,23 @@ async def test_report_cached_between_probes(settings: Settings) -> None:
         runtime_of(running.app).get(HealthService).settings.cache_seconds = 0
         third = await runtime_of(running.app).get(HealthService).report()
         assert third is not first
+
+
+async def test_a_write_in_progress_does_not_hold_up_the_database_probe(settings: Settings) -> None:
+    """The probe reads the writer without taking its write lock. On SQLite a probe that began
+    a writer transaction (BEGIN IMMEDIATE) waited behind every write and timed out; a
+    timed-out one could leave the lock held, and the next request's write failed with 503."""
+    await migrated(settings)
+    async with start(create_app(settings)) as running:
+        runtime = runtime_of(running.app)
+        health = runtime.get(HealthService)
+        health.settings.cache_seconds = 0
+        async with runtime.db.transaction() as session:
+            await session.execute(text("SELECT 1"))  # the transaction has begun: SQLite's lock
+            report = await health.report()
+    checks = {check.name: check for check in report.checks}
+    assert checks["database:responseTime"].status == "pass", checks["database:responseTime"]
+    assert checks["database:migrations"].status == "pass"
 
 
 async def test_a_stale_outbox_backlog_and_parked_messages_warn(

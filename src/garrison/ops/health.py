@@ -167,7 +167,9 @@ class HealthService:
 
     async def _database(self) -> list[CheckResult]:
         started = time.perf_counter()
-        async with self.db.engine.connect() as conn:
+        # The writer, but on its autocommit engine: a probe must not take SQLite's write
+        # lock (BEGIN IMMEDIATE) or hold a transaction a timeout could leave open.
+        async with self.db.writer_read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
             elapsed = round((time.perf_counter() - started) * 1000, 2)
             applied = await current_revisions(conn)

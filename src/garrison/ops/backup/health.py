@@ -78,7 +78,7 @@ async def checks(db: Database, settings: Settings) -> list[CheckResult]:
             )
         )
     if not settings.is_sqlite:
-        async with db.engine.connect() as conn:
+        async with db.writer_read_engine.connect() as conn:
             log_bin, binlog_format = (
                 await conn.execute(text("SELECT @@log_bin, @@binlog_format"))
             ).one()
