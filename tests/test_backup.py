@@ -439,12 +439,13 @@ async def test_sqlite_point_in_time_with_litestream(env: dict[str, str], tmp_pat
 
 async def test_worker_supervises_the_backup_schedule(tmp_path: Path) -> None:
     from garrison.db.engine import Database
+    from garrison.ops import leases
+    from garrison.ops.backup.schedule import LEASE
     from garrison.worker import Task, Worker, standard_tasks
     from tests.conftest import migrated
 
     settings = make_settings(tmp_path, secret_key=SECRET)
     await migrated(settings)
-    assert [task.name for task in standard_tasks(settings)] == ["backup.schedule"]
     seen: list[str] = []
 
     async def supervised(stop: asyncio.Event) -> None:
@@ -454,6 +455,7 @@ async def test_worker_supervises_the_backup_schedule(tmp_path: Path) -> None:
 
     db = Database(settings.db_url, settings.db)
     try:
+        assert [task.name for task in standard_tasks(db, settings)] == ["backup.schedule"]
         worker = Worker(db, settings, jobs=[], tasks=[Task("probe", supervised)])
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
@@ -462,16 +464,16 @@ async def test_worker_supervises_the_backup_schedule(tmp_path: Path) -> None:
                 await asyncio.sleep(0.01)
         await worker.shutdown(stop, task)
         assert seen == ["started", "stopped"]  # the worker waited for the task to finish
-        # The standard schedule starts with the worker (it takes the per-host lock file).
+        # The standard schedule starts with the worker (it takes the installation's lease).
         worker = Worker(db, settings, jobs=[])
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
-        lock = settings.data_dir / "backup-spool" / "scheduler.lock"
         async with asyncio.timeout(60):
-            while not lock.exists():
+            while await leases.holder_of(db, LEASE) is None:
                 await asyncio.sleep(0.01)
         await worker.shutdown(stop, task)
         assert task.done()
         assert task.exception() is None  # the schedule stopped with the worker
+        assert await leases.holder_of(db, LEASE) is None  # and gave the lease up
     finally:
         await db.dispose()

@@ -60,17 +60,18 @@ class Task:
     """A long-running supervised piece of background work: ``run(stop)`` works until
     ``stop`` is set, then returns. ``Worker.run`` starts every task when it starts and
     waits for them (cancels them, if the worker itself is cancelled) when it stops. For
-    work that cannot be cut into periodic ``Job`` runs: the backup schedule holds a
-    per-host lock and supervises the log archiver's child process."""
+    work that cannot be cut into periodic ``Job`` runs: the backup schedule holds the
+    installation's ``backup.schedule`` lease and supervises the log archiver's child
+    process."""
 
     name: str
     run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def standard_tasks(settings: Settings) -> list[Task]:
+def standard_tasks(db: Database, settings: Settings) -> list[Task]:
     """The supervised tasks every worker runs: one line per domain task."""
     return [
-        Task("backup.schedule", lambda stop: run_backup_jobs(settings, stop)),
+        Task("backup.schedule", lambda stop: run_backup_jobs(settings, stop, db)),
     ]
 
 
@@ -147,7 +148,7 @@ class Worker:
         self.delivery = Delivery(db, settings.worker, handlers=handlers, worker_id=worker_id)
         self.id = self.delivery.id
         self.jobs = list(standard_jobs(db, settings) if jobs is None else jobs)
-        self.tasks = list(standard_tasks(settings) if tasks is None else tasks)
+        self.tasks = list(standard_tasks(db, settings) if tasks is None else tasks)
         self._due = dict.fromkeys((job.name for job in self.jobs if job.every), time.monotonic())
 
     @property

@@ -31,6 +31,7 @@ Report = Callable[[str], None]
 class DrillResult:
     size_mb: int
     storage: str
+    method: str = "dump"
     bytes_stored: int = 0
     backup_seconds: float = 0.0
     write_p99_before_ms: float = 0.0
@@ -144,8 +145,10 @@ def _garrison(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     )
 
 
-def run_drill(*, size_mb: int, use_s3: bool, report: Report, rate: float = 100.0) -> DrillResult:
-    result = DrillResult(size_mb=size_mb, storage="s3" if use_s3 else "local")
+def run_drill(
+    *, size_mb: int, use_s3: bool, report: Report, rate: float = 100.0, method: str = "dump"
+) -> DrillResult:
+    result = DrillResult(size_mb=size_mb, storage="s3" if use_s3 else "local", method=method)
     with tempfile.TemporaryDirectory(prefix="garrison-drill-") as tmp_name:
         tmp = Path(tmp_name)
         primary = PrivateMariaDB(tmp / "primary", buffer_pool="512M")
@@ -200,6 +203,7 @@ def _drill(
             "GARRISON_SECRET_KEY": "drill-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
             "GARRISON_BACKUP__UPLOAD_INTERVAL": "0.5",
             "GARRISON_LOG__FORMAT": "json",
+            "GARRISON_BACKUP__METHOD": result.method,
         }
     )
     if s3 is not None:

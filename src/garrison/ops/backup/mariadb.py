@@ -74,8 +74,9 @@ class DumpScan:
                 self.position.gtid = match.group(1).decode()
 
 
-def dump(conn: Conn, *, tools_dir: str | None, scan: DumpScan) -> Iterator[bytes]:
-    """Stream a consistent logical dump of the database, feeding ``scan``."""
+def dump(conn: Conn, *, tools_dir: str | None, scan: DumpScan | None) -> Iterator[bytes]:
+    """Stream a consistent logical dump of the database, feeding ``scan``, which also asks
+    for the binary log position (a server without a binary log is dumped with ``None``)."""
     # At a lower CPU priority: formatting rows is the dump's cost, and writers come first.
     nice = shutil.which("nice")
     argv = [
@@ -83,8 +84,7 @@ def dump(conn: Conn, *, tools_dir: str | None, scan: DumpScan) -> Iterator[bytes
         tool("mariadb-dump", tools_dir),
         *conn.args(),
         "--single-transaction",
-        "--master-data=2",
-        "--gtid",
+        *(["--master-data=2", "--gtid"] if scan is not None else []),
         "--quick",
         "--hex-blob",
         "--routines",
@@ -99,11 +99,14 @@ def dump(conn: Conn, *, tools_dir: str | None, scan: DumpScan) -> Iterator[bytes
         assert proc.stdout is not None
         assert proc.stderr is not None
         while chunk := proc.stdout.read(1024 * 1024):
-            scan.feed(chunk)
+            if scan is not None:
+                scan.feed(chunk)
             yield chunk
         err = proc.stderr.read()
         if proc.wait() != 0:
             raise BackupError(f"mariadb-dump: {last_line(err)}")
+    if scan is None:
+        return
     scan.close()
     if scan.position.binlog_file is None:
         raise BackupError(

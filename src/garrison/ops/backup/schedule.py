@@ -1,23 +1,32 @@
 """The worker's backup jobs, self-contained so any scheduler can run them: the daily full
 at ``BACKUP__FULL_AT`` (UTC), retention after it, the weekly verification of the latest
-full, and the supervised log archiver (``BACKUP__STREAM``). One process per host runs them
-(an exclusive lock file in the data directory); the others wait for the lock."""
+full, and the supervised log archiver (``BACKUP__STREAM``). One process of the whole
+installation runs them, on whichever host holds the ``backup.schedule`` lease
+(``garrison.ops.leases``); the other workers wait to take it over."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
+import secrets
+import socket
+import time as time_
 from datetime import UTC, datetime, time, timedelta
 
+from garrison.db.engine import Database
 from garrison.log import get_logger
+from garrison.ops import leases
 from garrison.ops.backup import manifest, service
 from garrison.settings import Settings
 
 log = get_logger("garrison.backup")
 _RETRY_AFTER = timedelta(minutes=15)
 _TICK_SECONDS = 30.0
+LEASE = "backup.schedule"
+LEASE_TTL = timedelta(seconds=60)
+_RENEW_SECONDS = 15.0
+_ASK_SECONDS = 30.0
 
 
 def due_slot(now: datetime, full_at: str) -> datetime:
@@ -92,47 +101,93 @@ class BackupJobs:
         return "verify"
 
 
-def _try_lock(settings: Settings) -> int | None:
-    path = settings.data_dir / "backup-spool" / "scheduler.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+async def _pause(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
-async def run_backup_jobs(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the schedule (and the archiver when ``BACKUP__STREAM`` is on) until ``stop``."""
+async def run_backup_jobs(
+    settings: Settings,
+    stop: asyncio.Event,
+    db: Database,
+    *,
+    ask_every: float = _ASK_SECONDS,
+    renew_every: float = _RENEW_SECONDS,
+) -> None:
+    """Run the schedule (and the archiver when ``BACKUP__STREAM`` is on) until ``stop``, in
+    the one process of the installation that holds the ``backup.schedule`` lease; the others
+    ask for it every ``ask_every`` seconds and take over once its holder stops renewing (the
+holder renews it every ``renew_every`` seconds)."""
     config = settings.backup
     if not (config.schedule or config.stream or config.verify_every_days):
         return
-    fd = None
-    while fd is None:
-        fd = _try_lock(settings)
-        if fd is None:  # another process on this host runs them
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(60):
-                    await stop.wait()
-            if stop.is_set():
+    holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    while not stop.is_set():
+        if await _renew(db, holder) is True:
+            log.info("backup.schedule.lease_taken", holder=holder)
+            try:
+                await _while_held(settings, stop, db, holder, renew_every)
+            finally:
+                with contextlib.suppress(Exception):  # it expires by itself
+                    await leases.release(db, LEASE, holder)
+        await _pause(stop, ask_every)
+
+
+async def _renew(db: Database, holder: str) -> bool | None:
+    """Take or renew the lease: True, False (another holder has it), None (the database
+    could not say)."""
+    try:
+        return await leases.acquire(db, LEASE, holder, ttl=LEASE_TTL)
+    except Exception as exc:
+        log.warning("backup.schedule.lease_error", error=f"{type(exc).__name__}: {exc}"[:300])
+        return None
+
+
+async def _while_held(
+    settings: Settings, stop: asyncio.Event, db: Database, holder: str, renew_every: float
+) -> None:
+    """Run the jobs until ``stop``, or until the lease is lost: another holder has it, or it
+    could not be renewed for nearly its whole length (it may have expired meanwhile). A
+    backup already running in its thread finishes first."""
+    halt = asyncio.Event()
+
+    async def forward_stop() -> None:
+        await stop.wait()
+        halt.set()
+
+    async def keep() -> None:
+        renewed = time_.monotonic()
+        while not halt.is_set():
+            await _pause(halt, renew_every)
+            if halt.is_set():
                 return
+            held = await _renew(db, holder)
+            if held:
+                renewed = time_.monotonic()
+                continue
+            late = time_.monotonic() - renewed > LEASE_TTL.total_seconds() - renew_every
+            if held is False or late:
+                log.warning("backup.schedule.lease_lost", holder=holder)
+                halt.set()
+
+    helpers = [asyncio.create_task(forward_stop()), asyncio.create_task(keep())]
     archiving: asyncio.Task[None] | None = None
     try:
-        if config.stream:
+        if settings.backup.stream:
             archiver = service.archiver(settings)
-            archiving = asyncio.create_task(archiver.run(stop), name="garrison-backup-stream")
+            archiving = asyncio.create_task(archiver.run(halt), name="garrison-backup-stream")
         jobs = BackupJobs(settings)
-        while not stop.is_set():
+        while not halt.is_set():
             try:
                 await jobs.tick()
             except Exception as exc:  # storage or database outage: try again next tick
                 log.error("backup.schedule_error", error=f"{type(exc).__name__}: {exc}"[:300])
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_TICK_SECONDS):
-                    await stop.wait()
+            await _pause(halt, _TICK_SECONDS)
     finally:
+        halt.set()
         if archiving is not None:
             await archiving
-        os.close(fd)
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,7 +17,7 @@ from typing import Protocol
 
 from garrison.crypto import Keyring, keyring_for
 from garrison.files.storage import local_root
-from garrison.ops.backup import artifact, logs, manifest, mariadb, objects, sqlite
+from garrison.ops.backup import artifact, logs, manifest, mariadb, objects, physical, sqlite
 from garrison.ops.backup.errors import BackupError, BackupNotFound, OutsideWindow
 from garrison.ops.backup.manifest import Artifact, Engine, Manifest, Verification
 from garrison.ops.backup.storage import Storage, open_storage
@@ -91,18 +92,23 @@ def create_full_sync(ctx: Context) -> Manifest:
             )
             method, database, position = "sqlite-backup-api", source.name, manifest.Position()
         else:
-            if ctx.settings.backup.method == "physical":
-                raise BackupError(
-                    "GARRISON_BACKUP__METHOD=physical (mariadb-backup) is not supported yet; "
-                    "use the default, dump"
-                )
             conn = Conn.parse(ctx.settings.db_url)
-            ctx.progress.step(f"mariadb-dump --single-transaction {conn.database}")
-            scan = mariadb.DumpScan()
-            chunks = mariadb.dump(conn, tools_dir=ctx.tools_dir, scan=scan)
-            sealed = artifact.seal(_metered(chunks, ctx.progress), ctx.keyring, out)
-            method, database, position = "mariadb-dump", conn.database, scan.position
-            tables = scan.tables
+            if ctx.settings.backup.method == "physical":
+                copy = Path(tmp) / "physical"
+                ctx.progress.step(f"mariadb-backup --backup {conn.database}, then --prepare")
+                position, tables = physical.backup(conn, copy, tools_dir=ctx.tools_dir)
+                ctx.progress.step("archiving, compressing and encrypting the prepared copy")
+                chunks = physical.tar_chunks(copy)
+                sealed = artifact.seal(_metered(chunks, ctx.progress), ctx.keyring, out)
+                shutil.rmtree(copy)
+                method, database = physical.METHOD, conn.database
+            else:
+                ctx.progress.step(f"mariadb-dump --single-transaction {conn.database}")
+                scan = mariadb.DumpScan()
+                chunks = mariadb.dump(conn, tools_dir=ctx.tools_dir, scan=scan)
+                sealed = artifact.seal(_metered(chunks, ctx.progress), ctx.keyring, out)
+                method, database, position = "mariadb-dump", conn.database, scan.position
+                tables = scan.tables
         ctx.progress.step(f"uploading to {ctx.storage.url}")
         ctx.storage.put_file(key, out)
         out.unlink()
@@ -171,16 +177,23 @@ def _fetch_files(ctx: Context, found: Manifest, tmp: Path) -> Path | None:
 
 
 def _fetch_full(ctx: Context, found: Manifest, tmp: Path) -> Path:
-    """Download, check and decrypt the full backup's artifact; the plaintext file."""
+    """Download, check and decrypt the full backup's artifact; the plaintext file: the
+    SQLite database, or for MariaDB a dump (a physical backup is dumped from a scratch server
+    on its prepared copy)."""
     item = found.artifacts[0]  # the database's; the files archive, if any, comes after it
     sealed = tmp / "full.enc"
     ctx.progress.step(f"downloading backup {found.id}")
     ctx.storage.get_file(item.key, sealed)
     artifact.check(sealed, sha256=item.sha256, size=item.size, name=f"backup {found.id}")
     plain = tmp / ("full.db" if found.engine == "sqlite" else "full.sql")
+    physical_copy = found.method == physical.METHOD
+    opened = tmp / "full.tar" if physical_copy else plain
     ctx.progress.step("decrypting and decompressing")
-    artifact.open_to(sealed, ctx.keyring, plain, name=f"backup {found.id}")
+    artifact.open_to(sealed, ctx.keyring, opened, name=f"backup {found.id}")
     sealed.unlink()
+    if physical_copy:
+        ctx.progress.step("starting a scratch server on the prepared copy and dumping it")
+        physical.dump_from_archive(opened, plain, database=found.database, tools_dir=ctx.tools_dir)
     return plain
 
 
