@@ -9,7 +9,7 @@ import inspect
 import io
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,10 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 async def test_one_holder_until_it_expires_or_is_released(db: Database) -> None:
     name = f"test.{uuid.uuid4().hex[:8]}"
     now = utcnow()
-    at = lambda seconds: now + timedelta(seconds=seconds)  # noqa: E731
+
+    def at(seconds: int) -> datetime:
+        return now + timedelta(seconds=seconds)
+
     assert await leases.acquire(db, name, "host-a", ttl=TTL, now=now)
     assert not await leases.acquire(db, name, "host-b", ttl=TTL, now=at(59))
     assert await leases.holder_of(db, name, now=at(30)) == "host-a"
