@@ -5,14 +5,17 @@ downloads (Range, ETag, headers), standalone uploads attached by id, replacement
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
+from sqlalchemy import text
 
 from garrison.files import signing
 from garrison.settings import Settings
@@ -236,6 +239,29 @@ async def test_the_storage_quota_is_per_user(database_url: str, tmp_path: Path) 
         assert len(await quota.objects()) == 3
 
 
+async def test_uploads_at_once_cannot_pass_the_quota_together(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Eight uploads of 600 bytes at the same moment against a quota of 1,000: one is stored.
+    Each checks the quota in the transaction that writes its row, and on MariaDB two such
+    transactions could both count the same 0 bytes used."""
+    settings = make_settings(tmp_path, database_url=database_url, files={"user_quota_bytes": 1000})
+    async with files_app(settings) as quota:
+        alice = await quota.user()
+
+        async def upload(n: int) -> int:
+            sent = await quota.client.post(
+                "/api/v1/files",
+                files={"file": (f"f{n}.txt", b"x" * 600, "text/plain")},
+                headers=alice,
+            )
+            return sent.status_code
+
+        codes = await asyncio.gather(*(upload(n) for n in range(8)))
+        assert sorted(codes) == [201] + [413] * 7, codes
+        assert len(await quota.objects()) == 1  # the refused uploads' objects are removed
+
+
 async def test_schema_apply_adds_a_file_field(fa: FilesApp) -> None:
     """``garrison schema apply``'s plan: a file field added to a collection that has records
     becomes a column; the export round-trips its options."""
@@ -321,3 +347,57 @@ async def test_an_idempotent_upload_is_stored_once(fa: FilesApp) -> None:
     assert other.status_code == 422  # the same key for different bytes
     assert len(await fa.rows()) == 1
     assert await fa.objects() == [f"files/{first.json()['avatar']}"]
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+async def test_a_second_upload_waits_for_the_first_to_count_its_bytes(settings: Settings) -> None:
+    """MariaDB, two app processes (SQLite runs one writer at a time): while one upload's
+    transaction holds 600 of the owner's 1,000 bytes, another upload's quota check waits for
+    it, then counts those bytes and is refused."""
+    from garrison.db.engine import Database
+    from garrison.files import service
+    from garrison.files.errors import StorageQuotaExceeded
+    from tests.conftest import migrated
+
+    await migrated(settings)
+    owner = f"user-{uuid.uuid4().hex[:12]}"
+
+    def upload() -> service.Upload:
+        name = uuid.uuid4().hex
+        return service.Upload(name, f"files/{name}", "a.txt", 600, "text/plain", "0" * 64)
+
+    first_db, second_db = (Database(settings.db_url, settings.db) for _ in range(2))
+    second_connection: list[int] = []
+
+    async def second() -> None:
+        async with second_db.transaction() as session:
+            second_connection.append(int(await session.scalar(text("SELECT CONNECTION_ID()"))))
+            await service.check_quota(session, owner=owner, adding=600, quota=1000)
+            await service.add_pending(session, uploads=[upload()], owner=owner)
+
+    async def second_is_waiting() -> bool:
+        """The second is inside its claim of the owner's lock (which the first holds)."""
+        async with first_db.read_session() as session:
+            found = await session.scalar(
+                text(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                    "WHERE ID = :id AND INFO LIKE 'INSERT INTO files_owner_locks%'"
+                ),
+                {"id": second_connection[0] if second_connection else -1},
+            )
+        return bool(found)
+
+    try:
+        async with first_db.transaction() as session:
+            await service.check_quota(session, owner=owner, adding=600, quota=1000)
+            await service.add_pending(session, uploads=[upload()], owner=owner)
+            waiting = asyncio.create_task(second())
+            async with asyncio.timeout(60):
+                while not waiting.done() and not await second_is_waiting():
+                    await asyncio.sleep(0.01)
+            assert not waiting.done(), "the second upload counted without waiting"
+        with pytest.raises(StorageQuotaExceeded):
+            await waiting
+    finally:
+        await first_db.dispose()
+        await second_db.dispose()

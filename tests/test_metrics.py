@@ -211,11 +211,12 @@ async def test_database_pool_and_query_metrics(settings: Settings) -> None:
         before = await scrape(running.client)
         assert (await running.client.get("/api/health")).status_code == 200
         after = await scrape(running.client)
-    query = {"pool": "writer", "operation": "SELECT"}
+    # The health check reads the writer through its autocommit pool, labelled reader.
+    query = {"pool": "reader", "operation": "SELECT"}
     name = "garrison_db_query_duration_seconds_count"
     assert value(after, name, query) > value(before, name, query)
     wait = "garrison_db_pool_wait_seconds_count"
-    assert value(after, wait, {"pool": "writer"}) > value(before, wait, {"pool": "writer"})
+    assert value(after, wait, {"pool": "reader"}) > value(before, wait, {"pool": "reader"})
     assert value(after, "garrison_db_pool_size", {"pool": "writer"}) >= 1
     # Background work (the auth key ring loading, the worker) may hold one at scrape time.
     checked_out = value(after, "garrison_db_pool_checked_out", {"pool": "writer"})

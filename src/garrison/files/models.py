@@ -35,4 +35,16 @@ class FileRow(Base):
     __table_args__ = (
         Index("ix_files_record", "collection", "record_id", "field"),
         Index("ix_files_pending", "record_id", "created_at"),
+        Index("ix_files_owner", "owner"),
     )
+
+
+class OwnerLock(Base):
+    """One row per uploader, written by each transaction that stores their files: on MariaDB
+    the row lock makes two uploads of one owner check the quota one after the other (each
+    then counts the other's bytes). SQLite runs one writer at a time and needs none."""
+
+    __tablename__ = "files_owner_locks"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    locked_at: Mapped[datetime] = mapped_column(UtcDateTime)

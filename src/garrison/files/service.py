@@ -18,13 +18,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from garrison import events
 from garrison.errors import ValidationFailed
 from garrison.events import Actor, Event
 from garrison.files.errors import FileTooLarge, StorageQuotaExceeded
-from garrison.files.models import FileRow
+from garrison.files.models import FileRow, OwnerLock
 from garrison.files.sniff import SNIFF_BYTES, allowed, sniff
 from garrison.files.storage import Storage, Writer
 from garrison.records.kinds import file_ids
@@ -323,15 +324,21 @@ async def release_of_owner(
             or_(FileRow.record_id.is_(None), FileRow.collection.in_(names)),
         )
     )
+    await session.execute(delete(OwnerLock).where(OwnerLock.owner == owner[:64]))
     return await release(session, rows=list(found), actor=actor)
 
 
 async def check_quota(session: AsyncSession, *, owner: str, adding: int, quota: int | None) -> None:
     """``StorageQuotaExceeded`` when ``owner``'s files plus ``adding`` bytes pass ``quota``
     (None: no quota). Checked before an upload streams (``adding`` 0: already full?) and
-    again, with the stored sizes, in the transaction that writes the rows."""
+    again, with the stored sizes, in the transaction that writes the rows: that check
+    (``adding`` > 0) first takes the owner's lock, so two uploads at once cannot both count
+    the bytes used before either."""
     if quota is None:
         return
+    if adding and session.get_bind().dialect.name != "sqlite":
+        claim = mysql_insert(OwnerLock).values(owner=owner[:64], locked_at=datetime.now(UTC))
+        await session.execute(claim.on_duplicate_key_update(locked_at=claim.inserted.locked_at))
     used = int(
         await session.scalar(
             select(func.coalesce(func.sum(FileRow.size), 0)).where(FileRow.owner == owner)

@@ -116,9 +116,9 @@ async def run_backup_jobs(
     renew_every: float = _RENEW_SECONDS,
 ) -> None:
     """Run the schedule (and the archiver when ``BACKUP__STREAM`` is on) until ``stop``, in
-    the one process of the installation that holds the ``backup.schedule`` lease; the others
-    ask for it every ``ask_every`` seconds and take over once its holder stops renewing (the
-holder renews it every ``renew_every`` seconds)."""
+        the one process of the installation that holds the ``backup.schedule`` lease; the others
+        ask for it every ``ask_every`` seconds and take over once its holder stops renewing (the
+    holder renews it every ``renew_every`` seconds)."""
     config = settings.backup
     if not (config.schedule or config.stream or config.verify_every_days):
         return
