@@ -4,6 +4,7 @@ stops and a real SMTP server that receives the alert."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -189,3 +190,33 @@ async def test_redis_stopping_degrades_the_cache_and_mails_an_alert(
             [mail] = [m for m in smtp.messages_to(operator) if "[FIRING]" in m["Subject"]]
             assert "component_unhealthy" in mail["Subject"]
             assert "cache" in body_of(mail)
+
+
+def test_health_rules_per_replica_lag_and_database_storage() -> None:
+    """Each reader's lag is judged on its own (the health check is ``database:replication``,
+    one per reader); the storage check has a rule of its own, not ``component_unhealthy``."""
+    from garrison.ops.health import CheckResult, HealthReport
+
+    report = HealthReport(
+        status="warn",
+        checks=(
+            CheckResult("database:replication", "datastore", "pass", 2.0, "s", None, "r1:3306"),
+            CheckResult("database:replication", "datastore", "warn", 45.0, "s", "45 s", "r2:3306"),
+            CheckResult("database:replication", "datastore", "warn", None, "s", "down", "r3:3306"),
+            CheckResult("database:storage", "datastore", "warn", 2100.0, "MiB", "over"),
+            CheckResult("database:responseTime", "datastore", "pass", 1.0, "ms"),
+        ),
+    )
+    thresholds = replace(T, database_warn_mb=2048)
+    found = {(f.rule, f.subject): f for f in rules.from_health(report, thresholds)}
+    assert not found[("replication_lag", "r1:3306")].firing
+    assert found[("replication_lag", "r2:3306")].firing
+    assert found[("replication_lag", "r2:3306")].summary == "r2:3306 is 45 s behind"
+    assert ("replication_lag", "r3:3306") not in found  # no lag to judge: the component rule
+    storage = found[("database_storage", "database")]
+    assert storage.firing
+    assert (storage.value, storage.threshold) == (2100.0, 2048.0)
+    database = found[("component_unhealthy", "database")]
+    assert database.firing
+    assert "database:replication warn (down)" in database.summary
+    assert "database:storage" not in database.summary

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,10 +11,12 @@ from sqlalchemy import text
 
 from garrison.app import create_app
 from garrison.db import migrate
-from garrison.ops.health import HealthService
+from garrison.db.size import storage_bytes
+from garrison.ops.health import CheckResult, HealthService
 from garrison.runtime import runtime_of
 from garrison.settings import Settings
 from tests.conftest import make_settings, migrated, start
+from tests.metrics_helpers import parse, value
 
 MEDIA = "application/health+json"
 
@@ -182,6 +185,51 @@ async def test_a_write_in_progress_does_not_hold_up_the_database_probe(settings:
     checks = {check.name: check for check in report.checks}
     assert checks["database:responseTime"].status == "pass", checks["database:responseTime"]
     assert checks["database:migrations"].status == "pass"
+
+
+async def test_database_storage_is_reported_and_warns_past_its_threshold(
+    tmp_path: Path, fresh_database_url: str
+) -> None:
+    """The storage alert: ``database:storage`` in MiB, a warning past
+    ``GARRISON_HEALTH__DATABASE_WARN_MB``, and the figure in ``/metrics``."""
+    settings = make_settings(
+        tmp_path,
+        database_url=fresh_database_url,
+        health={"cache_seconds": 0, "database_warn_mb": 2},
+    )
+    await migrated(settings)
+    async with start(create_app(settings)) as running:
+        runtime = runtime_of(running.app)
+        health = runtime.get(HealthService)
+
+        async def storage() -> CheckResult:
+            await storage_bytes(runtime.db, max_age=0)  # read now, not within the minute
+            report = await health.report()
+            return next(c for c in report.checks if c.name == "database:storage")
+
+        before = await storage()
+        assert before.status == "pass", before
+        assert before.observed_unit == "MiB"
+        assert 0 < float(before.observed_value or 0) < 2
+        # Three MiB of incompressible rows take it past the 2 MiB threshold.
+        async with runtime.db.transaction() as session:
+            await session.execute(text("CREATE TABLE ballast (id INT PRIMARY KEY, pad LONGTEXT)"))
+            for row in range(3):
+                pad = os.urandom(1024 * 1024).hex()[: 1024 * 1024]
+                await session.execute(
+                    text("INSERT INTO ballast (id, pad) VALUES (:id, :pad)"),
+                    {"id": row, "pad": pad},
+                )
+        if not runtime.db.is_sqlite:  # InnoDB's table sizes are statistics: refresh them
+            async with runtime.db.transaction() as session:
+                await session.execute(text("ANALYZE TABLE ballast"))
+        after = await storage()
+        assert after.status == "warn", after
+        assert float(after.observed_value or 0) > 3
+        assert "GARRISON_HEALTH__DATABASE_WARN_MB" in str(after.output)
+        scraped = parse((await running.client.get("/metrics")).text)
+    assert value(scraped, "garrison_db_storage_bytes") > 3 * 1024 * 1024
+    assert value(scraped, "garrison_db_storage_warn_bytes") == 2 * 1024 * 1024
 
 
 async def test_a_stale_outbox_backlog_and_parked_messages_warn(

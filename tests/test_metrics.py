@@ -222,6 +222,9 @@ async def test_database_pool_and_query_metrics(settings: Settings) -> None:
     checked_out = value(after, "garrison_db_pool_checked_out", {"pool": "writer"})
     assert 0 <= checked_out <= value(after, "garrison_db_pool_size", {"pool": "writer"})
     assert ("garrison_db_pool_overflow", frozenset({("pool", "writer")})) in after
+    assert value(after, "garrison_db_storage_bytes") > 0
+    if not settings.is_sqlite:  # the hot-path reader's driver pool (the first scrape opened it)
+        assert value(after, "garrison_db_pool_size", {"pool": "reader/driver"}) >= 1
 
 
 # --- access ------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ class Database:
         for replica_url in settings.replica_urls:
             engine = create_engine(replica_url, settings, writer=False)
             replicas.append(Replica(node_name(replica_url), engine, self._fast_reader(engine)))
-        self.replicas = ReplicaSet(replicas, settings)
+        self.replicas = ReplicaSet(replicas, settings, writer=self.writer_fast_read)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite: this process's writers queue here, one lock per event loop.
         self._write_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]

@@ -283,6 +283,14 @@ class FastReader:
         finally:
             pool.release(conn)
 
+    def pool_stats(self) -> tuple[int, int] | None:
+        """(connections open, connections in use) of the driver pool; None before the first
+        read opens it (and on SQLite, which reads through the engine)."""
+        pool = self._pool
+        if pool is None:
+            return None
+        return int(pool.size), int(pool.size) - int(pool.freesize)
+
     async def _open_pool(self) -> Any:
         import asyncmy
         import asyncmy.errors

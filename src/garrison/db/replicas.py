@@ -5,8 +5,11 @@ Each reader URL gets its own autocommit engine and ``FastReader``. A probe (ever
 reader what it is and how far behind:
 
 - an asynchronous replica: ``SHOW REPLICA STATUS`` → ``Seconds_Behind_Master``, and both
-  threads running (a stopped thread is a broken replica, skipped);
-- a Galera node (the cluster's read frontend): synced means no lag, anything else skipped;
+  threads running (a stopped thread is a broken replica, skipped); its source must be the
+  writer (``Master_Server_Id`` equal to the writer's ``@@server_id``, which the nodes of a
+  Galera cluster share): a replica of another primary holds other data, and is skipped;
+- a Galera node (the cluster's read frontend): synced means no lag, anything else skipped,
+  and so is a node of another cluster (its ``wsrep_cluster_state_uuid`` is not the writer's);
 - neither: a standalone server, usable but reported (a reader URL that names no replica).
 
 A reader further behind than ``db.max_replica_lag``, or unreachable, is skipped; with none
@@ -58,9 +61,21 @@ class Replica:
 
 
 class ReplicaSet:
-    def __init__(self, replicas: list[Replica], settings: DatabaseSettings) -> None:
+    def __init__(
+        self,
+        replicas: list[Replica],
+        settings: DatabaseSettings,
+        *,
+        writer: FastReader | None = None,
+    ) -> None:
         self.replicas = replicas
         self.settings = settings
+        self.writer = writer
+        # The writer's identity, read at each probe round (the last known one is kept while
+        # the writer is away): its server id (a Galera cluster's nodes share one) and, on
+        # Galera, the cluster's state UUID.
+        self.writer_server_id: int | None = None
+        self.writer_cluster: str | None = None
         self._turn = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
@@ -95,7 +110,23 @@ class ReplicaSet:
             await asyncio.sleep(self.settings.replica_check_interval)
 
     async def probe_all(self) -> None:
+        await self._read_writer_identity()
         await asyncio.gather(*(self.probe(replica) for replica in self.replicas))
+
+    async def _read_writer_identity(self) -> None:
+        if self.writer is None or self.writer.is_sqlite:
+            return
+        try:
+            async with asyncio.timeout(min(2.0, self.settings.connect_timeout)):
+                rows = await self.writer.query("SELECT @@server_id AS server_id")
+                status = await self.writer.query(
+                    "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_state_uuid'"
+                )
+        except Exception:  # the writer being away is the health check's to report
+            return
+        self.writer_server_id = int(rows[0]["server_id"]) if rows else None
+        cluster = str(status[0]["Value"]) if status else ""
+        self.writer_cluster = cluster or None
 
     async def probe(self, replica: Replica) -> None:
         """Refresh one reader's role, lag and usability (never raises)."""
@@ -122,7 +153,14 @@ class ReplicaSet:
             behind = status.get("Seconds_Behind_Master")
             replica.lag = None if behind is None else float(behind)
             limit = self.settings.max_replica_lag
-            if not replica.sql_running:
+            source = int(status.get("Master_Server_Id") or 0)  # 0: never connected yet
+            writer = self.writer_server_id
+            if source and writer is not None and source != writer:
+                replica.usable = False
+                replica.problem = (
+                    f"follows another primary (server id {source}; the writer's is {writer})"
+                )
+            elif not replica.sql_running:
                 replica.usable, replica.problem = False, "replication SQL thread stopped"
             elif replica.lag is None:
                 replica.usable, replica.problem = False, "replica lag unknown (IO thread down)"
@@ -136,8 +174,8 @@ class ReplicaSet:
         wsrep = {
             str(row["Variable_name"]).lower(): str(row["Value"])
             for row in await reader.query(
-                "SHOW GLOBAL STATUS WHERE Variable_name IN "
-                "('wsrep_ready','wsrep_local_state_comment','wsrep_cluster_status')"
+                "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready',"
+                "'wsrep_local_state_comment','wsrep_cluster_status','wsrep_cluster_state_uuid')"
             )
         }
         if wsrep.get("wsrep_cluster_status", "Disconnected") != "Disconnected":
@@ -146,9 +184,17 @@ class ReplicaSet:
                 wsrep.get("wsrep_local_state_comment") == "Synced"
                 and wsrep.get("wsrep_cluster_status") == "Primary"
             )
-            replica.lag = 0.0 if synced else None
-            replica.usable = synced
-            replica.problem = None if synced else "Galera node not synced"
+            cluster = wsrep.get("wsrep_cluster_state_uuid")
+            foreign = bool(self.writer_cluster and cluster and cluster != self.writer_cluster)
+            replica.lag = 0.0 if synced and not foreign else None
+            replica.usable = synced and not foreign
+            replica.problem = (
+                "a node of another Galera cluster than the writer's"
+                if foreign
+                else None
+                if synced
+                else "Galera node not synced"
+            )
             return
         replica.role, replica.lag, replica.usable = "standalone", 0.0, True
         replica.problem = "not a replica (no replication configured on this reader)"

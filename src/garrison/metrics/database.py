@@ -1,6 +1,7 @@
 """Database pool and query metrics, from SQLAlchemy engine and pool events.
 
-Pools are labelled ``writer`` and ``reader`` (the reader only when it is a separate engine).
+Pools are labelled ``writer`` and ``reader`` (the reader only when it is a separate engine),
+and the hot-path readers' driver pools ``reader/driver`` (and ``replica:…/driver``).
 Query durations are labelled by the statement's first keyword, never by its text.
 """
 
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
 from garrison.db.engine import Database
+from garrison.db.size import storage_bytes
 from garrison.metrics.registry import (
     DB_CLUSTER_SIZE,
     DB_POOL_CHECKED_OUT,
@@ -24,6 +26,8 @@ from garrison.metrics.registry import (
     DB_QUERY_DURATION,
     DB_REPLICA_USABLE,
     DB_REPLICATION_LAG,
+    DB_STORAGE_BYTES,
+    DB_STORAGE_WARN_BYTES,
     OTHER,
 )
 
@@ -63,6 +67,23 @@ def refresh_pool(db: Database) -> None:
     for index, engine in enumerate(db.reader_engines()):
         if engine is not db.engine:
             refresh_pool_gauges(engine.sync_engine.pool, _label(db, index))
+    # The hot-path readers' driver pools (``<reader>/driver``): open and in-use connections.
+    for index, reader in enumerate(db.fast_readers()):
+        stats = reader.pool_stats()
+        if stats is not None:
+            label = f"{_label(db, index)}/driver"
+            DB_POOL_SIZE.labels(label).set(stats[0])
+            DB_POOL_CHECKED_OUT.labels(label).set(stats[1])
+
+
+async def refresh_storage(db: Database, warn_mb: int | None) -> None:
+    """The database's storage figure (read at most once a minute) and its threshold."""
+    try:
+        DB_STORAGE_BYTES.set(await storage_bytes(db))
+    except Exception:  # the database being away is the health check's to report
+        return
+    if warn_mb is not None:
+        DB_STORAGE_WARN_BYTES.set(warn_mb * 1024 * 1024)
 
 
 async def refresh_replication(db: Database) -> None:

@@ -138,6 +138,18 @@ DB_CLUSTER_SIZE = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livemostrecent",
 )
+DB_STORAGE_BYTES = Gauge(
+    "garrison_db_storage_bytes",
+    "Storage the database takes: tables, indexes and their free space (SQLite: file and WAL).",
+    registry=REGISTRY,
+    multiprocess_mode="livemostrecent",
+)
+DB_STORAGE_WARN_BYTES = Gauge(
+    "garrison_db_storage_warn_bytes",
+    "The storage warning threshold (GARRISON_HEALTH__DATABASE_WARN_MB), when one is set.",
+    registry=REGISTRY,
+    multiprocess_mode="livemostrecent",
+)
 DB_QUERY_DURATION = Histogram(
     "garrison_db_query_duration_seconds",
     "Statement execution time, by pool and statement kind.",

@@ -23,6 +23,7 @@ from garrison import __version__
 from garrison.audit import service as audit_service
 from garrison.db.engine import Database
 from garrison.db.migrate import current_revisions, script_directory
+from garrison.db.size import storage_bytes
 from garrison.outbox import service as outbox_service
 from garrison.settings import HealthSettings, Settings
 from garrison.store.base import KeyValueStore
@@ -134,6 +135,8 @@ class HealthService:
         checks: list[tuple[str, str, Callable[[], Awaitable[list[CheckResult]]], Status]] = [
             ("database", "datastore", self._database, "fail"),
             ("disk", "system", self._disk, "fail"),
+            # A database growing past its threshold needs an operator soon, not now: warn.
+            ("database:storage", "datastore", self._storage, "warn"),
             # A backlog delays webhooks and e-mail but not the API: warn, never fail.
             ("outbox", "component", self._backlog, "warn"),
             # Without quorum the cluster refuses writes: fail. A lost node or replica: warn.
@@ -312,6 +315,24 @@ class HealthService:
         elif free_mb < self.settings.disk_warn_mb:
             status = "warn"
         return [CheckResult("disk:free", "system", status, free_mb, "MiB")]
+
+    async def _storage(self) -> list[CheckResult]:
+        used_mb = round(await storage_bytes(self.db) / (1024 * 1024), 1)
+        limit = self.settings.database_warn_mb
+        over = limit is not None and used_mb > limit
+        return [
+            CheckResult(
+                "database:storage",
+                "datastore",
+                "warn" if over else "pass",
+                used_mb,
+                "MiB",
+                output=f"the database takes {used_mb:g} MiB, over the {limit} MiB warning "
+                "threshold (GARRISON_HEALTH__DATABASE_WARN_MB)"
+                if over
+                else None,
+            )
+        ]
 
 
 def _age(now: datetime, moment: datetime | None) -> float:

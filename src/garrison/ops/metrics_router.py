@@ -18,7 +18,7 @@ from garrison.context import state
 from garrison.errors import NotFound, Unauthorized
 from garrison.gateway.client_ip import is_loopback
 from garrison.metrics import METRICS_PATH
-from garrison.metrics.database import refresh_pool, refresh_replication
+from garrison.metrics.database import refresh_pool, refresh_replication, refresh_storage
 from garrison.metrics.exposition import CONTENT_TYPE, exposition
 from garrison.runtime import runtime_of
 from garrison.settings import Settings
@@ -57,5 +57,6 @@ async def metrics(request: Request) -> Response:
     check_access(request, runtime.settings)
     refresh_pool(runtime.db)
     await refresh_replication(runtime.db)
+    await refresh_storage(runtime.db, runtime.settings.health.database_warn_mb)
     body = await run_in_threadpool(exposition, runtime.settings.metrics.multiproc_dir)
     return Response(body, media_type=CONTENT_TYPE)

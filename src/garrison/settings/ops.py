@@ -14,6 +14,11 @@ class HealthSettings(BaseModel):
     cache_seconds: float = Field(default=1.0, ge=0, le=60)
     disk_warn_mb: int = Field(default=1024, ge=0)
     disk_fail_mb: int = Field(default=100, ge=0)
+    database_warn_mb: int | None = Field(
+        default=None,
+        ge=1,
+        description="warn when the database takes more than this many MiB (none: report only)",
+    )
     backlog_warn_seconds: int = Field(
         default=300, ge=1, description="warn when an event has waited this long for the worker"
     )

@@ -17,6 +17,7 @@ class Thresholds:
     backup_max_age_hours: float
     disk_warn_mb: int
     backlog_warn_seconds: int
+    database_warn_mb: int | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> Thresholds:
@@ -30,4 +31,5 @@ class Thresholds:
             backup_max_age_hours=a.backup_max_age_hours,
             disk_warn_mb=settings.health.disk_warn_mb,
             backlog_warn_seconds=settings.health.backlog_warn_seconds,
+            database_warn_mb=settings.health.database_warn_mb,
         )

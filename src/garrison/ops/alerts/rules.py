@@ -23,6 +23,7 @@ RULES = (
     "db_query_p95",
     "replication_lag",
     "disk_free",
+    "database_storage",
     "backup_age",
     "outbox_backlog",
     "webhooks_disabled",
@@ -30,6 +31,7 @@ RULES = (
 )
 # components with a rule of their own (not repeated as component_unhealthy)
 _OWN_RULES = frozenset({"disk", "outbox"})
+_OWN_CHECKS = frozenset({"database:storage"})
 # Prometheus label sets → a key in the flat figures dict
 Figures = dict[tuple[str, ...], float]
 
@@ -191,18 +193,32 @@ def from_health(report: HealthReport, t: Thresholds) -> list[Finding]:
                 float(t.backlog_warn_seconds),
             )
         )
-    for _status, value, _ in _check(report, "replication:lag", "database:replicationLag"):
-        if value is not None:
+    for check in report.checks:  # one per reader (a lag it cannot tell: component_unhealthy)
+        if check.name == "database:replication" and check.observed_value is not None:
+            lag = float(check.observed_value)
             findings.append(
                 Finding(
                     "replication_lag",
-                    "replica",
-                    float(value) > t.replication_lag_seconds,
-                    f"replicas are {value} s behind",
-                    float(value),
+                    check.component_id or "replica",
+                    lag > t.replication_lag_seconds,
+                    f"{check.component_id or 'a replica'} is {lag:g} s behind",
+                    lag,
                     t.replication_lag_seconds,
                 )
             )
+    for status, value, _ in _check(report, "database:storage"):
+        limit = t.database_warn_mb
+        findings.append(
+            Finding(
+                "database_storage",
+                "database",
+                status != "pass",
+                f"the database takes {value} MiB"
+                + (f" (warn above {limit} MiB)" if limit is not None else ""),
+                float(value) if value is not None else None,
+                float(limit) if limit is not None else None,
+            )
+        )
     for _status, value, _ in _check(report, "backup:age"):
         if value is not None:
             findings.append(
@@ -230,7 +246,7 @@ def from_health(report: HealthReport, t: Thresholds) -> list[Finding]:
     by_component: dict[str, list[str]] = {}
     for check in report.checks:
         component = check.name.split(":", 1)[0]
-        if component in _OWN_RULES:
+        if component in _OWN_RULES or check.name in _OWN_CHECKS:
             continue
         if check.status != "pass":
             by_component.setdefault(component, []).append(
