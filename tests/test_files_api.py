@@ -349,16 +349,20 @@ async def test_an_idempotent_upload_is_stored_once(fa: FilesApp) -> None:
     assert await fa.objects() == [f"files/{first.json()['avatar']}"]
 
 
-@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
-async def test_a_second_upload_waits_for_the_first_to_count_its_bytes(settings: Settings) -> None:
+@pytest.mark.parametrize("fresh_database_url", ["mariadb"], indirect=True)
+async def test_a_second_upload_waits_for_the_first_to_count_its_bytes(
+    tmp_path: Path, fresh_database_url: str
+) -> None:
     """MariaDB, two app processes (SQLite runs one writer at a time): while one upload's
     transaction holds 600 of the owner's 1,000 bytes, another upload's quota check waits for
-    it, then counts those bytes and is refused."""
+    it, then counts those bytes and is refused. A database of its own: the rows it writes
+    have no objects, and other tests list every row."""
     from garrison.db.engine import Database
     from garrison.files import service
     from garrison.files.errors import StorageQuotaExceeded
     from tests.conftest import migrated
 
+    settings = make_settings(tmp_path, database_url=fresh_database_url)
     await migrated(settings)
     owner = f"user-{uuid.uuid4().hex[:12]}"
 
