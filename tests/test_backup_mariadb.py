@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -24,6 +25,7 @@ from tests.conftest import make_settings
 from tests.services import unavailable
 
 pytestmark = pytest.mark.slow
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +139,40 @@ class Archiving:
         until(lambda: self.shipped() > than, "the archiver shipped nothing new")
 
 
+def _changes_then_drop(
+    server: PrivateMariaDB, settings: Settings, live: str, changes: Callable[[], T]
+) -> tuple[datetime, T]:
+    """With the log archived: ``changes()``, the moment after them, then ``DROP TABLE notes``
+    in a later second (the binlog's clock has one-second steps), archived too."""
+    with Archiving(settings) as archiving:
+        until(lambda: archiving.archiver.state is not None, "archiver did not start")
+        before = archiving.shipped()
+        made = changes()
+        moment = datetime.now(UTC)
+        archiving.wait_for_more(before)
+        until(
+            lambda: datetime.now(UTC).replace(microsecond=0) > moment.replace(microsecond=0),
+            "clock",
+        )
+        shipped = archiving.shipped()
+        sql(server, "DROP TABLE notes", live)
+        archiving.wait_for_more(shipped)
+    return moment, made
+
+
+def _restore_to(env: dict[str, str], moment: datetime, target_url: str) -> Any:
+    return cli_json(
+        env,
+        "backup",
+        "restore",
+        "--latest",
+        "--to-time",
+        moment.isoformat(),
+        "--target",
+        target_url,
+    )
+
+
 def test_point_in_time_restore_drop_table(server: PrivateMariaDB, tmp_path: Path) -> None:
     live = _live(server)
     env = _env(tmp_path, server.database_url(live))
@@ -149,36 +185,18 @@ def test_point_in_time_restore_drop_table(server: PrivateMariaDB, tmp_path: Path
     made = cli_json(env, "backup", "create")
     assert made["tables"] == {"notes": 100}
     assert made["position"]["binlog_file"].startswith("mysql-bin.")
-    with Archiving(settings) as archiving:
-        until(lambda: archiving.archiver.state is not None, "archiver did not start")
-        before = archiving.shipped()
+
+    def changes() -> str:
         sql(server, "INSERT INTO notes (body) VALUES ('after the full 1')", live)
         sql(server, "FLUSH BINARY LOGS")  # the log continues in a new file
         sql(server, "INSERT INTO notes (body) VALUES ('after the full 2')", live)
         gtid = sql(server, "SELECT @@gtid_binlog_pos")
         sql(server, "UPDATE notes SET body = 'changed after the gtid' WHERE id = 1", live)
-        moment = datetime.now(UTC)
-        archiving.wait_for_more(before)
-        # The binlog's clock has one-second steps: the drop happens in a later second.
-        until(
-            lambda: datetime.now(UTC).replace(microsecond=0) > moment.replace(microsecond=0),
-            "clock",
-        )
-        shipped = archiving.shipped()
-        sql(server, "DROP TABLE notes", live)
-        archiving.wait_for_more(shipped)
+        return gtid
 
+    moment, gtid = _changes_then_drop(server, settings, live, changes)
     target = f"restored_{uuid.uuid4().hex[:6]}"
-    done = cli_json(
-        env,
-        "backup",
-        "restore",
-        "--latest",
-        "--to-time",
-        moment.isoformat(),
-        "--target",
-        server.database_url(target),
-    )
+    done = _restore_to(env, moment, server.database_url(target))
     assert done["tables"] == {"notes": 102}
     assert done["logs_replayed"] == 2
     assert sql(server, "SELECT body FROM notes WHERE id = 1", target) == "changed after the gtid"
@@ -346,31 +364,14 @@ def test_a_physical_backup_restores_to_a_point_in_time(
     # The copy holds InnoDB pages, whose rows are in clear text before sealing.
     assert KNOWN_VALUE.encode() not in stored_bytes(tmp_path / "var" / "backups")
 
-    with Archiving(settings) as archiving:
-        until(lambda: archiving.archiver.state is not None, "archiver did not start")
-        before = archiving.shipped()
-        sql(server, "INSERT INTO notes (body) VALUES ('after the physical full')", live)
-        moment = datetime.now(UTC)
-        archiving.wait_for_more(before)
-        until(
-            lambda: datetime.now(UTC).replace(microsecond=0) > moment.replace(microsecond=0),
-            "clock",
-        )
-        shipped = archiving.shipped()
-        sql(server, "DROP TABLE notes", live)
-        archiving.wait_for_more(shipped)
-
-    target = f"physical_{uuid.uuid4().hex[:6]}"
-    done = cli_json(
-        env,
-        "backup",
-        "restore",
-        "--latest",
-        "--to-time",
-        moment.isoformat(),
-        "--target",
-        server.database_url(target),
+    moment, _ = _changes_then_drop(
+        server,
+        settings,
+        live,
+        lambda: sql(server, "INSERT INTO notes (body) VALUES ('after the physical full')", live),
     )
+    target = f"physical_{uuid.uuid4().hex[:6]}"
+    done = _restore_to(env, moment, server.database_url(target))
     assert done["tables"] == {"notes": 101}
     assert sql(server, "SELECT body FROM notes WHERE id = 101", target) == "after the physical full"
     assert sql(server, "SELECT body FROM notes WHERE id = 1", target) == f"{KNOWN_VALUE}-0"
