@@ -361,8 +361,7 @@ class S3Storage:
 
 
 def local_root(settings: Settings) -> Path | None:
-    """The directory the local backend keeps the objects in; None when they are on S3 (the
-    backups take the directory; a bucket is backed up by its replication)."""
+    """The directory the local backend keeps the objects in; None when they are on S3."""
     files = settings.files
     if files.backend == "s3":
         return None

@@ -54,8 +54,8 @@ class Manifest(BaseModel):
     artifacts: list[Artifact]
     tables: dict[str, int] = Field(default_factory=dict)
     position: Position = Field(default_factory=Position)
-    # Uploaded files in the backup (the local file backend's directory): how many; None when
-    # the backup holds none (objects on S3, or a backup from before files were taken).
+    # Uploaded files in the backup (local directory or S3 objects): how many; None when
+    # the backup holds none (a backup from before files were taken).
     files: int | None = None
     version: int = 1
 

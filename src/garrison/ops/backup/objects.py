@@ -1,20 +1,24 @@
-"""Uploaded files in backups: the local file backend's directory, as one tar archive
-sealed like the database artifact (zstd, AES-256-GCM stream, SHA-256 in the manifest).
-
-Objects on S3-compatible storage are not copied into the backup: a bucket is made durable by
-the files feature's replication to a second bucket or region, and by the storage's own
-versioning. A restore writes the files into a directory the operator names (``--files-to``),
-never over a directory that holds anything.
+"""Uploaded files in backups: every object of the files storage, as one tar archive sealed
+like the database artifact (zstd, AES-256-GCM stream, SHA-256 in the manifest). The local
+backend's directory is archived as it is; objects on S3-compatible storage are fetched one by
+one into the spool (a tar header needs the size) and archived under their keys, so both
+archives have the local backend's layout. A restore writes the files into a directory the
+operator names (``--files-to``), never over a directory that holds anything: point the local
+backend at it, or copy it into a bucket (``aws s3 sync DIR s3://bucket/prefix``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import tarfile
 from pathlib import Path
 
 from garrison.ops.backup.errors import ArtifactDamaged, TargetRefused
+from garrison.ops.backup.storage import _missing
+from garrison.settings import Settings
 
 KEY = "files.tar.zst.enc"
+PREFIXES = ("files", "thumbs")  # every key the files feature writes starts with one of these
 
 
 def pack(root: Path, out: Path) -> int:
@@ -27,6 +31,38 @@ def pack(root: Path, out: Path) -> int:
             if path.is_file() and not path.is_symlink():
                 archive.add(path, arcname=str(path.relative_to(root)), recursive=False)
                 count += 1
+    return count
+
+
+def pack_storage(settings: Settings, out: Path, spool: Path) -> int:
+    """Every object of the (S3) files storage into the tar archive ``out``; their count. An
+    object deleted between the listing and its download (the sweeper) is left out."""
+    return asyncio.run(_pack_storage(settings, out, spool))
+
+
+async def _pack_storage(settings: Settings, out: Path, spool: Path) -> int:
+    from garrison.files.storage import open_primary
+
+    storage = open_primary(settings)
+    part = spool / "object"
+    count = 0
+    try:
+        with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as archive:
+            for prefix in PREFIXES:
+                async for key, _modified in storage.list(prefix):
+                    try:
+                        with part.open("wb") as handle:
+                            async for chunk in storage.read(key):
+                                handle.write(chunk)
+                    except Exception as exc:
+                        if _missing(exc):
+                            continue
+                        raise
+                    archive.add(part, arcname=key, recursive=False)
+                    count += 1
+    finally:
+        part.unlink(missing_ok=True)
+        await storage.close()
     return count
 
 

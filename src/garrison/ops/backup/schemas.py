@@ -23,7 +23,7 @@ class BackupOut(BaseModel):
     key_id: str
     position: Position
     tables: dict[str, int]
-    files: int | None = None  # uploaded files held (None: none, e.g. the objects are on S3)
+    files: int | None = None  # uploaded files held (None: a backup from before files were taken)
     verification: Verification | None = None
 
     @classmethod

@@ -143,15 +143,16 @@ def create_full_sync(ctx: Context) -> Manifest:
     return result
 
 
-def _pack_files(ctx: Context, backup_id: str, tmp: Path, artifacts: list[Artifact]) -> int | None:
-    """The uploaded files (local backend), after the database snapshot, as a second
-    artifact; their count, or None when the objects are on S3."""
+def _pack_files(ctx: Context, backup_id: str, tmp: Path, artifacts: list[Artifact]) -> int:
+    """The uploaded files, after the database snapshot, as a second artifact; their count."""
     root = local_root(ctx.settings)
-    if root is None:
-        return None
-    ctx.progress.step(f"uploaded files under {root}")
     archive, sealed_path = tmp / "files.tar", tmp / "files.enc"
-    count = objects.pack(root, archive)
+    if root is None:
+        ctx.progress.step(f"uploaded files in s3://{ctx.settings.files.s3_bucket}")
+        count = objects.pack_storage(ctx.settings, archive, tmp)
+    else:
+        ctx.progress.step(f"uploaded files under {root}")
+        count = objects.pack(root, archive)
     sealed = artifact.seal(
         _metered(artifact.read_chunks(archive), ctx.progress), ctx.keyring, sealed_path
     )
@@ -327,8 +328,8 @@ def restore_sync(
             files = _fetch_files(ctx, found, tmp)
             if files is None:
                 raise BackupNotFound(
-                    f"backup {found.id} holds no uploaded files (taken before they were included,"
-                    " or they are on S3); restore without --files-to"
+                    f"backup {found.id} holds no uploaded files (taken before they were "
+                    "included); restore without --files-to"
                 )
         result = _restore_database(
             ctx,
