@@ -30,3 +30,15 @@ def cli_json(env: dict[str, str], *args: str) -> Any:
 
 def stored_bytes(root: Path) -> bytes:
     return b"".join(path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file())
+
+
+def backed_up_with_files(env: dict[str, str], store: Path, files: int) -> Any:
+    """``garrison backup create`` with ``files`` uploaded files in it: counted in the
+    manifest, no known value in clear text in ``store``, and ``verify`` passes; the manifest."""
+    made = cli_json(env, "backup", "create")
+    assert made["files"] == files
+    assert KNOWN_VALUE.encode() not in stored_bytes(store)
+    verified = cli_json(env, "backup", "verify", made["id"])
+    assert verified["ok"] is True, verified
+    assert f"{files} uploaded files" in verified["detail"]
+    return made

@@ -245,3 +245,23 @@ async def drop_all_collections(db: Any) -> None:
                 except CollectionReferenced:
                     continue
                 left.remove(name)
+
+
+def private_sql(port: int, statement: str, database: str = "mysql", *, batch: bool = True) -> str:
+    """Run ``statement`` with the ``mariadb`` client against a private server on ``port``
+    (root, no password); its output (tab-separated without headers, unless ``batch`` is off)."""
+    client = ["mariadb", "--protocol=TCP", "-h127.0.0.1", f"-P{port}", "-uroot"]
+    done = subprocess.run(
+        [
+            *client,
+            *(["--batch", "--skip-column-names"] if batch else []),
+            database,
+            "-e",
+            statement,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()

@@ -19,7 +19,14 @@ from garrison.ops.backup.schedule import BackupJobs, due_slot
 from garrison.ops.backup.storage import LocalStorage
 from garrison.settings import Settings
 from tests.authkit import auth_app, bearer
-from tests.backupkit import KNOWN_VALUE, SECRET, cli, cli_json, stored_bytes
+from tests.backupkit import (
+    KNOWN_VALUE,
+    SECRET,
+    backed_up_with_files,
+    cli,
+    cli_json,
+    stored_bytes,
+)
 from tests.conftest import make_settings
 
 
@@ -77,12 +84,7 @@ def test_uploaded_files_are_backed_up_verified_and_restored(
     (objects / "ab" / "cd").mkdir(parents=True)
     (objects / "ab" / "cd" / "one").write_bytes(f"{KNOWN_VALUE} in a file".encode())
     (objects / "two").write_bytes(bytes(range(256)) * 100)
-    made = cli_json(env, "backup", "create")
-    assert made["files"] == 2
-    assert KNOWN_VALUE.encode() not in stored_bytes(tmp_path / "var" / "backups")
-    verified = cli_json(env, "backup", "verify", made["id"])
-    assert verified["ok"] is True, verified
-    assert "2 uploaded files" in verified["detail"]
+    made = backed_up_with_files(env, tmp_path / "var" / "backups", 2)
 
     busy = tmp_path / "busy"
     busy.mkdir()

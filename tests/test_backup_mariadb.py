@@ -5,7 +5,6 @@ artifacts in a real SeaweedFS S3 gateway."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from garrison.ops.backup.storage import LocalStorage, S3Storage
 from garrison.settings import Settings
 from tests.backupkit import KNOWN_VALUE, SECRET, cli, cli_json, stored_bytes
 from tests.conftest import make_settings
+from tests.helpers import private_sql
 from tests.services import unavailable
 
 pytestmark = pytest.mark.slow
@@ -57,25 +57,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 
 
 def sql(server: PrivateMariaDB, statement: str, database: str = "mysql") -> str:
-    done = subprocess.run(
-        [
-            "mariadb",
-            "--protocol=TCP",
-            "-h127.0.0.1",
-            f"-P{server.port}",
-            "-uroot",
-            "--batch",
-            "--skip-column-names",
-            database,
-            "-e",
-            statement,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return private_sql(server.port, statement, database)
 
 
 def exists(server: PrivateMariaDB, database: str) -> bool:

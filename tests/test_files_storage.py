@@ -355,7 +355,7 @@ def test_objects_on_s3_travel_in_backups(s3: SeaweedS3, bucket: str, tmp_path: P
     """With the files on S3, a full backup fetches every object into its sealed files
     archive (counted, unreadable in the backup store, checked by verify); a restore writes
     them into a directory with the local backend's layout."""
-    from tests.backupkit import KNOWN_VALUE, SECRET, cli_json, stored_bytes
+    from tests.backupkit import KNOWN_VALUE, SECRET, backed_up_with_files, cli_json
 
     prefix = f"backed-{uuid.uuid4().hex[:8]}/"
 
@@ -377,12 +377,7 @@ def test_objects_on_s3_travel_in_backups(s3: SeaweedS3, bucket: str, tmp_path: P
             for name, value in s3_settings(s3, bucket, prefix).items()
         },
     }
-    made = cli_json(env, "backup", "create")
-    assert made["files"] == 2
-    assert KNOWN_VALUE.encode() not in stored_bytes(tmp_path / "var" / "backups")
-    verified = cli_json(env, "backup", "verify", made["id"])
-    assert verified["ok"] is True, verified
-    assert "2 uploaded files" in verified["detail"]
+    made = backed_up_with_files(env, tmp_path / "var" / "backups", 2)
 
     restored = tmp_path / "restored-files"
     target = f"sqlite:///{tmp_path / 'restored.db'}"

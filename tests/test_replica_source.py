@@ -4,7 +4,6 @@ writer beside it serves reads. Private ``mariadbd`` servers (never the shared on
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from garrison.ops.backup.servers import PrivateMariaDB
 from garrison.ops.health import HealthService
 from garrison.runtime import runtime_of
 from tests.conftest import make_settings, start
+from tests.helpers import private_sql
 from tests.services import unavailable
 
 pytestmark = pytest.mark.slow
@@ -26,15 +26,7 @@ Servers = tuple[PrivateMariaDB, PrivateMariaDB, PrivateMariaDB, PrivateMariaDB]
 
 
 def _sql(server: PrivateMariaDB, statement: str, *, batch: bool = True) -> str:
-    client = ["mariadb", "--protocol=TCP", "-h127.0.0.1", f"-P{server.port}", "-uroot"]
-    done = subprocess.run(
-        [*client, *(["--batch", "--skip-column-names"] if batch else []), "-e", statement],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return private_sql(server.port, statement, batch=batch)
 
 
 def _follow(replica: PrivateMariaDB, source: PrivateMariaDB) -> None:

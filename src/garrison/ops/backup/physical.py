@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL
 from garrison.ops.backup import mariadb
 from garrison.ops.backup.errors import ArtifactDamaged, BackupError, ToolMissing
 from garrison.ops.backup.manifest import Position
+from garrison.ops.backup.servers import terminate
 from garrison.ops.backup.tools import Conn, last_line, run_sql, tool
 
 METHOD = "mariadb-backup"
@@ -236,12 +237,6 @@ class ScratchServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, grace=60)
         self.proc = None
         shutil.rmtree(self.home, ignore_errors=True)

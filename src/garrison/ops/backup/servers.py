@@ -121,14 +121,19 @@ class PrivateMariaDB:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, grace=30)
         self.proc = None
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, *, grace: float) -> None:
+    """SIGTERM ``proc`` and wait for it; SIGKILL after ``grace`` seconds."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class SeaweedS3:
@@ -194,12 +199,6 @@ class SeaweedS3:
         _wait(lambda: _port_open(self.s3_port), time.monotonic() + timeout, "weed", self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, grace=3)
         self.proc = None
         self._log.close()
