@@ -71,8 +71,11 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"_env_file": None, "data_dir": tmp_path / "var"}
     # The health checks' 0.8 s budget is for failing fast in production; with the suite's
     # parallel processes on two cores a SQLite check can take longer and turn "pass" into
-    # "fail". Tests of the budget itself set their own.
-    values["health"] = {"check_timeout": 5.0}
+    # "fail". Tests of the budget itself set their own; other health settings a test passes
+    # are merged with it (replacing the section dropped the budget back to 0.8 s: a stressed
+    # run saw /api/health answer 503 in a test that only set disk thresholds).
+    health = overrides.pop("health", {})
+    values["health"] = {"check_timeout": 5.0, **health} if isinstance(health, dict) else health
     values.update(overrides)
     if shares_the_suite_database(values.get("database_url")):
         values.setdefault("secret_key", GOOD_SECRET)  # one installation per shared database
