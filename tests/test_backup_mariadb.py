@@ -19,6 +19,7 @@ from garrison.ops.backup.errors import BackupError, ToolMissing
 from garrison.ops.backup.servers import PrivateMariaDB, SeaweedS3
 from garrison.ops.backup.storage import LocalStorage, S3Storage
 from garrison.settings import Settings
+from tests import services
 from tests.backupkit import KNOWN_VALUE, SECRET, cli, cli_json, stored_bytes
 from tests.conftest import make_settings
 from tests.helpers import private_sql
@@ -361,3 +362,19 @@ def test_a_physical_backup_restores_to_a_point_in_time(
     verified = cli_json(env, "backup", "verify", made["id"])
     assert verified["ok"] is True, verified
     assert "100 rows match" in verified["detail"]
+
+
+@pytest.mark.parametrize("method", ["dump", "physical"])
+def test_a_server_without_a_binary_log_is_refused(tmp_path: Path, method: str) -> None:
+    """The suite's shared server runs without ``log_bin``: one line naming it, exit 1,
+    nothing stored (the physical method asks before it copies the data directory)."""
+    url = services.create_mysql_database()
+    try:
+        env = _env(tmp_path, url, GARRISON_BACKUP__METHOD=method)
+        code, out, err = cli(env, "backup", "create", "--json")
+        assert code == 1
+        assert "log_bin" in err.strip().splitlines()[-1]
+        assert not out.strip()
+        assert not stored_bytes(tmp_path / "var" / "backups")
+    finally:
+        services.drop_mysql_database(url)

@@ -74,6 +74,18 @@ class DumpScan:
                 self.position.gtid = match.group(1).decode()
 
 
+NO_BINLOG = (
+    "the server has no binary log to record the backup's position in: point-in-time restore "
+    "needs log_bin (and binlog_format=ROW)"
+)
+
+
+def require_binlog(conn: Conn, *, tools_dir: str | None) -> None:
+    """Refuse a full backup of a server without a binary log before any work is done."""
+    if run_sql(conn, "SELECT @@log_bin", tools_dir=tools_dir, database=False).strip() != "1":
+        raise BackupError(NO_BINLOG)
+
+
 def dump(conn: Conn, *, tools_dir: str | None, scan: DumpScan | None) -> Iterator[bytes]:
     """Stream a consistent logical dump of the database, feeding ``scan``, which also asks
     for the binary log position (a server without a binary log is dumped with ``None``)."""
@@ -109,10 +121,7 @@ def dump(conn: Conn, *, tools_dir: str | None, scan: DumpScan | None) -> Iterato
         return
     scan.close()
     if scan.position.binlog_file is None:
-        raise BackupError(
-            "mariadb-dump recorded no binlog position: the server needs log_bin "
-            "(and binlog_format=ROW) for point-in-time restore"
-        )
+        raise BackupError(NO_BINLOG)
 
 
 def server_identity(conn: Conn, *, tools_dir: str | None) -> str:

@@ -74,6 +74,7 @@ def backup(conn: Conn, target: Path, *, tools_dir: str | None) -> tuple[Position
     start) into ``target``; the binary log position of the copy and its tables' row counts."""
     binary = tool("mariadb-backup", tools_dir)
     datadir = _datadir(conn, tools_dir)
+    mariadb.require_binlog(conn, tools_dir=tools_dir)  # before copying the data directory
     # --no-defaults: the host's my.cnf may describe another server; mariadb-backup reads the
     # InnoDB layout from the running server it is connected to.
     _run(
@@ -107,10 +108,7 @@ def _position(prepared: Path) -> Position:
     info = prepared / "xtrabackup_binlog_info"
     fields = info.read_text().split() if info.exists() else []
     if len(fields) < 2:
-        raise BackupError(
-            "mariadb-backup recorded no binlog position: the server needs log_bin "
-            "(and binlog_format=ROW) for point-in-time restore"
-        )
+        raise BackupError(mariadb.NO_BINLOG)
     return Position(
         binlog_file=fields[0], binlog_pos=int(fields[1]), gtid=fields[2] if len(fields) > 2 else ""
     )

@@ -113,6 +113,7 @@ def create_full_sync(ctx: Context) -> Manifest:
                 shutil.rmtree(copy)
                 method, database = physical.METHOD, conn.database
             else:
+                mariadb.require_binlog(conn, tools_dir=ctx.tools_dir)
                 ctx.progress.step(f"mariadb-dump --single-transaction {conn.database}")
                 scan = mariadb.DumpScan()
                 chunks = mariadb.dump(conn, tools_dir=ctx.tools_dir, scan=scan)
